@@ -1,0 +1,32 @@
+{#
+  The days a partitioned model rebuilds. Dagster passes the partition window as vars
+  start_date / end_date (exclusive). A window touches the days whose rows changed in it:
+  an order updated today belongs to the day it was placed, a late event to the day it
+  happened. Those days are rebuilt whole from Silver, so rerunning a window is idempotent
+  and a late change reaches the right day.
+#}
+
+{% macro window_bound(name) -%}
+  {%- set value = var(name) -%}
+  {%- if value is none -%}{{ return(none) }}{%- endif -%}
+  {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}$', value | string) -%}
+    {{ exceptions.raise_compiler_error(name ~ ' must be YYYY-MM-DD, got ' ~ value) }}
+  {%- endif -%}
+  {{ return("date'" ~ value ~ "'") }}
+{%- endmacro %}
+
+
+{% macro in_window(column) -%}
+  {%- set start = window_bound('start_date') -%}
+  {%- set end = window_bound('end_date') -%}
+  {%- if start is none or end is none -%}
+    true
+  {%- else -%}
+    ({{ column }} >= {{ start }} and {{ column }} < {{ end }})
+  {%- endif -%}
+{%- endmacro %}
+
+
+{% macro touched_days(relation, day_column, changed_column) -%}
+  select distinct {{ day_column }} from {{ relation }} where {{ in_window(changed_column) }}
+{%- endmacro %}

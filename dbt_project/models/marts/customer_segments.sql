@@ -1,0 +1,58 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='insert_overwrite',
+    partition_by=['order_date'],
+    tags=['daily'],
+) }}
+
+with days as (
+    {{ touched_days(ref('stg_orders'), 'order_date', 'changed_date') }}
+),
+
+customers as (
+    select * from {{ ref('stg_customers') }}
+),
+
+sales as (
+    select * from {{ ref('fct_orders') }}
+    where is_sale and order_date in (select order_date from days)
+),
+
+segment_sizes as (
+    select
+        days.order_date,
+        customers.customer_segment,
+        count(*) as segment_customers
+    from days
+    inner join customers on to_date(customers.created_at) <= days.order_date
+    group by days.order_date, customers.customer_segment
+),
+
+activity as (
+    select
+        order_date,
+        customer_segment,
+        count(distinct customer_id) as active_customers,
+        count(distinct order_id) as orders,
+        cast(sum(amount) as decimal(18, 2)) as revenue
+    from sales
+    group by order_date, customer_segment
+),
+
+final as (
+    select
+        segment_sizes.customer_segment,
+        segment_sizes.segment_customers,
+        coalesce(activity.active_customers, 0) as active_customers,
+        coalesce(activity.orders, 0) as orders,
+        coalesce(activity.revenue, cast(0 as decimal(18, 2))) as revenue,
+        cast(activity.revenue / activity.active_customers as decimal(18, 2))
+            as revenue_per_active_customer,
+        segment_sizes.order_date
+    from segment_sizes
+    left join activity
+        on segment_sizes.order_date = activity.order_date
+        and segment_sizes.customer_segment = activity.customer_segment
+)
+
+select * from final

@@ -1,0 +1,83 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='insert_overwrite',
+    partition_by=['as_of_date'],
+    tags=['daily'],
+) }}
+
+{%- set start = window_bound('start_date') -%}
+{%- set end = window_bound('end_date') %}
+
+with days as (
+    {% if start is none or end is none -%}
+    select distinct snapshot_date as as_of_date from {{ ref('stg_inventory') }}
+    {%- else -%}
+    select explode(sequence({{ start }}, date_sub({{ end }}, 1))) as as_of_date
+    {%- endif %}
+),
+
+inventory as (
+    select * from {{ ref('stg_inventory') }}
+),
+
+latest_stock as (
+    -- the last known level of every product and warehouse, as of each day
+    select
+        days.as_of_date,
+        inventory.product_id,
+        inventory.warehouse_id,
+        max_by(inventory.stock_level, inventory.snapshot_date) as stock_level
+    from days
+    inner join inventory on inventory.snapshot_date <= days.as_of_date
+    group by days.as_of_date, inventory.product_id, inventory.warehouse_id
+),
+
+stock as (
+    select as_of_date, product_id, sum(stock_level) as stock_on_hand
+    from latest_stock
+    group by as_of_date, product_id
+),
+
+first_sale as (
+    select min(order_date) as first_order_date from {{ ref('fct_orders') }}
+),
+
+velocity as (
+    -- average units per day over the last velocity_days days (fewer while history is short)
+    select
+        days.as_of_date,
+        sales.product_id,
+        sum(sales.quantity) / least(
+            {{ var('velocity_days') }},
+            datediff(days.as_of_date, max(first_sale.first_order_date)) + 1
+        ) as units_per_day
+    from days
+    cross join first_sale
+    inner join {{ ref('fct_orders') }} as sales
+        on sales.is_sale
+        and sales.order_date > date_sub(days.as_of_date, {{ var('velocity_days') }})
+        and sales.order_date <= days.as_of_date
+    group by days.as_of_date, sales.product_id
+),
+
+products as (
+    select * from {{ ref('stg_products') }}
+),
+
+final as (
+    select
+        stock.product_id,
+        products.product_name,
+        products.category,
+        stock.stock_on_hand,
+        cast(velocity.units_per_day as decimal(12, 2)) as units_per_day,
+        cast(stock.stock_on_hand / velocity.units_per_day as decimal(12, 1)) as days_of_cover,
+        stock.as_of_date
+    from stock
+    inner join velocity
+        on stock.as_of_date = velocity.as_of_date and stock.product_id = velocity.product_id
+    inner join products on stock.product_id = products.product_id
+    where stock.stock_on_hand < velocity.units_per_day * {{ var('low_stock_days') }}
+)
+
+select * from final

@@ -1,0 +1,68 @@
+"""Gold assets: the dbt-spark marts, on the same Iceberg catalog as Bronze and Silver."""
+
+# No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetKey
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+from lakehouse_assets.partitions import daily_partitions, single_run, window_of
+from lakehouse_assets.resources import SparkResource, dbt_project
+
+
+class LakehouseTranslator(DagsterDbtTranslator):
+    """dbt models are ``[gold, <model>]`` in group ``gold``; sources name their Silver asset."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        if dbt_resource_props["resource_type"] == "model":
+            return AssetKey(["gold", dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "gold" if dbt_resource_props["resource_type"] == "model" else None
+
+
+translator = LakehouseTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+def _dbt_build(
+    context: AssetExecutionContext, dbt: DbtCliResource, spark: SparkResource, dbt_vars: dict
+) -> Iterator:
+    # dbt-spark starts its own Spark session in the dbt process; spark-defaults.conf gives it
+    # exactly the catalog, jars and master this run's Spark uses.
+    os.environ["SPARK_CONF_DIR"] = spark.conf_dir_for_external_sessions()
+    args = ["build"] + (["--vars", json.dumps(dbt_vars)] if dbt_vars else [])
+    yield from dbt.cli(args, context=context).stream()
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    select="tag:daily",
+    name="gold_daily",
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    dagster_dbt_translator=translator,
+)
+def gold_daily(context: AssetExecutionContext, dbt: DbtCliResource, spark: SparkResource):
+    """Daily marts: each run rebuilds the days its partition window changed."""
+    window = window_of(context)
+    dbt_vars = {"start_date": window.start.isoformat(), "end_date": window.end.isoformat()}
+    yield from _dbt_build(context, dbt, spark, dbt_vars)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    select="tag:current_state",
+    name="gold_current_state",
+    # Not partitioned, but it joins a single-run backfill of the daily graph as one step.
+    backfill_policy=single_run,
+    dagster_dbt_translator=translator,
+)
+def gold_current_state(context: AssetExecutionContext, dbt: DbtCliResource, spark: SparkResource):
+    """Dimensions: current state, rebuilt whole on every run."""
+    yield from _dbt_build(context, dbt, spark, {})

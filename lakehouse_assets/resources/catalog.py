@@ -1,0 +1,33 @@
+"""The same Iceberg catalog through pyiceberg: reading tables without starting a JVM."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pyiceberg.catalog.sql import SqlCatalog
+
+from spark_jobs.settings import CATALOG, LakehouseSetupError, Settings
+
+
+def sqlalchemy_uri(settings: Settings) -> str:
+    """The catalog's JDBC URI as SQLAlchemy wants it."""
+    uri = settings.catalog_uri
+    if uri.startswith("jdbc:sqlite:"):
+        return "sqlite:///" + uri.removeprefix("jdbc:sqlite:")
+    if uri.startswith("jdbc:postgresql://"):
+        creds = ""
+        if settings.catalog_user:
+            creds = f"{settings.catalog_user}:{settings.catalog_password}@"
+        return f"postgresql+psycopg2://{creds}{uri.removeprefix('jdbc:postgresql://')}"
+    raise LakehouseSetupError(f"pyiceberg cannot open catalog {uri}: use jdbc:sqlite or jdbc:postgresql")
+
+
+def open_catalog(settings: Settings) -> SqlCatalog:
+    # The name must equal Spark's catalog name: the JDBC catalog stores it with every table.
+    return SqlCatalog(CATALOG, uri=sqlalchemy_uri(settings), warehouse=settings.warehouse)
+
+
+class IcebergCatalogResource(ConfigurableResource):
+    """pyiceberg on the ``lakehouse`` catalog, for checks and reports that need no Spark."""
+
+    def catalog(self) -> SqlCatalog:
+        return open_catalog(Settings.from_env())

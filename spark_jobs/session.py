@@ -1,0 +1,173 @@
+"""Spark configuration for the lakehouse catalog, and the one function that starts a session.
+
+The same configuration reaches three places: the Dagster Spark resource, ``spark-submit`` of a
+job in this package, and dbt-spark's own session (through ``spark-defaults.conf`` written by
+``write_spark_defaults``). So Spark, dbt and pyiceberg all see one Iceberg catalog.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spark_jobs.settings import CATALOG, NAMESPACES, LakehouseSetupError, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+ICEBERG_WHEEL = "snowpark_connect_deps_iceberg"
+ICEBERG_JAR = "iceberg-spark-runtime-3.5_2.12-1.10.2.jar"
+SQLITE_JAR = Path("/usr/share/java/sqlite-jdbc.jar")
+SQLITE_JNI_DIR = Path("/usr/lib/x86_64-linux-gnu/jni")
+POSTGRES_JAR = Path("/usr/share/java/postgresql.jar")
+
+
+def iceberg_runtime_jar() -> Path:
+    spec = importlib.util.find_spec(ICEBERG_WHEEL)
+    if spec is None or not spec.submodule_search_locations:
+        raise LakehouseSetupError(
+            f"Iceberg Spark runtime missing: run `uv sync` (package {ICEBERG_WHEEL}==1.0.2)"
+        )
+    jar = Path(next(iter(spec.submodule_search_locations))) / "jars" / ICEBERG_JAR
+    if not jar.is_file():
+        raise LakehouseSetupError(f"{jar} not found: reinstall {ICEBERG_WHEEL}==1.0.2")
+    return jar
+
+
+def required_jars(settings: Settings) -> list[Path]:
+    """Jars for the catalog and the source database; a missing one names its Debian package."""
+    jars = [iceberg_runtime_jar()]
+    urls = (settings.catalog_uri, settings.source_url)
+    if any(u.startswith("jdbc:sqlite:") for u in urls):
+        if not SQLITE_JAR.is_file():
+            raise LakehouseSetupError(
+                f"SQLite JDBC driver missing ({SQLITE_JAR}): "
+                "apt-get install libxerial-sqlite-jdbc-java"
+            )
+        jars.append(SQLITE_JAR)
+    if any(u.startswith("jdbc:postgresql:") for u in urls):
+        if not POSTGRES_JAR.is_file():
+            raise LakehouseSetupError(
+                f"PostgreSQL JDBC driver missing ({POSTGRES_JAR}): "
+                "apt-get install libpostgresql-jdbc-java"
+            )
+        jars.append(POSTGRES_JAR)
+    for extra in settings.extra_jars:
+        if not Path(extra).is_file():
+            raise LakehouseSetupError(f"LAKEHOUSE_EXTRA_JARS names {extra}, which does not exist")
+        jars.append(Path(extra))
+    return jars
+
+
+def check_java() -> None:
+    if shutil.which("java") is None:
+        raise LakehouseSetupError(
+            "Java not found on PATH: install a JRE 17 (apt-get install openjdk-17-jre-headless)"
+        )
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Everything a Spark session needs to use the ``lakehouse`` Iceberg catalog."""
+    scratch = settings.scratch_dir
+    java_opts = f"-Djava.library.path={SQLITE_JNI_DIR} -Dderby.system.home={scratch}"
+    prefix = f"spark.sql.catalog.{CATALOG}"
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.driver.memory": settings.driver_memory,
+        "spark.jars": ",".join(str(j) for j in required_jars(settings)),
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.executor.extraJavaOptions": java_opts,
+        "spark.sql.extensions": (
+            "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+        ),
+        prefix: "org.apache.iceberg.spark.SparkCatalog",
+        f"{prefix}.type": "jdbc",
+        f"{prefix}.uri": settings.catalog_uri,
+        f"{prefix}.warehouse": settings.warehouse,
+        "spark.sql.defaultCatalog": CATALOG,
+        # Replacing a day replaces exactly that day, never the whole table.
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # No Hive metastore: the Iceberg catalog is the only catalog, so no metastore_db/.
+        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.warehouse.dir": str(scratch / "spark-warehouse"),
+        "spark.local.dir": str(scratch / "tmp"),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "8",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.enabled": "false",
+        # Python code that runs inside tasks (the landing reader) must import on every
+        # executor, also on a cluster whose workers have never seen this repository.
+        "spark.submit.pyFiles": str(scratch / "spark_jobs.zip"),
+    }
+    if settings.spark_master.startswith("local"):
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    if settings.catalog_uri.startswith("jdbc:sqlite:"):
+        # A JVM that touched the catalog holds a shared lock; WAL lets dbt and pyiceberg write.
+        conf[f"{prefix}.jdbc.journal_mode"] = "WAL"
+    if settings.catalog_user:
+        conf[f"{prefix}.jdbc.user"] = settings.catalog_user
+        conf[f"{prefix}.jdbc.password"] = settings.catalog_password
+    return conf
+
+
+def write_spark_defaults(settings: Settings) -> Path:
+    """Write ``spark-defaults.conf`` for processes that start Spark themselves (dbt, spark-sql)."""
+    conf_dir = settings.spark_conf_dir
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"{k} {v}" for k, v in spark_conf(settings).items()]
+    target = conf_dir / "spark-defaults.conf"
+    target.write_text("\n".join(lines) + "\n")
+    return conf_dir
+
+
+def prepare(settings: Settings) -> None:
+    """Fail fast on what a user must fix, and create the local folders Spark writes to."""
+    check_java()
+    required_jars(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.scratch_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    package_zip(settings)
+    if settings.catalog_uri.startswith("jdbc:sqlite:"):
+        Path(settings.catalog_uri.removeprefix("jdbc:sqlite:")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    if settings.warehouse.startswith("file://"):
+        Path(settings.warehouse.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+
+
+def build_session(settings: Settings, app_name: str = "lakehouse") -> SparkSession:
+    """Start (or reuse) the process's Spark session on the lakehouse catalog."""
+    from pyspark.sql import SparkSession
+
+    prepare(settings)
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    ensure_namespaces(spark)
+    return spark
+
+
+def package_zip(settings: Settings) -> Path:
+    """Zip ``spark_jobs`` for the executors (rebuilt per session, a few kB)."""
+    import zipfile
+
+    package = Path(__file__).resolve().parent
+    target = settings.scratch_dir / "spark_jobs.zip"
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    with zipfile.ZipFile(partial, "w") as archive:
+        for source in sorted(package.glob("*.py")):
+            archive.write(source, f"spark_jobs/{source.name}")
+    partial.replace(target)  # atomic: a running session never reads a half-written zip
+    return target
+
+
+def ensure_namespaces(spark: SparkSession) -> None:
+    for namespace in NAMESPACES:
+        # Identifiers come from the fixed NAMESPACES tuple, never from input.
+        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}")

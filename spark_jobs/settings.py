@@ -1,0 +1,85 @@
+"""Where the lakehouse lives and how to reach it: the one place that reads the environment.
+
+Everything has an embedded default under ``LAKEHOUSE_HOME`` (local Spark, a SQLite-backed
+Iceberg JDBC catalog, a local warehouse, a SQLite operational database and a local landing
+folder). Each default can be replaced by configuration alone: a PostgreSQL catalog or source
+database, a Spark cluster, an S3 landing bucket.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+CATALOG = "lakehouse"
+NAMESPACES = ("bronze", "silver", "gold")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class LakehouseSetupError(RuntimeError):
+    """Misconfiguration the user has to fix; the message is one line saying what to do."""
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    spark_master: str
+    driver_memory: str
+    catalog_uri: str
+    catalog_user: str
+    catalog_password: str
+    warehouse: str
+    source_url: str
+    source_user: str
+    source_password: str
+    landing: str
+    s3_endpoint_url: str
+    extra_jars: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(_env("LAKEHOUSE_HOME", str(REPO_ROOT / ".lakehouse"))).resolve()
+        extra = _env("LAKEHOUSE_EXTRA_JARS", "")
+        return cls(
+            home=home,
+            spark_master=_env("SPARK_MASTER", "local[*]"),
+            driver_memory=_env("SPARK_DRIVER_MEMORY", "4g"),
+            catalog_uri=_env("LAKEHOUSE_CATALOG_URI", f"jdbc:sqlite:{home / 'catalog.db'}"),
+            catalog_user=_env("LAKEHOUSE_CATALOG_USER", ""),
+            catalog_password=_env("LAKEHOUSE_CATALOG_PASSWORD", ""),
+            warehouse=_env("LAKEHOUSE_WAREHOUSE", (home / "warehouse").as_uri()),
+            source_url=_env("LAKEHOUSE_SOURCE_URL", f"jdbc:sqlite:{home / 'source.db'}"),
+            source_user=_env("LAKEHOUSE_SOURCE_USER", ""),
+            source_password=_env("LAKEHOUSE_SOURCE_PASSWORD", ""),
+            landing=_env("LAKEHOUSE_LANDING", str(home / "landing")),
+            s3_endpoint_url=_env("LAKEHOUSE_S3_ENDPOINT_URL", ""),
+            extra_jars=tuple(j for j in extra.split(",") if j),
+        )
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v not in (None, "")})
+
+    @property
+    def source_db_path(self) -> Path:
+        """The embedded operational database file (only meaningful for a SQLite source)."""
+        if not self.source_url.startswith("jdbc:sqlite:"):
+            raise LakehouseSetupError(
+                f"LAKEHOUSE_SOURCE_URL={self.source_url} is not a SQLite file; "
+                "the generator writes only the embedded SQLite source"
+            )
+        return Path(self.source_url.removeprefix("jdbc:sqlite:"))
+
+    @property
+    def spark_conf_dir(self) -> Path:
+        return self.home / "spark-conf"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Spark's and Derby's side files, kept out of the working directory."""
+        return self.home / "spark"

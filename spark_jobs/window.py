@@ -1,0 +1,51 @@
+"""A window of whole days: what a partition (or a single-run backfill of many) covers."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    start: date
+    end: date  # exclusive
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.start, date) or not isinstance(self.end, date):
+            raise TypeError("DayWindow takes datetime.date values")
+        if self.end <= self.start:
+            raise ValueError(f"empty window: {self.start} .. {self.end}")
+
+    @classmethod
+    def of_day(cls, day: date) -> DayWindow:
+        return cls(day, day + timedelta(days=1))
+
+    @classmethod
+    def from_datetimes(cls, start: datetime, end: datetime) -> DayWindow:
+        return cls(start.date(), end.date())
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
+
+    def __str__(self) -> str:
+        last = self.end - timedelta(days=1)
+        return self.start.isoformat() if last == self.start else f"{self.start}..{last}"
+
+
+def parse_args(description: str, argv: Sequence[str] | None = None) -> DayWindow:
+    """``--date D`` or ``--start D --end D`` (inclusive), as every job's command line takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--date", type=date.fromisoformat, help="one day, YYYY-MM-DD")
+    parser.add_argument("--start", type=date.fromisoformat, help="first day of a range")
+    parser.add_argument("--end", type=date.fromisoformat, help="last day of a range (inclusive)")
+    args = parser.parse_args(argv)
+    if args.date and not (args.start or args.end):
+        return DayWindow.of_day(args.date)
+    if args.start and args.end and not args.date:
+        return DayWindow(args.start, args.end + timedelta(days=1))
+    parser.error("give --date, or both --start and --end")
+    raise AssertionError  # parser.error exits
