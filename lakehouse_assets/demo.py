@@ -36,8 +36,17 @@ def run_job(settings: Settings, start: date, last: date) -> str:
     log = settings.home / "logs" / "demo-run.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "dagster", "job", "execute",
-        "-m", "lakehouse_assets.definitions", "-j", JOB, "--tags", json.dumps(tags),
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "lakehouse_assets.definitions",
+        "-j",
+        JOB,
+        "--tags",
+        json.dumps(tags),
     ]
     with log.open("w") as out:
         done = subprocess.run(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -88,7 +97,9 @@ def report(settings: Settings) -> None:
             for kind, n in counts.items():
                 if kind not in ("rows", "lines", "events", "late"):
                     injected[f"{source}.{kind}"] += n
-    print("  injected by the generator: " + ", ".join(f"{k} {v}" for k, v in sorted(injected.items())))
+    print(
+        "  injected by the generator: " + ", ".join(f"{k} {v}" for k, v in sorted(injected.items()))
+    )
     sales = pl.from_arrow(catalog.load_table("gold.agg_daily_sales").scan().to_arrow())
     print("\ngold.agg_daily_sales: top 10 by revenue")
     with pl.Config(tbl_rows=10, tbl_cols=12, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
@@ -109,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     began = time.monotonic()
     generate(settings, args.start, args.days, args.scale)
     timings["generate"] = time.monotonic() - began
-    print(f"generated {args.days} days ({args.scale}) from {args.start} in {timings['generate']:.1f}s")
+    print(
+        f"generated {args.days} days ({args.scale}) from {args.start} in {timings['generate']:.1f}s"
+    )
 
     began = time.monotonic()
     print(f"running {JOB} for {args.start}..{last} as one run (log: logs/demo-run.log) ...")

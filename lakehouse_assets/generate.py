@@ -100,7 +100,9 @@ def _epoch(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
-def _take_disjoint(rng: np.random.Generator, n: int, rates: dict[str, float]) -> dict[str, np.ndarray]:
+def _take_disjoint(
+    rng: np.random.Generator, n: int, rates: dict[str, float]
+) -> dict[str, np.ndarray]:
     """Disjoint random row sets, one per dirt kind, sized by rate (at least one if rate > 0)."""
     order = rng.permutation(n)
     out, at = {}, 0
@@ -391,19 +393,26 @@ class Generator:
             ts = np.concatenate([r_ts, s_ts])
             change = np.concatenate([r_change, s_change])
             reason = np.concatenate(
-                [np.where(i == 0, "initial", "restock").repeat(len(r_keys)), np.repeat("sale", len(s_keys))]
+                [
+                    np.where(i == 0, "initial", "restock").repeat(len(r_keys)),
+                    np.repeat("sale", len(s_keys)),
+                ]
             )
             order = np.lexsort((reason == "sale", ts, keys))
             keys, ts, change, reason = keys[order], ts[order], change[order], reason[order]
             running = np.cumsum(change)
             starts = np.r_[0, np.nonzero(np.diff(keys))[0] + 1]
-            group_base = np.repeat(running[starts] - change[starts], np.diff(np.r_[starts, len(keys)]))
+            group_base = np.repeat(
+                running[starts] - change[starts], np.diff(np.r_[starts, len(keys)])
+            )
             before = stock.copy()
             before[r_keys] -= r_change  # stock before this day's restocks
             level = before[keys] + running - group_base
             np.add.at(stock, s_keys, s_change)
             by_time = np.argsort(ts, kind="stable")
-            keys, ts, change, reason, level = (a[by_time] for a in (keys, ts, change, reason, level))
+            keys, ts, change, reason, level = (
+                a[by_time] for a in (keys, ts, change, reason, level)
+            )
             product = keys // w + 1
             partition = product % 3
             offset = np.empty(len(keys), dtype=np.int64)
@@ -495,9 +504,10 @@ def generate(
             "orders": (DDL["orders"], orders),
         },
     )
-    for i, day in enumerate(gen.day_list):
-        gen.manifest.add(day, "customers", {"rows": int((customers["updated_at"].str.slice(0, 10) == day.isoformat()).sum())})
-        gen.manifest.add(day, "products", {"rows": int((products["updated_at"].str.slice(0, 10) == day.isoformat()).sum())})
+    for name, frame in (("customers", customers), ("products", products)):
+        changed_on = frame["updated_at"].str.slice(0, 10).value_counts()
+        for day_text, n in changed_on.iter_rows():
+            gen.manifest.add(date.fromisoformat(day_text), name, {"rows": n})
     landing = Path(settings.landing)
     for i, day in enumerate(gen.day_list):
         _write_landing(landing, "clickstream", day, gen.clickstream_day(i))
@@ -523,7 +533,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     for day, sources in manifest.per_day.items():
         summary = ", ".join(
-            f"{src} {c.get('lines', c.get('rows', c.get('events', 0)))}" for src, c in sources.items()
+            f"{src} {c.get('lines', c.get('rows', c.get('events', 0)))}"
+            for src, c in sources.items()
         )
         print(f"{day}: {summary}")
     print(f"wrote {settings.source_db_path} and {settings.landing}")

@@ -1,6 +1,6 @@
 """Bronze: the sources as they were, plus lineage. Nothing is parsed, fixed or dropped here.
 
-    spark-submit spark_jobs/bronze.py --date 2026-01-01
+spark-submit spark_jobs/bronze.py --date 2026-01-01
 """
 
 from __future__ import annotations
@@ -87,9 +87,12 @@ def ingest_landing(
 LANDING_TABLES = {"clickstream": "clickstream", "inventory": "inventory_events"}
 
 
-def run(spark: SparkSession, settings: Settings, window: DayWindow, run_id: str) -> list[WriteResult]:
+def run(
+    spark: SparkSession, settings: Settings, window: DayWindow, run_id: str
+) -> list[WriteResult]:
     results = [
-        extract_source_table(spark, settings, table, window, run_id) for table in storage.SOURCE_TABLES
+        extract_source_table(spark, settings, table, window, run_id)
+        for table in storage.SOURCE_TABLES
     ]
     results += [
         ingest_landing(spark, settings, source, table, window, run_id)

@@ -78,7 +78,9 @@ def apply_rules(df: DataFrame, rules: Sequence[Rule]) -> tuple[DataFrame, DataFr
     return valid, bad
 
 
-def keep_first(df: DataFrame, keys: Sequence[str], order: Sequence[Column]) -> tuple[DataFrame, DataFrame]:
+def keep_first(
+    df: DataFrame, keys: Sequence[str], order: Sequence[Column]
+) -> tuple[DataFrame, DataFrame]:
     """One row per key (the first by ``order``); rows with a NULL key are all kept.
 
     Returns (kept, dropped duplicates).
@@ -91,7 +93,9 @@ def keep_first(df: DataFrame, keys: Sequence[str], order: Sequence[Column]) -> t
         has_key = has_key & F.col(key).isNotNull()
     ranked = df.withColumn(
         "_rank",
-        F.when(has_key, F.row_number().over(Window.partitionBy(*keys).orderBy(*order))).otherwise(1),
+        F.when(has_key, F.row_number().over(Window.partitionBy(*keys).orderBy(*order))).otherwise(
+            1
+        ),
     )
     kept = ranked.where(F.col("_rank") == 1).drop("_rank")
     dropped = ranked.where(F.col("_rank") > 1).drop("_rank")

@@ -104,17 +104,19 @@ def quarantine_rows(bad: DataFrame, key: Column, run_id: str) -> DataFrame:
 
 
 def _json_rules(parsed: str, field_rules: list[Rule]) -> list[Rule]:
-    """A line that is not JSON at all breaks that one rule; field rules apply to the rest."""
+    """A line that is not JSON, or has a field of the wrong type, breaks that one rule.
+
+    Field rules apply to the lines that parsed cleanly: a retyped ``user_id`` is a schema
+    problem, not also a missing ``user_id``.
+    """
     F = _F()
     not_json = F.from_json(F.col("_bronze.raw_line"), "map<string,string>").isNull()
+    mismatch = ~not_json & F.col(f"{parsed}._corrupt").isNotNull()
+    clean = ~not_json & ~mismatch
     return [
         Rule("malformed_json", not_json, "the line is a JSON object"),
-        Rule(
-            "schema_mismatch",
-            ~not_json & F.col(f"{parsed}._corrupt").isNotNull(),
-            "every field has its expected type",
-        ),
-        *[Rule(r.name, ~not_json & r.fails, r.description) for r in field_rules],
+        Rule("schema_mismatch", mismatch, "every field has its expected type"),
+        *[Rule(r.name, clean & r.fails, r.description) for r in field_rules],
     ]
 
 
@@ -146,7 +148,13 @@ def clean_customers(bronze: DataFrame, run_id: str) -> Split:
     valid, bad = apply_rules(latest, CUSTOMER_RULES())
     return Split(
         valid.select(
-            "customer_id", "name", "email", "segment", "region", "created_at", "updated_at",
+            "customer_id",
+            "name",
+            "email",
+            "segment",
+            "region",
+            "created_at",
+            "updated_at",
             F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
             F.lit(run_id).alias("_run_id"),
         ),
@@ -183,7 +191,12 @@ def clean_products(bronze: DataFrame, run_id: str) -> Split:
     valid, bad = apply_rules(latest, PRODUCT_RULES())
     return Split(
         valid.select(
-            "product_id", "name", "category", "unit_price", "unit_cost", "updated_at",
+            "product_id",
+            "name",
+            "category",
+            "unit_price",
+            "unit_cost",
+            "updated_at",
             F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
             F.lit(run_id).alias("_run_id"),
         ),
@@ -242,14 +255,21 @@ def clean_orders(
     known_products = products.select(
         F.col("product_id").alias("_pid"), F.lit(True).alias("_product_found")
     ).distinct()
-    checked = latest.join(
-        known_customers, latest.customer_id == known_customers._cid, "left"
-    ).join(known_products, latest.product_id == known_products._pid, "left")
+    checked = latest.join(known_customers, latest.customer_id == known_customers._cid, "left").join(
+        known_products, latest.product_id == known_products._pid, "left"
+    )
     valid, bad = apply_rules(checked, order_rules())
     return Split(
         valid.select(
-            "order_id", "customer_id", "product_id", "quantity", "amount", "status",
-            "order_ts", F.to_date("order_ts").alias("order_date"), "updated_at",
+            "order_id",
+            "customer_id",
+            "product_id",
+            "quantity",
+            "amount",
+            "status",
+            "order_ts",
+            F.to_date("order_ts").alias("order_date"),
+            "updated_at",
             F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
             F.lit(run_id).alias("_run_id"),
         ),
@@ -280,7 +300,9 @@ def clean_clickstream(bronze: DataFrame, earlier_event_ids: DataFrame | None, ru
     parsed = _bronze_record(bronze).withColumn(
         "j",
         F.from_json(
-            "raw_line", CLICKSTREAM_JSON, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
+            "raw_line",
+            CLICKSTREAM_JSON,
+            {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"},
         ),
     )
     typed = parsed.select(
@@ -299,14 +321,17 @@ def clean_clickstream(bronze: DataFrame, earlier_event_ids: DataFrame | None, ru
     if earlier_event_ids is not None:
         seen = earlier_event_ids.select(F.col("event_id").alias("_seen")).distinct()
         kept = kept.join(seen, kept.event_id == seen._seen, "left")
-        duplicates = duplicates.unionByName(
-            kept.where(F.col("_seen").isNotNull()).drop("_seen")
-        )
+        duplicates = duplicates.unionByName(kept.where(F.col("_seen").isNotNull()).drop("_seen"))
         kept = kept.where(F.col("_seen").isNull()).drop("_seen")
     valid, bad = apply_rules(kept, CLICKSTREAM_RULES())
     return Split(
         valid.select(
-            "event_id", "user_id", "session_id", "event_type", "page_url", "event_ts",
+            "event_id",
+            "user_id",
+            "session_id",
+            "event_type",
+            "page_url",
+            "event_ts",
             F.to_date("event_ts").alias("event_date"),
             F.hour("event_ts").alias("event_hour"),
             F.get_json_object("properties", "$.product_id").cast("long").alias("product_id"),
@@ -355,7 +380,9 @@ def clean_inventory_events(bronze: DataFrame, products: DataFrame, run_id: str) 
     parsed = _bronze_record(bronze).withColumn(
         "j",
         F.from_json(
-            "raw_line", INVENTORY_JSON, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
+            "raw_line",
+            INVENTORY_JSON,
+            {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"},
         ),
     )
     typed = parsed.select(
@@ -427,7 +454,10 @@ def _write(
         name = storage.table_name("silver", table)
         write_valid(valid, name)
         storage.replace_window(
-            quarantined, storage.table_name("silver", f"{table}_quarantine"), BRONZE_PARTITION, window
+            quarantined,
+            storage.table_name("silver", f"{table}_quarantine"),
+            BRONZE_PARTITION,
+            window,
         )
         return SilverResult(
             table=name,
@@ -447,7 +477,11 @@ def run_customers(spark: SparkSession, window: DayWindow, run_id: str) -> Silver
     bronze = _bronze(spark, "customers", window)
     split = clean_customers(bronze, run_id)
     return _write(
-        spark, "customers", bronze, split, window,
+        spark,
+        "customers",
+        bronze,
+        split,
+        window,
         lambda df, name: storage.merge_latest(df, name, "customer_id"),
     )
 
@@ -456,7 +490,11 @@ def run_products(spark: SparkSession, window: DayWindow, run_id: str) -> SilverR
     bronze = _bronze(spark, "products", window)
     split = clean_products(bronze, run_id)
     return _write(
-        spark, "products", bronze, split, window,
+        spark,
+        "products",
+        bronze,
+        split,
+        window,
         lambda df, name: storage.merge_latest(df, name, "product_id"),
     )
 
@@ -470,7 +508,11 @@ def run_orders(spark: SparkSession, window: DayWindow, run_id: str) -> SilverRes
         run_id,
     )
     return _write(
-        spark, "orders", bronze, split, window,
+        spark,
+        "orders",
+        bronze,
+        split,
+        window,
         lambda df, name: storage.merge_latest(df, name, "order_id", "order_date"),
     )
 
@@ -484,7 +526,11 @@ def run_clickstream(spark: SparkSession, window: DayWindow, run_id: str) -> Silv
         earlier = spark.table(name).where(storage.window_condition("ingest_date", lookback))
     split = clean_clickstream(bronze, earlier, run_id)
     return _write(
-        spark, "clickstream", bronze, split, window,
+        spark,
+        "clickstream",
+        bronze,
+        split,
+        window,
         lambda df, target: storage.replace_window(df, target, "ingest_date", window),
     )
 
@@ -498,7 +544,11 @@ def run_inventory(spark: SparkSession, window: DayWindow, run_id: str) -> Silver
     try:
         stock = Split(daily_stock(events, run_id), split.quarantined, split.duplicates)
         result = _write(
-            spark, "inventory", bronze, stock, window,
+            spark,
+            "inventory",
+            bronze,
+            stock,
+            window,
             lambda df, target: storage.replace_window(df, target, "snapshot_date", window),
         )
         # Silver rows are daily aggregates here; the reconciliation counts events.

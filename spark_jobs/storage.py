@@ -24,7 +24,9 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 JDBC_DRIVERS = {"jdbc:sqlite:": "org.sqlite.JDBC", "jdbc:postgresql:": "org.postgresql.Driver"}
 
-LANDING_LINE_SCHEMA = "_partition_date date, _source_file string, _line_number long, raw_line string"
+LANDING_LINE_SCHEMA = (
+    "_partition_date date, _source_file string, _line_number long, raw_line string"
+)
 
 
 def table_name(layer: str, table: str) -> str:
@@ -85,7 +87,9 @@ def landing_filesystem(landing: str, s3_endpoint_url: str = "") -> tuple[pafs.Fi
     return pafs.LocalFileSystem(), landing.rstrip("/")
 
 
-def list_landing_files(settings: Settings, source: str, window: DayWindow) -> list[tuple[date, str]]:
+def list_landing_files(
+    settings: Settings, source: str, window: DayWindow
+) -> list[tuple[date, str]]:
     """``(day, path)`` of every ``*.jsonl`` object landed for the source in the window."""
     if source not in LANDING_SOURCES:
         raise ValueError(f"unknown landing source {source!r}; expected one of {LANDING_SOURCES}")
@@ -186,9 +190,9 @@ def merge_latest(df: DataFrame, name: str, key: str, partition_column: str | Non
     df.createOrReplaceTempView(view)
     try:
         df.sparkSession.sql(
-            "MERGE INTO {target} t USING {source} s ON t.{key} = s.{key} "
+            f"MERGE INTO {name} t USING {view} s ON t.{key} = s.{key} "
             "WHEN MATCHED AND s.updated_at >= t.updated_at THEN UPDATE SET * "
-            "WHEN NOT MATCHED THEN INSERT *".format(target=name, source=view, key=key)
+            "WHEN NOT MATCHED THEN INSERT *"
         )
     finally:
         df.sparkSession.catalog.dropTempView(view)

@@ -18,7 +18,9 @@ def sqlalchemy_uri(settings: Settings) -> str:
         if settings.catalog_user:
             creds = f"{settings.catalog_user}:{settings.catalog_password}@"
         return f"postgresql+psycopg2://{creds}{uri.removeprefix('jdbc:postgresql://')}"
-    raise LakehouseSetupError(f"pyiceberg cannot open catalog {uri}: use jdbc:sqlite or jdbc:postgresql")
+    raise LakehouseSetupError(
+        f"pyiceberg cannot open catalog {uri}: use jdbc:sqlite or jdbc:postgresql"
+    )
 
 
 def open_catalog(settings: Settings) -> SqlCatalog:

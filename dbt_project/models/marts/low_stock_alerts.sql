@@ -39,11 +39,15 @@ stock as (
 ),
 
 first_sale as (
-    select min(order_date) as first_order_date from {{ ref('fct_orders') }}
+    select product_id, min(order_date) as first_order_date
+    from {{ ref('fct_orders') }}
+    where is_sale
+    group by product_id
 ),
 
 velocity as (
-    -- average units per day over the last velocity_days days (fewer while history is short)
+    -- average units per day over the last velocity_days days, or since the product's first
+    -- sale when that is more recent (a new product is not diluted by days it did not exist)
     select
         days.as_of_date,
         sales.product_id,
@@ -52,11 +56,11 @@ velocity as (
             datediff(days.as_of_date, max(first_sale.first_order_date)) + 1
         ) as units_per_day
     from days
-    cross join first_sale
     inner join {{ ref('fct_orders') }} as sales
         on sales.is_sale
         and sales.order_date > date_sub(days.as_of_date, {{ var('velocity_days') }})
         and sales.order_date <= days.as_of_date
+    inner join first_sale on sales.product_id = first_sale.product_id
     group by days.as_of_date, sales.product_id
 ),
 

@@ -1,0 +1,62 @@
+"""Hand-built sources for tests: an operational database and landing files, row by row."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from datetime import date
+from pathlib import Path
+
+from lakehouse_assets.generate import DDL
+from spark_jobs.settings import Settings
+
+
+def write_source_db(settings: Settings, tables: dict[str, list[tuple]]) -> None:
+    """Replace the embedded operational database with exactly these rows."""
+    path = settings.source_db_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with sqlite3.connect(path) as con:
+        for name, ddl in DDL.items():
+            con.execute(ddl)
+            rows = tables.get(name, [])
+            if rows:
+                marks = ", ".join("?" for _ in rows[0])
+                con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
+
+
+def write_landing(settings: Settings, source: str, day: date, lines: list[str | dict]) -> None:
+    folder = Path(settings.landing) / source / day.isoformat()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    text = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines)
+    (folder / "part-00000.jsonl").write_text(text + "\n")
+
+
+def click(event_id: str, event_type: str, product_id: int, ts: str, user_id: int = 1) -> dict:
+    return {
+        "event_id": event_id,
+        "user_id": user_id,
+        "session_id": f"s-{user_id}",
+        "event_type": event_type,
+        "page_url": f"/products/{product_id}",
+        "timestamp": ts,
+        "properties": {"product_id": product_id},
+    }
+
+
+def stock_event(offset: int, product_id: int, change: int, level: int, ts: str) -> dict:
+    return {
+        "topic": "inventory-events",
+        "partition": 0,
+        "offset": offset,
+        "key": str(product_id),
+        "event_id": f"inv-{offset}",
+        "product_id": product_id,
+        "warehouse_id": "wh-1",
+        "change": change,
+        "stock_level": level,
+        "reason": "sale" if change < 0 else "restock",
+        "event_ts": ts,
+    }

@@ -1,0 +1,72 @@
+"""The code location loads, and its graph is the one the README describes."""
+
+from dagster import AssetKey, BackfillPolicy, DailyPartitionsDefinition
+
+from lakehouse_assets.definitions import defs
+
+GRAPH = defs.resolve_asset_graph()
+
+BRONZE = {"customers", "products", "orders", "clickstream", "inventory_events"}
+SILVER = {"customers", "products", "orders", "clickstream", "inventory"}
+GOLD_DAILY = {
+    "fct_orders",
+    "agg_daily_sales",
+    "customer_segments",
+    "product_funnel",
+    "low_stock_alerts",
+}
+GOLD_DIMS = {"dim_customers", "dim_products"}
+
+
+def keys(layer: str) -> set[str]:
+    return {k.path[1] for k in GRAPH.get_all_asset_keys() if k.path[0] == layer}
+
+
+def test_every_table_is_an_asset_keyed_layer_table():
+    assert keys("bronze") == BRONZE
+    assert keys("silver") == SILVER | {f"{t}_quarantine" for t in SILVER}
+    assert keys("gold") == GOLD_DAILY | GOLD_DIMS
+    assert all(len(k.path) == 2 for k in GRAPH.get_all_asset_keys())
+
+
+def test_group_is_the_layer_and_every_asset_has_a_description():
+    for key in GRAPH.get_all_asset_keys():
+        node = GRAPH.get(key)
+        assert node.group_name == key.path[0], key
+        assert node.description and node.description.strip(), key
+
+
+def test_daily_data_is_daily_partitioned_with_single_run_backfills():
+    for key in GRAPH.get_all_asset_keys():
+        node = GRAPH.get(key)
+        if key.path[1] in GOLD_DIMS:
+            assert node.partitions_def is None
+            continue
+        assert isinstance(node.partitions_def, DailyPartitionsDefinition), key
+        assert node.backfill_policy == BackfillPolicy.single_run(), key
+
+
+def test_silver_feeds_the_dbt_models():
+    parents = lambda model: GRAPH.get(AssetKey(["gold", model])).parent_keys  # noqa: E731
+    assert AssetKey(["silver", "orders"]) in parents("fct_orders")
+    assert AssetKey(["silver", "customers"]) in parents("fct_orders")
+    assert AssetKey(["silver", "products"]) in parents("fct_orders")
+    assert AssetKey(["silver", "clickstream"]) in parents("product_funnel")
+    assert AssetKey(["silver", "inventory"]) in parents("low_stock_alerts")
+    assert AssetKey(["gold", "fct_orders"]) in parents("agg_daily_sales")
+    assert AssetKey(["bronze", "orders"]) in GRAPH.get(AssetKey(["silver", "orders"])).parent_keys
+
+
+def test_dbt_tests_are_asset_checks():
+    checked = {k.asset_key.path[1] for k in GRAPH.asset_check_keys}
+    assert {"fct_orders", "agg_daily_sales", "dim_customers"} <= checked
+
+
+def test_main_job_runs_in_one_process():
+    job = defs.resolve_job_def("daily_lakehouse")
+    assert job.executor_def.name == "in_process"
+    assert {k.path[0] for k in job.asset_layer.executable_asset_keys} == {
+        "bronze",
+        "silver",
+        "gold",
+    }

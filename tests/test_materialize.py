@@ -1,0 +1,240 @@
+"""Materialise one hand-built day through Dagster and check the figures a user relies on.
+
+Keys start at 1,000,000 and the day is 2026-03-10, so nothing here meets other tests' rows.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from dagster import materialize
+
+from lakehouse_assets.bronze import bronze_assets
+from lakehouse_assets.gold import gold_current_state, gold_daily
+from lakehouse_assets.resources import SparkResource, dbt_resource
+from lakehouse_assets.silver import silver_assets
+from tests.builders import click, stock_event, write_landing, write_source_db
+
+DAY = date(2026, 3, 10)
+PARTITION = DAY.isoformat()
+ALICE, BOB = 1_000_001, 1_000_002
+LAMP, BOOK = 1_000_010, 1_000_011
+T = "2026-03-10 08:00:00"
+
+ASSETS = [*bronze_assets, *silver_assets, gold_daily, gold_current_state]
+RESOURCES = {"spark": SparkResource(), "dbt": dbt_resource}
+
+
+def hand_built_day(settings):
+    write_source_db(
+        settings,
+        {
+            "customers": [
+                (ALICE, "Alice", "alice@example.com", "consumer", "north", T, T),
+                (BOB, "Bob", "bob@example.com", "corporate", "south", T, T),
+            ],
+            "products": [
+                (LAMP, "Lamp", "home", 19.99, 8.50, T),
+                (BOOK, "Book", "books", 12.50, 5.25, T),
+            ],
+            "orders": [
+                (
+                    5_000_001,
+                    ALICE,
+                    LAMP,
+                    2,
+                    39.98,
+                    "placed",
+                    "2026-03-10 09:00:00",
+                    "2026-03-10 09:00:00",
+                ),
+                (
+                    5_000_002,
+                    ALICE,
+                    BOOK,
+                    1,
+                    12.50,
+                    "delivered",
+                    "2026-03-10 09:10:00",
+                    "2026-03-10 15:00:00",
+                ),
+                (
+                    5_000_003,
+                    BOB,
+                    LAMP,
+                    3,
+                    59.97,
+                    "shipped",
+                    "2026-03-10 10:00:00",
+                    "2026-03-10 18:00:00",
+                ),
+                (
+                    5_000_004,
+                    BOB,
+                    BOOK,
+                    1,
+                    12.50,
+                    "cancelled",
+                    "2026-03-10 11:00:00",
+                    "2026-03-10 12:00:00",
+                ),
+                (
+                    5_000_005,
+                    BOB,
+                    BOOK,
+                    1,
+                    -12.50,
+                    "placed",
+                    "2026-03-10 11:30:00",
+                    "2026-03-10 11:30:00",
+                ),
+                (
+                    5_000_006,
+                    ALICE,
+                    LAMP,
+                    1,
+                    19.99,
+                    "placed",
+                    "2026-03-10 20:00:00",
+                    "2026-03-10 20:00:00",
+                ),
+            ],
+        },
+    )
+    write_landing(
+        settings,
+        "clickstream",
+        DAY,
+        [
+            click("c1", "view", LAMP, "2026-03-10T08:55:00Z"),
+            click("c2", "view", LAMP, "2026-03-10T08:56:00Z"),
+            click("c3", "view", LAMP, "2026-03-10T09:50:00Z", user_id=2),
+            click("c4", "add_to_cart", LAMP, "2026-03-10T08:58:00Z"),
+            click("c5", "add_to_cart", LAMP, "2026-03-10T09:55:00Z", user_id=2),
+            click("c6", "purchase", LAMP, "2026-03-10T09:00:00Z"),
+            click("c7", "view", BOOK, "2026-03-10T09:05:00Z"),
+            click("c7", "view", BOOK, "2026-03-10T09:05:00Z"),  # redelivered
+            '{"event_id": "c8", "user_id": 1, "event_type": "vi',  # truncated
+        ],
+    )
+    write_landing(
+        settings,
+        "inventory",
+        DAY,
+        [
+            stock_event(1, LAMP, 10, 10, "2026-03-10T00:00:00Z"),
+            stock_event(2, LAMP, -2, 8, "2026-03-10T09:00:00Z"),
+            stock_event(3, LAMP, -3, 5, "2026-03-10T10:00:00Z"),
+            stock_event(4, LAMP, -1, 4, "2026-03-10T20:00:00Z"),
+            stock_event(5, BOOK, 100, 100, "2026-03-10T00:00:00Z"),
+            stock_event(6, BOOK, -1, 99, "2026-03-10T09:10:00Z"),
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def day_materialised(spark, settings):
+    hand_built_day(settings)
+    first = materialize(ASSETS, partition_key=PARTITION, resources=RESOURCES)
+    assert first.success
+    return first
+
+
+def rows(spark, table, where):
+    return spark.table(f"lakehouse.{table}").where(where).collect()
+
+
+def test_daily_sales_to_the_cent(spark, day_materialised):
+    got = {
+        (r.category, r.region, r.customer_segment): (
+            r.orders,
+            r.unique_customers,
+            r.quantity,
+            r.revenue,
+            r.avg_order_value,
+            r.profit,
+            r.margin_pct,
+        )
+        for r in rows(spark, "gold.agg_daily_sales", f"order_date = '{PARTITION}'")
+    }
+    D = Decimal
+    assert got == {
+        # orders 1 and 6: 39.98 + 19.99 revenue, 3 lamps at 8.50 cost
+        ("home", "north", "consumer"): (2, 1, 3, D("59.97"), D("29.99"), D("34.47"), D("57.48")),
+        ("books", "north", "consumer"): (1, 1, 1, D("12.50"), D("12.50"), D("7.25"), D("58.00")),
+        ("home", "south", "corporate"): (1, 1, 3, D("59.97"), D("59.97"), D("34.47"), D("57.48")),
+        # Bob's book: one order cancelled (not a sale), one with a negative amount (quarantined)
+    }
+
+
+def test_bad_rows_are_quarantined_and_accounted_for(spark, day_materialised):
+    quarantined = rows(spark, "silver.orders_quarantine", f"_partition_date = '{PARTITION}'")
+    assert [(r.record_key, r.rules) for r in quarantined] == [("5000005", ["amount_non_negative"])]
+    clicks = rows(spark, "silver.clickstream_quarantine", f"_partition_date = '{PARTITION}'")
+    assert [r.rules for r in clicks] == [["malformed_json"]]
+    meta = day_materialised.asset_materializations_for_node("silver_clickstream")[0].metadata
+    assert (meta["bronze_rows"].value, meta["silver_rows"].value) == (9, 7)
+    assert (meta["quarantined"].value, meta["duplicates_removed"].value) == (1, 1)
+
+
+def test_fct_orders_profit_and_customer_segments(spark, day_materialised):
+    fct = {r.order_id: r for r in rows(spark, "gold.fct_orders", f"order_date = '{PARTITION}'")}
+    assert sorted(fct) == [5_000_001, 5_000_002, 5_000_003, 5_000_004, 5_000_006]
+    assert fct[5_000_003].profit == Decimal("34.47")  # 59.97 - 3 * 8.50
+    assert fct[5_000_004].is_sale is False
+    segments = {
+        r.customer_segment: (r.segment_customers, r.active_customers, r.orders, r.revenue)
+        for r in rows(spark, "gold.customer_segments", f"order_date = '{PARTITION}'")
+    }
+    assert segments["consumer"] == (1, 1, 3, Decimal("72.47"))
+    assert segments["corporate"] == (1, 1, 1, Decimal("59.97"))
+
+
+def test_product_funnel_counts(spark, day_materialised):
+    funnel = {
+        r.product_id: (r.views, r.add_to_carts, r.purchase_events, r.orders, r.units)
+        for r in rows(spark, "gold.product_funnel", f"event_date = '{PARTITION}'")
+    }
+    assert funnel == {LAMP: (3, 2, 1, 3, 6), BOOK: (1, 0, 0, 2, 2)}
+
+
+def test_low_stock_alerts_flag_the_lamp_only(spark, day_materialised):
+    alerts = rows(spark, "gold.low_stock_alerts", f"as_of_date = '{PARTITION}'")
+    # 4 lamps left, 6 sold today (its first day): 0.7 days of cover. 99 books at 1 a day: fine.
+    assert [(r.product_id, r.stock_on_hand, r.units_per_day, r.days_of_cover) for r in alerts] == [
+        (LAMP, 4, Decimal("6.00"), Decimal("0.7"))
+    ]
+
+
+def test_rematerialising_the_day_changes_nothing(spark, day_materialised):
+    lineage = {"_run_id", "_ingested_at", "_quarantined_at", "record"}
+    tables = [
+        "bronze.orders",
+        "bronze.clickstream",
+        "silver.orders",
+        "silver.orders_quarantine",
+        "silver.clickstream",
+        "silver.inventory",
+        "gold.fct_orders",
+        "gold.agg_daily_sales",
+        "gold.product_funnel",
+        "gold.low_stock_alerts",
+        "gold.dim_customers",
+    ]
+
+    def snapshot():
+        out = {}
+        for table in tables:
+            df = spark.table(f"lakehouse.{table}")
+            keep = [c for c in df.columns if c not in lineage]
+            out[table] = sorted(tuple(r) for r in df.select(keep).collect())
+        return out
+
+    before = snapshot()
+    assert materialize(ASSETS, partition_key=PARTITION, resources=RESOURCES).success
+    after = snapshot()
+    for table in tables:
+        assert after[table] == before[table], table
+    assert len(before["gold.fct_orders"]) >= 5
