@@ -88,7 +88,8 @@ def report(settings: Settings) -> None:
         if frame.is_empty():
             print(f"  silver.{table}: none")
             continue
-        by_rule = frame.explode("rules").group_by("rules").len().sort("len", descending=True)
+        by_rule = frame.explode("rules").group_by("rules").len()
+        by_rule = by_rule.sort(["len", "rules"], descending=[True, False])
         rules = ", ".join(f"{r} {n}" for r, n in by_rule.iter_rows())
         print(f"  silver.{table}: {frame.height} rows ({rules})")
     injected = defaultdict(int)

@@ -324,7 +324,11 @@ class Generator:
                 ).to_struct(),
             }
         )
-        lines = frame.sample(fraction=1.0, shuffle=True, seed=int(rng.integers(1 << 31)))
+        dirty_rows = np.zeros(n, dtype=bool)
+        for rows in dirty.values():
+            dirty_rows[rows] = True
+        order = rng.permutation(n)
+        lines = frame[order]
         counts = {
             "events": n,
             "late": len(late),
@@ -332,19 +336,33 @@ class Generator:
             "unknown_event_type": len(dirty["unknown_event_type"]),
         }
         out = self._dirty_lines(
-            lines.write_ndjson().encode().splitlines(), d.duplicate_events, counts, "duplicates"
+            lines.write_ndjson().encode().splitlines(),
+            d.duplicate_events,
+            counts,
+            "duplicates",
+            clean=~dirty_rows[order],
         )
         self.manifest.add(self.day_list[i], "clickstream", counts)
         return out
 
     def _dirty_lines(
-        self, lines: list[bytes], dup_rate: float, counts: dict[str, int], dup_name: str
+        self,
+        lines: list[bytes],
+        dup_rate: float,
+        counts: dict[str, int],
+        dup_name: str,
+        clean: np.ndarray | None = None,
     ) -> list[bytes]:
-        """Truncate some lines (malformed JSON) and repeat others (at-least-once delivery)."""
+        """Truncate some lines (malformed JSON) and repeat others (at-least-once delivery).
+
+        Only lines with no other dirt are picked, so each dirty line breaks exactly one rule.
+        """
         rng = self.rng
+        candidates = np.arange(len(lines)) if clean is None else np.nonzero(clean)[0]
         picks = _take_disjoint(
-            rng, len(lines), {"malformed": self.dirt.malformed_lines, dup_name: dup_rate}
+            rng, len(candidates), {"malformed": self.dirt.malformed_lines, dup_name: dup_rate}
         )
+        picks = {kind: candidates[rows] for kind, rows in picks.items()}
         arr = np.array(lines, dtype=object)
         for at in picks["malformed"]:  # only the few dirty rows, never every row
             arr[at] = arr[at][: len(arr[at]) // 2]

@@ -1,81 +1,284 @@
-"""Row-level rules: a row that breaks any rule goes to quarantine with the names of the rules.
+"""Quality rules, declared once beside each table, with Delta-Live-Tables-style actions.
 
-A rule is a name and a condition that is true when the row *fails*. Conditions that would be
-NULL count as passing, so each rule must say how it treats NULL (the ``*_not_null`` rules do).
+A row rule is a name, a condition that is true when the row *fails*, and an action:
+- ``warn``: keep the row, count it;
+- ``drop``: move the row to quarantine with the rule's name, keep going (it escalates to a
+  failure when more than ``fail_above`` of the batch breaks it: that is an upstream outage,
+  not dirt);
+- ``fail``: quarantine the row and fail the check with ERROR severity, which blocks everything
+  downstream of the table for that run.
+
+A table check looks at the whole batch or table (uniqueness, row-count band, freshness,
+schema, reconciliation). Both become Dagster asset checks; this module knows nothing of
+Dagster, only of DataFrames and verdicts.
+
+Conditions that evaluate to NULL count as passing, so each rule says how it treats NULL
+(the ``*_not_null`` rules do).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
+Action = Literal["warn", "drop", "fail"]
 RULES_COLUMN = "_rules_failed"
+WARNINGS_COLUMN = "_rules_warned"
+SAMPLE_SIZE = 5
+
+
+def _F():
+    from pyspark.sql import functions as F
+
+    return F
 
 
 @dataclass(frozen=True)
 class Rule:
+    """A row-level rule. ``fails`` builds the Column lazily (it needs a SparkContext)."""
+
     name: str
-    fails: Column
+    kind: str
+    fails: Callable[[], Column]
+    action: Action = "drop"
     description: str = ""
+    fail_above: float | None = 0.5
+
+    def __post_init__(self) -> None:
+        if self.action not in ("warn", "drop", "fail"):
+            raise ValueError(f"rule {self.name}: unknown action {self.action!r}")
+
+    @property
+    def blocking(self) -> bool:
+        return self.action != "warn"
+
+    def where(self, guard: Callable[[], Column]) -> Rule:
+        """The same rule, applied only to rows for which ``guard`` is true."""
+        inner = self.fails
+        return Rule(
+            self.name,
+            self.kind,
+            lambda: guard() & inner(),
+            self.action,
+            self.description,
+            self.fail_above,
+        )
 
 
 @dataclass(frozen=True)
-class Split:
-    """What validation made of a batch: kept rows, quarantined rows, duplicates dropped."""
+class TableCheck:
+    """A check on the whole batch or table: unique, row_count_band, freshness, schema, ..."""
 
-    valid: DataFrame
-    quarantined: DataFrame
-    duplicates: DataFrame
+    name: str
+    kind: str
+    action: Action
+    description: str
+    params: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def blocking(self) -> bool:
+        return self.action == "fail"
 
 
-def not_null(column: str) -> Rule:
-    from pyspark.sql import functions as F
+@dataclass(frozen=True)
+class TableRules:
+    """Every rule and check of one table, in one declaration."""
 
-    return Rule(f"{column}_not_null", F.col(column).isNull(), f"{column} is required")
+    rows: tuple[Rule, ...] = ()
+    checks: tuple[TableCheck, ...] = ()
+
+    @property
+    def all(self) -> list[Rule | TableCheck]:
+        return [*self.rows, *self.checks]
 
 
-def accepted_values(column: str, values: Sequence[str]) -> Rule:
-    from pyspark.sql import functions as F
+@dataclass(frozen=True)
+class Verdict:
+    """What one rule or check found in one batch."""
 
+    name: str
+    action: Action
+    passed: bool
+    severity: Literal["WARN", "ERROR"]
+    failing_rows: int
+    description: str
+    sample: list[str] = field(default_factory=list)
+    per_day: dict[str, int] = field(default_factory=dict)
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """passed, warned or failed: the words of the daily quality score."""
+        if self.passed:
+            return "passed"
+        return "failed" if self.severity == "ERROR" else "warned"
+
+
+# ------------------------------------------------------------------ row rules
+def not_null(column: str, action: Action = "drop") -> Rule:
     return Rule(
-        f"{column}_accepted",
-        F.col(column).isNotNull() & ~F.col(column).isin(list(values)),
-        f"{column} in {sorted(values)}",
+        f"{column}_not_null",
+        "not_null",
+        lambda: _F().col(column).isNull(),
+        action,
+        f"{column} is present",
     )
 
 
-def at_least(column: str, minimum: float, strict: bool = False) -> Rule:
-    from pyspark.sql import functions as F
-
-    fails = F.col(column) <= minimum if strict else F.col(column) < minimum
-    word = "positive" if strict and minimum == 0 else "non_negative" if minimum == 0 else "min"
-    return Rule(f"{column}_{word}", fails, f"{column} {'>' if strict else '>='} {minimum}")
-
-
-def parses(raw: str, typed: str, name: str | None = None) -> Rule:
-    """The raw value is present but did not convert to its type (e.g. a bad timestamp)."""
-    from pyspark.sql import functions as F
-
+def accepted_values(column: str, values: Sequence[str], action: Action = "drop") -> Rule:
+    allowed = list(values)
     return Rule(
-        name or f"{typed}_valid",
-        F.col(raw).isNotNull() & F.col(typed).isNull(),
+        f"{column}_accepted",
+        "accepted_values",
+        lambda: _F().col(column).isNotNull() & ~_F().col(column).isin(allowed),
+        action,
+        f"{column} in {sorted(allowed)}",
+    )
+
+
+def between(
+    column: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    name: str | None = None,
+    strict_low: bool = False,
+    action: Action = "drop",
+) -> Rule:
+    def fails() -> Column:
+        F = _F()
+        out = F.lit(False)
+        if low is not None:
+            out = out | (F.col(column) <= low if strict_low else F.col(column) < low)
+        if high is not None:
+            out = out | (F.col(column) > high)
+        return out
+
+    lo = "" if low is None else f"{'>' if strict_low else '>='} {low}"
+    hi = "" if high is None else f"<= {high}"
+    return Rule(
+        name or f"{column}_between",
+        "between",
+        fails,
+        action,
+        f"{column} {lo}{' and ' if lo and hi else ''}{hi}",
+    )
+
+
+def parses(raw: str, typed: str, action: Action = "drop") -> Rule:
+    """The raw value is present but did not convert to its type (e.g. a bad timestamp)."""
+    return Rule(
+        f"{typed}_valid",
+        "parses",
+        lambda: _F().col(raw).isNotNull() & _F().col(typed).isNull(),
+        action,
         f"{raw} converts to its type",
     )
 
 
-def apply_rules(df: DataFrame, rules: Sequence[Rule]) -> tuple[DataFrame, DataFrame]:
-    """Split into (rows that pass every rule, rows that fail one or more with the rule names)."""
-    from pyspark.sql import functions as F
+def references(column: str, found: str, target: str, name: str, action: Action = "drop") -> Rule:
+    """Referential integrity: ``found`` is the joined key from ``target`` (NULL when absent)."""
+    return Rule(
+        name,
+        "references",
+        lambda: _F().col(column).isNotNull() & _F().col(found).isNull(),
+        action,
+        f"{column} references {target}",
+    )
 
-    failed = F.array(*[F.when(F.coalesce(r.fails, F.lit(False)), F.lit(r.name)) for r in rules])
-    marked = df.withColumn(RULES_COLUMN, F.filter(failed, lambda name: name.isNotNull()))
-    valid = marked.where(F.size(RULES_COLUMN) == 0).drop(RULES_COLUMN)
-    bad = marked.where(F.size(RULES_COLUMN) > 0)
-    return valid, bad
+
+# ------------------------------------------------------------------ table checks
+def unique(columns: Sequence[str], action: Action = "fail") -> TableCheck:
+    cols = list(columns)
+    return TableCheck(
+        f"unique_{'_'.join(cols)}",
+        "unique",
+        action,
+        f"one row per {', '.join(cols)}",
+        {"columns": cols},
+    )
+
+
+def row_count_band(low: float = 0.5, high: float = 2.0, lookback_days: int = 7) -> TableCheck:
+    return TableCheck(
+        "row_count_in_band",
+        "row_count_band",
+        "warn",
+        f"each day's rows within {low}x..{high}x the mean of the previous {lookback_days} days",
+        {"low": low, "high": high, "lookback_days": lookback_days},
+    )
+
+
+def freshness(column: str, max_lag_hours: float, action: Action = "warn") -> TableCheck:
+    return TableCheck(
+        f"{column}_fresh",
+        "freshness",
+        action,
+        f"each day's latest {column} is within {max_lag_hours}h of the day's end",
+        {"column": column, "max_lag_hours": max_lag_hours},
+    )
+
+
+def schema(required: dict[str, str], action: Action = "fail") -> TableCheck:
+    """Expected source columns (or JSON fields) and types; a removed or retyped one fails."""
+    return TableCheck(
+        "schema",
+        "schema",
+        action,
+        "required fields present with their types: "
+        + ", ".join(f"{k} {v}" for k, v in required.items()),
+        {"required": dict(required)},
+    )
+
+
+def new_fields(known: Sequence[str]) -> TableCheck:
+    return TableCheck(
+        "no_new_fields",
+        "new_fields",
+        "warn",
+        "incoming records carry no fields beyond the known ones (Bronze keeps them anyway)",
+        {"known": list(known)},
+    )
+
+
+def reconciles() -> TableCheck:
+    return TableCheck(
+        "bronze_reconciles",
+        "reconciles",
+        "fail",
+        "Bronze rows = Silver rows + quarantined rows + duplicates removed",
+    )
+
+
+# ------------------------------------------------------------------ applying row rules
+def apply_rules(df: DataFrame, rules: Sequence[Rule]) -> tuple[DataFrame, DataFrame]:
+    """Split into (kept rows, quarantined rows).
+
+    Kept rows carry ``_rules_warned`` (names of warn rules they broke); quarantined rows carry
+    ``_rules_failed`` (names of drop/fail rules they broke, warn rules excluded).
+    """
+    F = _F()
+
+    def names(selected: Sequence[Rule]) -> Column:
+        flagged = [F.when(F.coalesce(r.fails(), F.lit(False)), F.lit(r.name)) for r in selected]
+        if not flagged:
+            return F.array().cast("array<string>")
+        return F.filter(F.array(*flagged), lambda name: name.isNotNull())
+
+    marked = df.withColumns(
+        {
+            RULES_COLUMN: names([r for r in rules if r.action != "warn"]),
+            WARNINGS_COLUMN: names([r for r in rules if r.action == "warn"]),
+        }
+    )
+    kept = marked.where(F.size(RULES_COLUMN) == 0).drop(RULES_COLUMN)
+    bad = marked.where(F.size(RULES_COLUMN) > 0).drop(WARNINGS_COLUMN)
+    return kept, bad
 
 
 def keep_first(
@@ -86,25 +289,126 @@ def keep_first(
     Returns (kept, dropped duplicates).
     """
     from pyspark.sql import Window
-    from pyspark.sql import functions as F
 
+    F = _F()
     has_key = F.lit(True)
     for key in keys:
         has_key = has_key & F.col(key).isNotNull()
-    ranked = df.withColumn(
-        "_rank",
-        F.when(has_key, F.row_number().over(Window.partitionBy(*keys).orderBy(*order))).otherwise(
-            1
-        ),
-    )
+    rank = F.row_number().over(Window.partitionBy(*keys).orderBy(*order))
+    ranked = df.withColumn("_rank", F.when(has_key, rank).otherwise(1))
     kept = ranked.where(F.col("_rank") == 1).drop("_rank")
     dropped = ranked.where(F.col("_rank") > 1).drop("_rank")
     return kept, dropped
 
 
+def rule_stats(flagged: DataFrame, rules_column: str, key: str, day: str) -> dict[str, dict]:
+    """Per rule: rows, a sample of keys and rows per day, in one pass over the flagged rows."""
+    F = _F()
+    exploded = flagged.select(
+        F.explode(rules_column).alias("rule"),
+        F.col(key).cast("string").alias("key"),
+        F.col(day).cast("string").alias("day"),
+    )
+    per_day = exploded.groupBy("rule", "day").agg(
+        F.count(F.lit(1)).alias("n"), F.slice(F.collect_list("key"), 1, SAMPLE_SIZE).alias("keys")
+    )
+    stats: dict[str, dict] = {}
+    for row in per_day.collect():
+        entry = stats.setdefault(row["rule"], {"rows": 0, "sample": [], "per_day": {}})
+        entry["rows"] += row["n"]
+        entry["per_day"][row["day"]] = row["n"]
+        entry["sample"] = (entry["sample"] + [k for k in row["keys"] if k])[:SAMPLE_SIZE]
+    return stats
+
+
 def rule_counts(quarantined: DataFrame, column: str = "rules") -> dict[str, int]:
     """How many quarantined rows broke each rule (a row may break several)."""
-    from pyspark.sql import functions as F
-
+    F = _F()
     exploded = quarantined.select(F.explode(column).alias("rule"))
     return {r["rule"]: r["count"] for r in exploded.groupBy("rule").count().collect()}
+
+
+def judge_rule(rule: Rule, stats: dict | None, batch_rows: int) -> Verdict:
+    """A rule's verdict from the rows it flagged in a batch of ``batch_rows``."""
+    stats = stats or {"rows": 0, "sample": [], "per_day": {}}
+    n = stats["rows"]
+    severity: Literal["WARN", "ERROR"] = "WARN"
+    if rule.action == "fail" and n:
+        severity = "ERROR"
+    too_many = rule.fail_above is not None and batch_rows and n / batch_rows > rule.fail_above
+    if rule.action == "drop" and too_many:
+        severity = "ERROR"
+    return Verdict(
+        name=rule.name,
+        action=rule.action,
+        passed=n == 0,
+        severity=severity,
+        failing_rows=n,
+        description=rule.description,
+        sample=stats["sample"],
+        per_day=stats["per_day"],
+        detail={"batch_rows": batch_rows, "kind": rule.kind},
+    )
+
+
+def _verdict(check: TableCheck, failing: int, sample=(), per_day=None, **detail) -> Verdict:
+    return Verdict(
+        name=check.name,
+        action=check.action,
+        passed=failing == 0,
+        severity="ERROR" if check.action == "fail" else "WARN",
+        failing_rows=failing,
+        description=check.description,
+        sample=list(sample)[:SAMPLE_SIZE],
+        per_day=per_day or {},
+        detail={"kind": check.kind, **detail},
+    )
+
+
+def judge_unique(check: TableCheck, df: DataFrame) -> Verdict:
+    """Rows that share their key with another row (all of them, not one per key)."""
+    F = _F()
+    cols = check.params["columns"]
+    dupes = df.groupBy(*cols).count().where(F.col("count") > 1)
+    stats = dupes.agg(
+        F.coalesce(F.sum("count"), F.lit(0)).alias("rows"),
+        F.slice(F.collect_list(F.concat_ws("|", *[F.col(c).cast("string") for c in cols])), 1, 5),
+    ).first()
+    return _verdict(check, int(stats[0]), stats[1] or [])
+
+
+def judge_row_count_band(
+    check: TableCheck, per_day: dict[str, int], history: dict[str, int]
+) -> Verdict:
+    """Each day's rows against the mean of the previous days that have rows."""
+    low, high, lookback = (check.params[k] for k in ("low", "high", "lookback_days"))
+    outside, ratios = {}, {}
+    for day, rows in sorted(per_day.items()):
+        start = date.fromisoformat(day) - timedelta(days=lookback)
+        earlier = [n for d, n in history.items() if start.isoformat() <= d < day and n > 0]
+        if not earlier:
+            continue  # no history yet: nothing to compare with
+        ratio = rows / (sum(earlier) / len(earlier))
+        ratios[day] = round(ratio, 3)
+        if not low <= ratio <= high:
+            outside[day] = rows
+    return _verdict(
+        check, sum(outside.values()), sorted(outside), outside, ratio_to_recent_mean=ratios
+    )
+
+
+def judge_freshness(check: TableCheck, latest_per_day: dict[str, datetime | None]) -> Verdict:
+    """Days whose latest record is older than ``max_lag_hours`` before the day's end."""
+    lag = timedelta(hours=check.params["max_lag_hours"])
+    stale = {}
+    for day, latest in sorted(latest_per_day.items()):
+        day_end = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time())
+        if latest is None or latest < day_end - lag:
+            stale[day] = 1
+    latest_text = {d: (t.isoformat() if t else None) for d, t in latest_per_day.items()}
+    return _verdict(check, len(stale), sorted(stale), stale, latest=latest_text)
+
+
+def judge_counts(check: TableCheck, failing: int, sample: Sequence[str] = (), **detail) -> Verdict:
+    """A check whose evaluation the caller has already counted (schema, reconciliation)."""
+    return _verdict(check, failing, sample, **detail)

@@ -2,14 +2,18 @@
 
     spark-submit spark_jobs/silver.py --date 2026-01-01
 
-Per table and window: Bronze rows = Silver rows + quarantined rows + duplicates removed.
-Each ``clean_*`` function is a pure transform (DataFrames in, a ``Split`` out); ``run_*`` reads
-Bronze, writes Silver and its quarantine table, and returns the counts.
+Each table's quality rules are declared once, beside its transform (``*_QUALITY``); the Dagster
+assets turn every rule into an asset check. Per table and window:
+Bronze rows = Silver rows + quarantined rows + duplicates removed.
+
+``clean_*`` functions are pure transforms (DataFrames in, a ``Split`` out); ``run_table``
+reads Bronze, evaluates the rules, writes Silver and its quarantine table, and reports.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -18,19 +22,9 @@ from typing import TYPE_CHECKING
 if __package__ in (None, ""):  # run as a script by spark-submit
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from spark_jobs import quality as q  # noqa: E402
 from spark_jobs import storage  # noqa: E402
-from spark_jobs.quality import (  # noqa: E402
-    RULES_COLUMN,
-    Rule,
-    Split,
-    accepted_values,
-    apply_rules,
-    at_least,
-    keep_first,
-    not_null,
-    parses,
-    rule_counts,
-)
+from spark_jobs.quality import RULES_COLUMN, WARNINGS_COLUMN, Rule, TableRules, Verdict  # noqa: E402
 from spark_jobs.settings import Settings  # noqa: E402
 from spark_jobs.window import DayWindow  # noqa: E402
 
@@ -45,15 +39,16 @@ EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase", "search")
 # A duplicate event can land up to this many days after its original.
 DEDUP_LOOKBACK_DAYS = 7
 
-CLICKSTREAM_JSON = (
-    "event_id string, user_id long, session_id string, event_type string, page_url string, "
-    "timestamp string, properties string, _corrupt string"
-)
-INVENTORY_JSON = (
-    "topic string, partition int, offset long, key string, event_id string, product_id long, "
-    "warehouse_id string, change long, stock_level long, reason string, event_ts string, "
-    "_corrupt string"
-)
+
+@dataclass(frozen=True)
+class Split:
+    """What validation made of a batch."""
+
+    valid: DataFrame  # kept rows, with the warn rules they broke in _rules_warned
+    quarantined: DataFrame  # the quarantine table's rows
+    duplicates: DataFrame
+    schema_broken: DataFrame | None = None  # rows with a removed or retyped required field
+    new_fields: DataFrame | None = None  # one row per (field, record) not in the known fields
 
 
 @dataclass(frozen=True)
@@ -65,6 +60,8 @@ class SilverResult:
     duplicates: int
     rules: dict[str, int]
     snapshot_id: int | None
+    verdicts: list[Verdict] = field(default_factory=list)
+    written: bool = True
     extra: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -82,6 +79,11 @@ def _F():
 def _latest_first() -> list[Column]:
     F = _F()
     return [F.col("updated_at").desc_nulls_last(), F.col("_ingested_at").desc()]
+
+
+def _first_landed() -> list[Column]:
+    F = _F()
+    return [F.col(f"_bronze.{c}") for c in (BRONZE_PARTITION, "_source_file", "_line_number")]
 
 
 def _bronze_record(df: DataFrame) -> DataFrame:
@@ -103,31 +105,77 @@ def quarantine_rows(bad: DataFrame, key: Column, run_id: str) -> DataFrame:
     )
 
 
-def _json_rules(parsed: str, field_rules: list[Rule]) -> list[Rule]:
-    """A line that is not JSON, or has a field of the wrong type, breaks that one rule.
+def _line_key() -> Column:
+    F = _F()
+    return F.concat_ws(":", "_bronze._source_file", "_bronze._line_number")
 
-    Field rules apply to the lines that parsed cleanly: a retyped ``user_id`` is a schema
-    problem, not also a missing ``user_id``.
+
+def _parse_json(df: DataFrame, schema: str, required: dict[str, str]) -> DataFrame:
+    """Parse ``raw_line`` with the expected schema, and say what is wrong with its shape.
+
+    ``_fields``: the keys the line really has (NULL when the line is not JSON);
+    ``_schema_broken``: a required field is absent, or a field has another type.
     """
     F = _F()
-    not_json = F.from_json(F.col("_bronze.raw_line"), "map<string,string>").isNull()
-    mismatch = ~not_json & F.col(f"{parsed}._corrupt").isNotNull()
-    clean = ~not_json & ~mismatch
-    return [
-        Rule("malformed_json", not_json, "the line is a JSON object"),
-        Rule("schema_mismatch", mismatch, "every field has its expected type"),
-        *[Rule(r.name, clean & r.fails, r.description) for r in field_rules],
-    ]
+    keys = F.map_keys(F.from_json(F.col("raw_line"), "map<string,string>"))
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
+    parsed = (
+        _bronze_record(df)
+        .withColumn("j", F.from_json("raw_line", f"{schema}, _corrupt string", options))
+        .withColumn("_fields", keys)
+    )
+    missing = F.filter(
+        F.array(*[F.lit(f) for f in required]), lambda f: ~F.array_contains("_fields", f)
+    )
+    return parsed.withColumns(
+        {
+            "_missing_fields": missing,
+            "_schema_broken": F.col("_fields").isNotNull()
+            & ((F.size(missing) > 0) | F.col("j._corrupt").isNotNull()),
+        }
+    )
+
+
+MALFORMED_JSON = Rule(
+    "malformed_json",
+    "parses",
+    lambda: _F().col("_fields").isNull(),
+    "drop",
+    "the line is a JSON object",
+)
+
+
+def _json_rules(field_rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    """Field rules apply to lines that are JSON; a malformed line breaks only that rule."""
+    return (
+        MALFORMED_JSON,
+        *[r.where(lambda: _F().col("_fields").isNotNull()) for r in field_rules],
+    )
+
+
+def _new_fields(parsed: DataFrame, known: list[str]) -> DataFrame:
+    F = _F()
+    return parsed.select(
+        F.explode(F.array_except("_fields", F.array(*[F.lit(k) for k in known]))).alias("field"),
+        _line_key().alias("record_key"),
+    )
 
 
 # ------------------------------------------------------------------ customers
-CUSTOMER_RULES = lambda: [  # noqa: E731 - built lazily: Column needs an active SparkContext
-    not_null("customer_id"),
-    not_null("email"),
-    accepted_values("segment", SEGMENTS),
-    accepted_values("region", REGIONS),
-    parses("updated_at_raw", "updated_at"),
-]
+CUSTOMERS_QUALITY = TableRules(
+    rows=(
+        q.not_null("customer_id", action="fail"),
+        q.not_null("email", action="warn"),
+        q.accepted_values("segment", SEGMENTS),
+        q.accepted_values("region", REGIONS),
+        q.parses("updated_at_raw", "updated_at"),
+    ),
+    checks=(
+        q.schema({c: "any" for c in ("customer_id", "email", "segment", "region", "updated_at")}),
+        q.reconciles(),
+        q.unique(["customer_id"]),
+    ),
+)
 
 
 def clean_customers(bronze: DataFrame, run_id: str) -> Split:
@@ -144,8 +192,8 @@ def clean_customers(bronze: DataFrame, run_id: str) -> Split:
         F.col("updated_at").cast("string").alias("updated_at_raw"),
         F.to_timestamp(F.col("updated_at")).alias("updated_at"),
     )
-    latest, duplicates = keep_first(typed, ["customer_id"], _latest_first())
-    valid, bad = apply_rules(latest, CUSTOMER_RULES())
+    latest, duplicates = q.keep_first(typed, ["customer_id"], _latest_first())
+    valid, bad = q.apply_rules(latest, CUSTOMERS_QUALITY.rows)
     return Split(
         valid.select(
             "customer_id",
@@ -157,6 +205,7 @@ def clean_customers(bronze: DataFrame, run_id: str) -> Split:
             "updated_at",
             F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
             F.lit(run_id).alias("_run_id"),
+            WARNINGS_COLUMN,
         ),
         quarantine_rows(bad, F.col("customer_id"), run_id),
         duplicates,
@@ -164,14 +213,21 @@ def clean_customers(bronze: DataFrame, run_id: str) -> Split:
 
 
 # ------------------------------------------------------------------ products
-PRODUCT_RULES = lambda: [  # noqa: E731
-    not_null("product_id"),
-    not_null("category"),
-    not_null("unit_price"),
-    at_least("unit_price", 0),
-    at_least("unit_cost", 0),
-    parses("updated_at_raw", "updated_at"),
-]
+PRODUCTS_QUALITY = TableRules(
+    rows=(
+        q.not_null("product_id", action="fail"),
+        q.not_null("category"),
+        q.not_null("unit_price"),
+        q.between("unit_price", 0, name="unit_price_non_negative"),
+        q.between("unit_cost", 0, name="unit_cost_non_negative"),
+        q.parses("updated_at_raw", "updated_at"),
+    ),
+    checks=(
+        q.schema({c: "any" for c in ("product_id", "category", "unit_price", "unit_cost")}),
+        q.reconciles(),
+        q.unique(["product_id"]),
+    ),
+)
 
 
 def clean_products(bronze: DataFrame, run_id: str) -> Split:
@@ -187,8 +243,8 @@ def clean_products(bronze: DataFrame, run_id: str) -> Split:
         F.col("updated_at").cast("string").alias("updated_at_raw"),
         F.to_timestamp(F.col("updated_at")).alias("updated_at"),
     )
-    latest, duplicates = keep_first(typed, ["product_id"], _latest_first())
-    valid, bad = apply_rules(latest, PRODUCT_RULES())
+    latest, duplicates = q.keep_first(typed, ["product_id"], _latest_first())
+    valid, bad = q.apply_rules(latest, PRODUCTS_QUALITY.rows)
     return Split(
         valid.select(
             "product_id",
@@ -199,6 +255,7 @@ def clean_products(bronze: DataFrame, run_id: str) -> Split:
             "updated_at",
             F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
             F.lit(run_id).alias("_run_id"),
+            WARNINGS_COLUMN,
         ),
         quarantine_rows(bad, F.col("product_id"), run_id),
         duplicates,
@@ -206,28 +263,34 @@ def clean_products(bronze: DataFrame, run_id: str) -> Split:
 
 
 # ------------------------------------------------------------------ orders
-def order_rules() -> list[Rule]:
-    F = _F()
-    return [
-        not_null("order_id"),
-        not_null("customer_id"),
-        not_null("product_id"),
-        not_null("amount"),
-        at_least("quantity", 0, strict=True),
-        at_least("amount", 0),
-        accepted_values("status", ORDER_STATUSES),
-        parses("order_ts_raw", "order_ts"),
-        Rule(
-            "customer_exists",
-            F.col("customer_id").isNotNull() & F.col("_customer_found").isNull(),
-            "customer_id references silver.customers",
+ORDERS_QUALITY = TableRules(
+    rows=(
+        q.not_null("order_id", action="fail"),
+        q.not_null("customer_id"),
+        q.not_null("product_id"),
+        q.not_null("amount"),
+        q.between("quantity", 0, strict_low=True, name="quantity_positive"),
+        q.between("quantity", high=50, name="quantity_plausible", action="warn"),
+        q.between("amount", 0, name="amount_non_negative"),
+        q.accepted_values("status", ORDER_STATUSES),
+        q.parses("order_ts_raw", "order_ts"),
+        q.references("customer_id", "_customer_found", "silver.customers", "customer_exists"),
+        q.references("product_id", "_product_found", "silver.products", "product_exists"),
+    ),
+    checks=(
+        q.schema(
+            {
+                c: "any"
+                for c in ("order_id", "customer_id", "product_id", "quantity", "amount")
+                + ("status", "order_ts", "updated_at")
+            }
         ),
-        Rule(
-            "product_exists",
-            F.col("product_id").isNotNull() & F.col("_product_found").isNull(),
-            "product_id references silver.products",
-        ),
-    ]
+        q.reconciles(),
+        q.unique(["order_id"]),
+        q.row_count_band(),
+        q.freshness("updated_at", max_lag_hours=6),
+    ),
+)
 
 
 def clean_orders(
@@ -248,7 +311,7 @@ def clean_orders(
         F.to_timestamp(F.col("order_ts")).alias("order_ts"),
         F.to_timestamp(F.col("updated_at")).alias("updated_at"),
     )
-    latest, duplicates = keep_first(typed, ["order_id"], _latest_first())
+    latest, duplicates = q.keep_first(typed, ["order_id"], _latest_first())
     known_customers = customers.select(
         F.col("customer_id").alias("_cid"), F.lit(True).alias("_customer_found")
     ).distinct()
@@ -258,7 +321,7 @@ def clean_orders(
     checked = latest.join(known_customers, latest.customer_id == known_customers._cid, "left").join(
         known_products, latest.product_id == known_products._pid, "left"
     )
-    valid, bad = apply_rules(checked, order_rules())
+    valid, bad = q.apply_rules(checked, ORDERS_QUALITY.rows)
     return Split(
         valid.select(
             "order_id",
@@ -272,6 +335,7 @@ def clean_orders(
             "updated_at",
             F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
             F.lit(run_id).alias("_run_id"),
+            WARNINGS_COLUMN,
         ),
         quarantine_rows(bad, F.col("order_id"), run_id),
         duplicates,
@@ -279,15 +343,42 @@ def clean_orders(
 
 
 # ------------------------------------------------------------------ clickstream
-CLICKSTREAM_RULES = lambda: _json_rules(  # noqa: E731
-    "j",
-    [
-        not_null("event_id"),
-        not_null("user_id"),
-        not_null("event_ts"),
-        accepted_values("event_type", EVENT_TYPES),
-    ],
+CLICKSTREAM_JSON = {
+    "event_id": "string",
+    "user_id": "long",
+    "session_id": "string",
+    "event_type": "string",
+    "page_url": "string",
+    "timestamp": "string",
+    "properties": "string",
+}
+CLICKSTREAM_REQUIRED = {
+    k: CLICKSTREAM_JSON[k] for k in ("event_id", "user_id", "event_type", "timestamp")
+}
+
+CLICKSTREAM_QUALITY = TableRules(
+    rows=_json_rules(
+        (
+            q.not_null("event_id", action="fail"),
+            q.not_null("user_id"),
+            q.not_null("event_ts"),
+            q.accepted_values("event_type", EVENT_TYPES),
+            q.not_null("session_id", action="warn"),
+        )
+    ),
+    checks=(
+        q.schema(CLICKSTREAM_REQUIRED),
+        q.new_fields(list(CLICKSTREAM_JSON)),
+        q.reconciles(),
+        q.unique(["event_id"]),
+        q.row_count_band(),
+        q.freshness("event_ts", max_lag_hours=2),
+    ),
 )
+
+
+def _ddl(fields: dict[str, str]) -> str:
+    return ", ".join(f"`{k}` {v}" for k, v in fields.items())
 
 
 def clean_clickstream(bronze: DataFrame, earlier_event_ids: DataFrame | None, run_id: str) -> Split:
@@ -297,33 +388,23 @@ def clean_clickstream(bronze: DataFrame, earlier_event_ids: DataFrame | None, ru
     event redelivered on a later day is a duplicate, not a new event.
     """
     F = _F()
-    parsed = _bronze_record(bronze).withColumn(
-        "j",
-        F.from_json(
-            "raw_line",
-            CLICKSTREAM_JSON,
-            {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"},
-        ),
-    )
+    parsed = _parse_json(bronze, _ddl(CLICKSTREAM_JSON), CLICKSTREAM_REQUIRED)
     typed = parsed.select(
         "_bronze",
-        "j",
-        F.col("j.event_id").alias("event_id"),
-        F.col("j.user_id").alias("user_id"),
-        F.col("j.session_id").alias("session_id"),
-        F.col("j.event_type").alias("event_type"),
+        "_fields",
+        "_schema_broken",
+        *[F.col(f"j.{c}").alias(c) for c in ("event_id", "user_id", "session_id", "event_type")],
         F.col("j.page_url").alias("page_url"),
         F.to_timestamp("j.timestamp").alias("event_ts"),
         F.col("j.properties").alias("properties"),
     )
-    first = [F.col(f"_bronze.{c}") for c in (BRONZE_PARTITION, "_source_file", "_line_number")]
-    kept, duplicates = keep_first(typed, ["event_id"], first)
+    kept, duplicates = q.keep_first(typed, ["event_id"], _first_landed())
     if earlier_event_ids is not None:
         seen = earlier_event_ids.select(F.col("event_id").alias("_seen")).distinct()
         kept = kept.join(seen, kept.event_id == seen._seen, "left")
         duplicates = duplicates.unionByName(kept.where(F.col("_seen").isNotNull()).drop("_seen"))
         kept = kept.where(F.col("_seen").isNull()).drop("_seen")
-    valid, bad = apply_rules(kept, CLICKSTREAM_RULES())
+    valid, bad = q.apply_rules(kept, CLICKSTREAM_QUALITY.rows)
     return Split(
         valid.select(
             "event_id",
@@ -341,74 +422,79 @@ def clean_clickstream(bronze: DataFrame, earlier_event_ids: DataFrame | None, ru
             F.col("_bronze._source_file").alias("_source_file"),
             F.col("_bronze._line_number").alias("_line_number"),
             F.lit(run_id).alias("_run_id"),
+            WARNINGS_COLUMN,
         ),
-        quarantine_rows(
-            bad,
-            F.coalesce(
-                F.col("event_id"),
-                F.concat_ws(":", "_bronze._source_file", "_bronze._line_number"),
-            ),
-            run_id,
-        ),
+        quarantine_rows(bad, F.coalesce(F.col("event_id"), _line_key()), run_id),
         duplicates,
+        schema_broken=parsed.where("_schema_broken").select(_line_key().alias("record_key")),
+        new_fields=_new_fields(parsed, list(CLICKSTREAM_JSON)),
     )
 
 
 # ------------------------------------------------------------------ inventory
-def inventory_rules() -> list[Rule]:
-    F = _F()
-    return _json_rules(
-        "j",
-        [
-            not_null("product_id"),
-            not_null("warehouse_id"),
-            not_null("stock_level"),
-            not_null("event_ts"),
-            at_least("stock_level", 0),
-            Rule(
-                "product_exists",
-                F.col("product_id").isNotNull() & F.col("_product_found").isNull(),
-                "product_id references silver.products",
-            ),
-        ],
-    )
+INVENTORY_JSON = {
+    "topic": "string",
+    "partition": "int",
+    "offset": "long",
+    "key": "string",
+    "event_id": "string",
+    "product_id": "long",
+    "warehouse_id": "string",
+    "change": "long",
+    "stock_level": "long",
+    "reason": "string",
+    "event_ts": "string",
+}
+INVENTORY_REQUIRED = {
+    k: INVENTORY_JSON[k]
+    for k in ("topic", "partition", "offset", "product_id", "warehouse_id", "change")
+    + ("stock_level", "event_ts")
+}
+
+INVENTORY_QUALITY = TableRules(
+    rows=_json_rules(
+        (
+            q.not_null("product_id"),
+            q.not_null("warehouse_id"),
+            q.not_null("stock_level"),
+            q.not_null("event_ts"),
+            q.between("stock_level", 0, name="stock_level_non_negative"),
+            q.references("product_id", "_product_found", "silver.products", "product_exists"),
+        )
+    ),
+    checks=(
+        q.schema(INVENTORY_REQUIRED),
+        q.new_fields(list(INVENTORY_JSON)),
+        q.reconciles(),
+        q.unique(["snapshot_date", "product_id", "warehouse_id"]),
+    ),
+)
 
 
 def clean_inventory_events(bronze: DataFrame, products: DataFrame, run_id: str) -> Split:
     """Parse Kafka-sink lines; a redelivered offset is a duplicate."""
     F = _F()
-    parsed = _bronze_record(bronze).withColumn(
-        "j",
-        F.from_json(
-            "raw_line",
-            INVENTORY_JSON,
-            {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"},
-        ),
-    )
+    parsed = _parse_json(bronze, _ddl(INVENTORY_JSON), INVENTORY_REQUIRED)
     typed = parsed.select(
         "_bronze",
-        "j",
-        *[F.col(f"j.{c}").alias(c) for c in ("topic", "partition", "offset", "event_id")],
-        *[F.col(f"j.{c}").alias(c) for c in ("product_id", "warehouse_id", "change")],
-        *[F.col(f"j.{c}").alias(c) for c in ("stock_level", "reason")],
+        "_fields",
+        "_schema_broken",
+        *[F.col(f"j.{c}").alias(c) for c in INVENTORY_JSON if c != "event_ts"],
         F.to_timestamp("j.event_ts").alias("event_ts"),
     )
-    first = [F.col(f"_bronze.{c}") for c in (BRONZE_PARTITION, "_source_file", "_line_number")]
-    kept, duplicates = keep_first(typed, ["topic", "partition", "offset"], first)
+    kept, duplicates = q.keep_first(typed, ["topic", "partition", "offset"], _first_landed())
     known = products.select(F.col("product_id").alias("_pid"), F.lit(True).alias("_product_found"))
     checked = kept.join(known.distinct(), kept.product_id == F.col("_pid"), "left")
-    valid, bad = apply_rules(checked, inventory_rules())
+    valid, bad = q.apply_rules(checked, INVENTORY_QUALITY.rows)
+    offset_key = F.concat_ws(":", "topic", "partition", "offset")
     return Split(
         valid.withColumn("snapshot_date", F.col(f"_bronze.{BRONZE_PARTITION}")),
         quarantine_rows(
-            bad,
-            F.coalesce(
-                F.concat_ws(":", "topic", "partition", "offset"),
-                F.concat_ws(":", "_bronze._source_file", "_bronze._line_number"),
-            ),
-            run_id,
+            bad, F.when(F.col("offset").isNotNull(), offset_key).otherwise(_line_key()), run_id
         ),
         duplicates,
+        schema_broken=parsed.where("_schema_broken").select(_line_key().alias("record_key")),
+        new_fields=_new_fields(parsed, list(INVENTORY_JSON)),
     )
 
 
@@ -432,146 +518,214 @@ def daily_stock(events: DataFrame, run_id: str) -> DataFrame:
     )
 
 
-# ------------------------------------------------------------------ I/O
+# ------------------------------------------------------------------ running a table
+@dataclass(frozen=True)
+class SilverTable:
+    """How one Silver table is built: its Bronze source, transform, writer and rules."""
+
+    name: str
+    bronze: str
+    quality: TableRules
+    clean: Callable[[SparkSession, DataFrame, DayWindow, str], Split]
+    write: Callable[[DataFrame, str, DayWindow], None]
+    batch_day: str  # column of the kept rows holding their Bronze day
+    unique_scope: str | None = None  # day column scoping the uniqueness check; None: whole table
+    # What is written from the kept rows (inventory writes daily aggregates of its events).
+    to_table: Callable[[DataFrame, str], DataFrame] = lambda valid, run_id: valid
+
+
 def _bronze(spark: SparkSession, table: str, window: DayWindow) -> DataFrame:
     return spark.table(storage.table_name("bronze", table)).where(
         storage.window_condition(BRONZE_PARTITION, window)
     )
 
 
-def _write(
+def _rows_per_day(df: DataFrame, column: str) -> dict[str, int]:
+    return {str(r[0]): r[1] for r in df.groupBy(column).count().collect()}
+
+
+def _schema_verdict(table: SilverTable, bronze: DataFrame, split: Split) -> Verdict:
+    check = next(c for c in table.quality.checks if c.kind == "schema")
+    if "raw_line" not in bronze.columns:  # a database table: its columns are its schema
+        missing = [c for c in check.params["required"] if c not in bronze.columns]
+        return q.judge_counts(check, len(missing), missing, missing_columns=missing)
+    broken = split.schema_broken
+    n = broken.count() if broken is not None else 0
+    sample = [r.record_key for r in broken.limit(q.SAMPLE_SIZE).collect()] if n else []
+    return q.judge_counts(check, n, sample)
+
+
+def _table_verdicts(
     spark: SparkSession,
-    table: str,
-    bronze: DataFrame,
-    split: Split,
+    table: SilverTable,
     window: DayWindow,
-    write_valid,
+    valid: DataFrame,
+    split: Split,
+    counts: dict[str, int],
+    bronze_per_day: dict[str, int],
+) -> list[Verdict]:
+    F = _F()
+    out = []
+    for check in table.quality.checks:
+        if check.kind == "reconciles":
+            gap = counts["bronze_rows"] - counts["silver_rows"] - counts["quarantined"]
+            out.append(q.judge_counts(check, abs(gap - counts["duplicates_removed"]), **counts))
+        elif check.kind == "unique":
+            written = spark.table(storage.table_name("silver", table.name))
+            if table.unique_scope:
+                written = written.where(storage.window_condition(table.unique_scope, window))
+            out.append(q.judge_unique(check, written))
+        elif check.kind == "row_count_band":
+            lookback = check.params["lookback_days"]
+            before = DayWindow(window.start - timedelta(days=lookback), window.start)
+            history = _rows_per_day(_bronze(spark, table.bronze, before), BRONZE_PARTITION)
+            out.append(q.judge_row_count_band(check, bronze_per_day, {**history, **bronze_per_day}))
+        elif check.kind == "freshness":
+            latest = valid.groupBy(table.batch_day).agg(F.max(check.params["column"])).collect()
+            per_day = {d.isoformat(): None for d in window.days if d.isoformat() in bronze_per_day}
+            per_day.update({str(r[0]): r[1] for r in latest})
+            out.append(q.judge_freshness(check, per_day))
+        elif check.kind == "new_fields" and split.new_fields is not None:
+            fields = split.new_fields.groupBy("field").count().collect()
+            out.append(
+                q.judge_counts(
+                    check,
+                    sum(r["count"] for r in fields),
+                    sorted(r.field for r in fields),
+                    new_fields={r.field: r["count"] for r in fields},
+                )
+            )
+    return out
+
+
+def run_table(
+    spark: SparkSession, table: SilverTable, window: DayWindow, run_id: str
 ) -> SilverResult:
-    """Write Silver rows and quarantine, then count what went where."""
-    valid = split.valid.cache()
-    quarantined = split.quarantined.cache()
+    """Validate the window's Bronze rows and, unless the schema check fails, write Silver."""
+    F = _F()
+    name = storage.table_name("silver", table.name)
+    bronze = _bronze(spark, table.bronze, window).cache()
+    split = table.clean(spark, bronze, window, run_id)
+    valid, quarantined = split.valid.cache(), split.quarantined.cache()
     try:
-        name = storage.table_name("silver", table)
-        write_valid(valid, name)
+        bronze_per_day = _rows_per_day(bronze, BRONZE_PARTITION)
+        total = sum(bronze_per_day.values())
+        schema = _schema_verdict(table, bronze, split)
+        if not schema.passed:
+            # A removed or retyped required field: write nothing; Bronze keeps every line.
+            return SilverResult(name, total, 0, 0, 0, {}, None, [schema], written=False)
+        table.write(table.to_table(valid.drop(WARNINGS_COLUMN), run_id), name, window)
         storage.replace_window(
             quarantined,
-            storage.table_name("silver", f"{table}_quarantine"),
+            storage.table_name("silver", f"{table.name}_quarantine"),
             BRONZE_PARTITION,
             window,
         )
+        counts = {
+            "bronze_rows": total,
+            "silver_rows": valid.count(),
+            "quarantined": quarantined.count(),
+            "duplicates_removed": split.duplicates.count(),
+        }
+        flagged = q.rule_stats(quarantined, "rules", "record_key", BRONZE_PARTITION)
+        warned = valid.withColumn("_no_key", F.lit(None).cast("string"))
+        flagged |= q.rule_stats(warned, WARNINGS_COLUMN, "_no_key", table.batch_day)
+        batch = counts["silver_rows"] + counts["quarantined"]
+        verdicts = [schema]
+        verdicts += [q.judge_rule(r, flagged.get(r.name), batch) for r in table.quality.rows]
+        verdicts += _table_verdicts(spark, table, window, valid, split, counts, bronze_per_day)
         return SilverResult(
             table=name,
-            bronze_rows=bronze.count(),
-            rows=valid.count(),
-            quarantined=quarantined.count(),
-            duplicates=split.duplicates.count(),
-            rules=rule_counts(quarantined),
+            bronze_rows=total,
+            rows=counts["silver_rows"],
+            quarantined=counts["quarantined"],
+            duplicates=counts["duplicates_removed"],
+            rules=q.rule_counts(quarantined),
             snapshot_id=storage.latest_snapshot_id(spark, name),
+            verdicts=verdicts,
         )
     finally:
+        bronze.unpersist()
         valid.unpersist()
         quarantined.unpersist()
 
 
-def run_customers(spark: SparkSession, window: DayWindow, run_id: str) -> SilverResult:
-    bronze = _bronze(spark, "customers", window)
-    split = clean_customers(bronze, run_id)
-    return _write(
-        spark,
-        "customers",
-        bronze,
-        split,
-        window,
-        lambda df, name: storage.merge_latest(df, name, "customer_id"),
-    )
+def _merge(key: str, partition_column: str | None = None):
+    return lambda df, name, window: storage.merge_latest(df, name, key, partition_column)
 
 
-def run_products(spark: SparkSession, window: DayWindow, run_id: str) -> SilverResult:
-    bronze = _bronze(spark, "products", window)
-    split = clean_products(bronze, run_id)
-    return _write(
-        spark,
-        "products",
-        bronze,
-        split,
-        window,
-        lambda df, name: storage.merge_latest(df, name, "product_id"),
-    )
+def _replace(column: str):
+    return lambda df, name, window: storage.replace_window(df, name, column, window)
 
 
-def run_orders(spark: SparkSession, window: DayWindow, run_id: str) -> SilverResult:
-    bronze = _bronze(spark, "orders", window)
-    split = clean_orders(
-        bronze,
-        spark.table(storage.table_name("silver", "customers")),
-        spark.table(storage.table_name("silver", "products")),
-        run_id,
-    )
-    return _write(
-        spark,
-        "orders",
-        bronze,
-        split,
-        window,
-        lambda df, name: storage.merge_latest(df, name, "order_id", "order_date"),
-    )
-
-
-def run_clickstream(spark: SparkSession, window: DayWindow, run_id: str) -> SilverResult:
-    bronze = _bronze(spark, "clickstream", window)
+def _earlier_clickstream(spark: SparkSession, window: DayWindow) -> DataFrame | None:
     name = storage.table_name("silver", "clickstream")
-    earlier = None
-    if spark.catalog.tableExists(name):
-        lookback = DayWindow(window.start - timedelta(days=DEDUP_LOOKBACK_DAYS), window.start)
-        earlier = spark.table(name).where(storage.window_condition("ingest_date", lookback))
-    split = clean_clickstream(bronze, earlier, run_id)
-    return _write(
-        spark,
+    if not spark.catalog.tableExists(name):
+        return None
+    lookback = DayWindow(window.start - timedelta(days=DEDUP_LOOKBACK_DAYS), window.start)
+    return spark.table(name).where(storage.window_condition("ingest_date", lookback))
+
+
+def _silver(spark: SparkSession, table: str) -> DataFrame:
+    return spark.table(storage.table_name("silver", table))
+
+
+TABLES = {
+    "customers": SilverTable(
+        "customers",
+        "customers",
+        CUSTOMERS_QUALITY,
+        lambda spark, bronze, window, run_id: clean_customers(bronze, run_id),
+        _merge("customer_id"),
+        batch_day="_ingest_date",
+    ),
+    "products": SilverTable(
+        "products",
+        "products",
+        PRODUCTS_QUALITY,
+        lambda spark, bronze, window, run_id: clean_products(bronze, run_id),
+        _merge("product_id"),
+        batch_day="_ingest_date",
+    ),
+    "orders": SilverTable(
+        "orders",
+        "orders",
+        ORDERS_QUALITY,
+        lambda spark, bronze, window, run_id: clean_orders(
+            bronze, _silver(spark, "customers"), _silver(spark, "products"), run_id
+        ),
+        _merge("order_id", "order_date"),
+        batch_day="_ingest_date",
+    ),
+    "clickstream": SilverTable(
         "clickstream",
-        bronze,
-        split,
-        window,
-        lambda df, target: storage.replace_window(df, target, "ingest_date", window),
-    )
-
-
-def run_inventory(spark: SparkSession, window: DayWindow, run_id: str) -> SilverResult:
-    bronze = _bronze(spark, "inventory_events", window)
-    split = clean_inventory_events(
-        bronze, spark.table(storage.table_name("silver", "products")), run_id
-    )
-    events = split.valid.cache()
-    try:
-        stock = Split(daily_stock(events, run_id), split.quarantined, split.duplicates)
-        result = _write(
-            spark,
-            "inventory",
-            bronze,
-            stock,
-            window,
-            lambda df, target: storage.replace_window(df, target, "snapshot_date", window),
-        )
-        # Silver rows are daily aggregates here; the reconciliation counts events.
-        valid_events = events.count()
-        return SilverResult(
-            **{**result.__dict__, "rows": valid_events, "extra": {"stock_rows": result.rows}}
-        )
-    finally:
-        events.unpersist()
-
-
-RUNNERS = {
-    "customers": run_customers,
-    "products": run_products,
-    "orders": run_orders,
-    "clickstream": run_clickstream,
-    "inventory": run_inventory,
+        "clickstream",
+        CLICKSTREAM_QUALITY,
+        lambda spark, bronze, window, run_id: clean_clickstream(
+            bronze, _earlier_clickstream(spark, window), run_id
+        ),
+        _replace("ingest_date"),
+        batch_day="ingest_date",
+        unique_scope="ingest_date",
+    ),
+    "inventory": SilverTable(
+        "inventory",
+        "inventory_events",
+        INVENTORY_QUALITY,
+        lambda spark, bronze, window, run_id: clean_inventory_events(
+            bronze, _silver(spark, "products"), run_id
+        ),
+        _replace("snapshot_date"),
+        batch_day="snapshot_date",
+        unique_scope="snapshot_date",
+        to_table=lambda valid, run_id: daily_stock(valid, run_id),
+    ),
 }
 
 
 def run(spark: SparkSession, settings: Settings, window: DayWindow, run_id: str):
     del settings  # Silver reads only Bronze, through the catalog
-    return [runner(spark, window, run_id) for runner in RUNNERS.values()]
+    return [run_table(spark, table, window, run_id) for table in TABLES.values()]
 
 
 def main(argv: list[str] | None = None) -> None:

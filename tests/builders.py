@@ -30,8 +30,8 @@ def write_landing(settings: Settings, source: str, day: date, lines: list[str | 
     folder = Path(settings.landing) / source / day.isoformat()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    text = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines)
-    (folder / "part-00000.jsonl").write_text(text + "\n")
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    (folder / "part-00000.jsonl").write_text(text)
 
 
 def click(event_id: str, event_type: str, product_id: int, ts: str, user_id: int = 1) -> dict:

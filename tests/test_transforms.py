@@ -129,8 +129,10 @@ def test_clickstream_malformed_lines_are_quarantined_never_dropped(spark):
         "f.jsonl:4": ["malformed_json"],
         "e3": ["event_type_accepted"],
         "e4": ["user_id_not_null"],
-        "e6": ["schema_mismatch"],
+        "e6": ["user_id_not_null"],  # retyped: it also fails the schema check, below
     }
+    assert [r.record_key for r in split.schema_broken.collect()] == ["f.jsonl:8"]
+    assert [r.field for r in split.new_fields.collect()] == []
     assert split.duplicates.count() == 1
     assert split.valid.count() + split.quarantined.count() + split.duplicates.count() == len(raw)
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey
+from dagster import AssetExecutionContext, AssetKey, Output
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -16,6 +16,8 @@ from dagster_dbt import (
 
 from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource, dbt_project
+from lakehouse_assets.resources.catalog import open_catalog, table_metadata
+from spark_jobs.window import DayWindow
 
 
 class LakehouseTranslator(DagsterDbtTranslator):
@@ -34,13 +36,26 @@ translator = LakehouseTranslator(settings=DagsterDbtTranslatorSettings(enable_as
 
 
 def _dbt_build(
-    context: AssetExecutionContext, dbt: DbtCliResource, spark: SparkResource, dbt_vars: dict
+    context: AssetExecutionContext,
+    dbt: DbtCliResource,
+    spark: SparkResource,
+    window: DayWindow | None,
 ) -> Iterator:
     # dbt-spark starts its own Spark session in the dbt process; spark-defaults.conf gives it
     # exactly the catalog, jars and master this run's Spark uses.
     os.environ["SPARK_CONF_DIR"] = spark.conf_dir_for_external_sessions()
-    args = ["build"] + (["--vars", json.dumps(dbt_vars)] if dbt_vars else [])
-    yield from dbt.cli(args, context=context).stream()
+    args = ["build"]
+    if window is not None:
+        dbt_vars = {"start_date": window.start.isoformat(), "end_date": window.end.isoformat()}
+        args += ["--vars", json.dumps(dbt_vars)]
+    catalog = open_catalog(spark.settings())
+    for event in dbt.cli(args, context=context).stream():
+        if isinstance(event, Output):
+            # Row counts and the Iceberg snapshot, read through pyiceberg: no JVM needed.
+            key = context.asset_key_for_output(event.output_name)
+            extra = table_metadata(catalog, ".".join(key.path), window)
+            event = event.with_metadata({**event.metadata, **extra})
+        yield event
 
 
 @dbt_assets(
@@ -54,9 +69,7 @@ def _dbt_build(
 )
 def gold_daily(context: AssetExecutionContext, dbt: DbtCliResource, spark: SparkResource):
     """Daily marts: each run rebuilds the days its partition window changed."""
-    window = window_of(context)
-    dbt_vars = {"start_date": window.start.isoformat(), "end_date": window.end.isoformat()}
-    yield from _dbt_build(context, dbt, spark, dbt_vars)
+    yield from _dbt_build(context, dbt, spark, window_of(context))
 
 
 @dbt_assets(
@@ -70,4 +83,4 @@ def gold_daily(context: AssetExecutionContext, dbt: DbtCliResource, spark: Spark
 )
 def gold_current_state(context: AssetExecutionContext, dbt: DbtCliResource, spark: SparkResource):
     """Dimensions: current state, rebuilt whole on every run."""
-    yield from _dbt_build(context, dbt, spark, {})
+    yield from _dbt_build(context, dbt, spark, None)

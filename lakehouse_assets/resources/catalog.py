@@ -6,6 +6,7 @@ from dagster import ConfigurableResource
 from pyiceberg.catalog.sql import SqlCatalog
 
 from spark_jobs.settings import CATALOG, LakehouseSetupError, Settings
+from spark_jobs.window import DayWindow
 
 
 def sqlalchemy_uri(settings: Settings) -> str:
@@ -33,3 +34,27 @@ class IcebergCatalogResource(ConfigurableResource):
 
     def catalog(self) -> SqlCatalog:
         return open_catalog(Settings.from_env())
+
+
+def table_metadata(catalog: SqlCatalog, identifier: str, window: DayWindow | None) -> dict:
+    """Row count, window row count (partitioned tables) and snapshot id, read without Spark."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+    table = catalog.load_table(identifier)
+    snapshot = table.current_snapshot()
+    meta = {
+        "dagster/table_name": f"{CATALOG}.{identifier}",
+        "snapshot_id": str(snapshot.snapshot_id) if snapshot else "none",
+        "table_rows": table.scan().count(),
+    }
+    fields = table.spec().fields
+    if window is not None and fields:
+        column = table.schema().find_field(fields[0].source_id).name
+        in_window = And(
+            GreaterThanOrEqual(column, window.start.isoformat()),
+            LessThan(column, window.end.isoformat()),
+        )
+        meta["dagster/row_count"] = table.scan(row_filter=in_window).count()
+    else:
+        meta["dagster/row_count"] = meta["table_rows"]
+    return meta

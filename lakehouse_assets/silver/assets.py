@@ -1,7 +1,6 @@
-"""Silver assets: each writes its table and the quarantine table beside it, in one step."""
+"""Silver assets: each writes its table and the quarantine table beside it, in one step,
+and reports every declared quality rule of the table as an asset check."""
 
-# No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from dagster import (
@@ -14,95 +13,93 @@ from dagster import (
     multi_asset,
 )
 
+from lakehouse_assets.checks import check_result, check_specs
 from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource
 from spark_jobs import silver
-from spark_jobs.silver import SilverResult
 
 
 @dataclass(frozen=True)
-class SilverTable:
+class SilverAsset:
     name: str
     description: str
     upstream: tuple[tuple[str, str], ...]
-    run: Callable[..., SilverResult]
 
 
-TABLES = (
-    SilverTable(
+ASSETS = (
+    SilverAsset(
         "customers",
         "Current state of every customer: typed, latest version per customer_id, validated.",
         (("bronze", "customers"),),
-        silver.run_customers,
     ),
-    SilverTable(
+    SilverAsset(
         "products",
         "Current state of every product: typed, latest version per product_id, validated.",
         (("bronze", "products"),),
-        silver.run_products,
     ),
-    SilverTable(
+    SilverAsset(
         "orders",
         "Latest version of every order, typed, with customer and product references checked.",
         (("bronze", "orders"), ("silver", "customers"), ("silver", "products")),
-        silver.run_orders,
     ),
-    SilverTable(
+    SilverAsset(
         "clickstream",
         "Web events parsed from raw lines, one per event_id, with event date, hour and product.",
         (("bronze", "clickstream"),),
-        silver.run_clickstream,
     ),
-    SilverTable(
+    SilverAsset(
         "inventory",
         "Stock level per product and warehouse at the end of each day, from inventory events.",
         (("bronze", "inventory_events"), ("silver", "products")),
-        silver.run_inventory,
     ),
 )
 
 
-def silver_asset(table: SilverTable) -> AssetsDefinition:
-    deps = [AssetKey(list(key)) for key in table.upstream]
-    main_key = AssetKey(["silver", table.name])
-    quarantine_key = AssetKey(["silver", f"{table.name}_quarantine"])
+def silver_asset(spec: SilverAsset) -> AssetsDefinition:
+    table = silver.TABLES[spec.name]
+    deps = [AssetKey(list(key)) for key in spec.upstream]
+    main_key = AssetKey(["silver", spec.name])
+    quarantine_key = AssetKey(["silver", f"{spec.name}_quarantine"])
 
     @multi_asset(
-        name=f"silver_{table.name}",
+        name=f"silver_{spec.name}",
         specs=[
             AssetSpec(
                 main_key,
                 deps=deps,
                 group_name="silver",
-                description=table.description,
+                description=spec.description,
                 kinds={"spark", "iceberg"},
             ),
             AssetSpec(
                 quarantine_key,
                 deps=deps,
                 group_name="silver",
-                description=f"Rows of silver.{table.name} that broke a rule, with the rules.",
+                description=f"Rows of silver.{spec.name} that broke a rule, with the rules.",
                 kinds={"spark", "iceberg"},
             ),
         ],
+        check_specs=check_specs(table.quality, main_key),
         partitions_def=daily_partitions,
         backfill_policy=single_run,
     )
     def _clean(context: AssetExecutionContext, spark: SparkResource):
         window = window_of(context)
-        result = table.run(spark.session, window, context.run_id)
+        result = silver.run_table(spark.session, table, window, context.run_id)
+        checks = [check_result(v, main_key) for v in result.verdicts]
+        if not result.written:
+            yield from checks
+            broken = [v for v in result.verdicts if not v.passed]
+            raise Failure(
+                f"silver.{spec.name} not written for {window}: "
+                + "; ".join(f"{v.name}: {v.failing_rows} failing ({v.description})" for v in broken)
+            )
         accounting = {
             "bronze_rows": result.bronze_rows,
             "silver_rows": result.rows,
             "quarantined": result.quarantined,
             "duplicates_removed": result.duplicates,
         }
-        if not result.reconciles:
-            # Rows would have vanished without a trace: never let that pass quietly.
-            raise Failure(
-                f"silver.{table.name} does not reconcile for {window}: {accounting}",
-                metadata=accounting,
-            )
         yield MaterializeResult(
             asset_key=main_key,
             metadata={
@@ -111,8 +108,8 @@ def silver_asset(table: SilverTable) -> AssetsDefinition:
                 "snapshot_id": str(result.snapshot_id),
                 "window": str(window),
                 **accounting,
-                **result.extra,
             },
+            check_results=checks,
         )
         yield MaterializeResult(
             asset_key=quarantine_key,
@@ -127,4 +124,4 @@ def silver_asset(table: SilverTable) -> AssetsDefinition:
     return _clean
 
 
-silver_assets = [silver_asset(table) for table in TABLES]
+silver_assets = [silver_asset(spec) for spec in ASSETS]

@@ -1,0 +1,5 @@
+"""Quality rules (declared beside each table in spark_jobs) as Dagster asset checks."""
+
+from lakehouse_assets.checks.rules import check_result, check_specs
+
+__all__ = ["check_result", "check_specs"]

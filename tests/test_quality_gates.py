@@ -1,0 +1,123 @@
+"""Blocking checks gate Gold per partition; schema drift warns or stops Silver; dbt tests are checks.
+
+Days are April 2026 and keys start at 2,000,000, so nothing here meets other tests' rows.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from dagster import AssetCheckSeverity, AssetKey, materialize
+
+from lakehouse_assets.bronze import bronze_assets
+from lakehouse_assets.gold import gold_current_state, gold_daily
+from lakehouse_assets.resources import SparkResource, dbt_resource
+from lakehouse_assets.silver import silver_assets
+from tests.builders import click, write_landing, write_source_db
+
+BAD, GOOD, DRIFT = date(2026, 4, 1), date(2026, 4, 2), date(2026, 4, 3)
+CUSTOMER, PRODUCT = 2_000_001, 2_000_010
+ASSETS = [*bronze_assets, *silver_assets, gold_daily, gold_current_state]
+RESOURCES = {"spark": SparkResource(), "dbt": dbt_resource}
+
+
+def source_for(day: date, settings, unit_cost=5.00):
+    t = f"{day} 08:00:00"
+    write_source_db(
+        settings,
+        {
+            "customers": [(CUSTOMER, "Cy", "cy@example.com", "consumer", "east", t, t)],
+            "products": [(PRODUCT, "Mug", "home", 10.00, unit_cost, t)],
+            "orders": [
+                (3_000_000 + day.day, CUSTOMER, PRODUCT, 1, 10.00, "placed", t, f"{day} 21:00:00")
+            ],
+        },
+    )
+    write_landing(settings, "inventory", day, [])
+
+
+def evaluations(result, asset: list[str]):
+    return {
+        e.check_name: e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == AssetKey(asset)
+    }
+
+
+@pytest.fixture(scope="module")
+def gated(spark, settings):
+    """Day BAD has a click without event_id (a `fail` rule); day GOOD is clean."""
+    runs = {}
+    for day, event_id in ((BAD, None), (GOOD, "g-1")):
+        source_for(day, settings)
+        write_landing(
+            settings,
+            "clickstream",
+            day,
+            [click(event_id, "view", PRODUCT, f"{day}T23:30:00Z", user_id=CUSTOMER)],
+        )
+        runs[day] = materialize(
+            ASSETS, partition_key=day.isoformat(), resources=RESOURCES, raise_on_error=False
+        )
+    return runs
+
+
+def gold_rows(spark, day):
+    if not spark.catalog.tableExists("lakehouse.gold.fct_orders"):
+        return 0  # this module may run alone, with its blocked day first
+    return spark.table("lakehouse.gold.fct_orders").where(f"order_date = '{day}'").count()
+
+
+def test_a_failed_blocking_check_stops_gold_for_that_day_only(spark, gated):
+    bad = evaluations(gated[BAD], ["silver", "clickstream"])["event_id_not_null"]
+    assert not bad.passed and bad.severity == AssetCheckSeverity.ERROR
+    assert bad.metadata["failing_rows"].value == 1
+    assert not gated[BAD].asset_materializations_for_node("gold_daily")
+    assert gold_rows(spark, BAD) == 0
+    # Silver itself was written: valid rows kept, the bad one quarantined, nothing lost.
+    assert spark.table("lakehouse.silver.orders").where(f"order_date = '{BAD}'").count() == 1
+    quarantined = spark.table("lakehouse.silver.clickstream_quarantine")
+    assert quarantined.where(f"_partition_date = '{BAD}'").count() == 1
+
+    good = evaluations(gated[GOOD], ["silver", "clickstream"])["event_id_not_null"]
+    assert good.passed
+    assert gated[GOOD].success
+    assert gold_rows(spark, GOOD) == 1
+
+
+def test_checks_report_counts_and_sample_keys(gated):
+    orders = evaluations(gated[GOOD], ["silver", "orders"])
+    assert orders["bronze_reconciles"].passed
+    assert orders["bronze_reconciles"].metadata["bronze_rows"].value == 1
+    assert orders["unique_order_id"].passed
+    assert orders["updated_at_fresh"].passed  # the day's last change at 21:00
+
+
+def test_schema_drift_new_field_warns_removed_field_stops_silver(spark, settings):
+    source_for(DRIFT, settings)
+    extra = click("d-1", "view", PRODUCT, f"{DRIFT}T23:00:00Z", user_id=CUSTOMER)
+    extra["campaign"] = "spring"  # a field nobody announced
+    missing = click("d-2", "view", PRODUCT, f"{DRIFT}T23:10:00Z", user_id=CUSTOMER)
+    write_landing(settings, "clickstream", DRIFT, [extra])
+    first = materialize(ASSETS, partition_key=DRIFT.isoformat(), resources=RESOURCES)
+    checks = evaluations(first, ["silver", "clickstream"])
+    assert not checks["no_new_fields"].passed
+    assert checks["no_new_fields"].severity == AssetCheckSeverity.WARN
+    assert checks["no_new_fields"].metadata["new_fields"].value == {"campaign": 1}
+    assert checks["schema"].passed
+    assert first.success and gold_rows(spark, DRIFT) == 1
+
+    del missing["timestamp"]  # a required field removed upstream
+    write_landing(settings, "clickstream", DRIFT, [extra, missing])
+    second = materialize(
+        ASSETS, partition_key=DRIFT.isoformat(), resources=RESOURCES, raise_on_error=False
+    )
+    schema = evaluations(second, ["silver", "clickstream"])["schema"]
+    assert not schema.passed and schema.severity == AssetCheckSeverity.ERROR
+    assert not second.success
+    # Bronze kept both lines; Silver still holds the first run's row, untouched.
+    bronze = spark.table("lakehouse.bronze.clickstream").where(f"_partition_date = '{DRIFT}'")
+    assert bronze.count() == 2
+    kept = spark.table("lakehouse.silver.clickstream").where(f"ingest_date = '{DRIFT}'")
+    assert [r.event_id for r in kept.collect()] == ["d-1"]
