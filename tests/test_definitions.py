@@ -16,6 +16,7 @@ GOLD_DAILY = {
     "low_stock_alerts",
 }
 GOLD_DIMS = {"dim_customers", "dim_products"}
+GOLD_QUALITY = {"data_quality_daily"}
 
 
 def keys(layer: str) -> set[str]:
@@ -25,7 +26,7 @@ def keys(layer: str) -> set[str]:
 def test_every_table_is_an_asset_keyed_layer_table():
     assert keys("bronze") == BRONZE
     assert keys("silver") == SILVER | {f"{t}_quarantine" for t in SILVER}
-    assert keys("gold") == GOLD_DAILY | GOLD_DIMS
+    assert keys("gold") == GOLD_DAILY | GOLD_DIMS | GOLD_QUALITY
     assert all(len(k.path) == 2 for k in GRAPH.get_all_asset_keys())
 
 

@@ -1,4 +1,4 @@
-"""Blocking checks gate Gold per partition; schema drift warns or stops Silver; dbt tests are checks.
+"""Blocking checks gate Gold per day; schema drift warns or stops Silver; dbt tests are checks.
 
 Days are April 2026 and keys start at 2,000,000, so nothing here meets other tests' rows.
 """
@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, materialize
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, materialize
 
 from lakehouse_assets.bronze import bronze_assets
+from lakehouse_assets.definitions import defs
 from lakehouse_assets.gold import gold_current_state, gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
@@ -46,11 +47,18 @@ def evaluations(result, asset: list[str]):
 
 
 @pytest.fixture(scope="module")
-def gated(spark, settings):
+def instance():
+    with DagsterInstance.ephemeral() as shared:  # check history must outlive each run
+        yield shared
+
+
+@pytest.fixture(scope="module")
+def gated(spark, settings, instance):
     """Day BAD has a click without event_id (a `fail` rule); day GOOD is clean."""
     runs = {}
     for day, event_id in ((BAD, None), (GOOD, "g-1")):
-        source_for(day, settings)
+        # On the good day the mug costs more than it sells for: a dbt test with severity warn.
+        source_for(day, settings, unit_cost=12.00 if day == GOOD else 5.00)
         write_landing(
             settings,
             "clickstream",
@@ -58,7 +66,11 @@ def gated(spark, settings):
             [click(event_id, "view", PRODUCT, f"{day}T23:30:00Z", user_id=CUSTOMER)],
         )
         runs[day] = materialize(
-            ASSETS, partition_key=day.isoformat(), resources=RESOURCES, raise_on_error=False
+            ASSETS,
+            partition_key=day.isoformat(),
+            resources=RESOURCES,
+            instance=instance,
+            raise_on_error=False,
         )
     return runs
 
@@ -84,6 +96,14 @@ def test_a_failed_blocking_check_stops_gold_for_that_day_only(spark, gated):
     assert good.passed
     assert gated[GOOD].success
     assert gold_rows(spark, GOOD) == 1
+
+
+def test_dbt_tests_are_asset_checks_with_their_severity(gated):
+    dims = evaluations(gated[GOOD], ["gold", "dim_products"])
+    below_cost = dims["dim_products_priced_at_or_above_cost"]
+    assert not below_cost.passed and below_cost.severity == AssetCheckSeverity.WARN
+    assert dims["unique_dim_products_product_id"].passed
+    assert gated[GOOD].success  # a warning never fails the run
 
 
 def test_checks_report_counts_and_sample_keys(gated):
@@ -121,3 +141,28 @@ def test_schema_drift_new_field_warns_removed_field_stops_silver(spark, settings
     assert bronze.count() == 2
     kept = spark.table("lakehouse.silver.clickstream").where(f"ingest_date = '{DRIFT}'")
     assert [r.event_id for r in kept.collect()] == ["d-1"]
+
+
+def test_daily_quality_score_reflects_each_days_checks(spark, gated, instance):
+    for day in (BAD, GOOD):
+        report = materialize(
+            list(defs.assets),
+            selection=[AssetKey(["gold", "data_quality_daily"])],
+            partition_key=day.isoformat(),
+            resources=RESOURCES,
+            instance=instance,
+        )
+        assert report.success
+    rows = {
+        (r.day, r.table_name): r
+        for r in spark.table("lakehouse.gold.data_quality_daily")
+        .where(f"day in ('{BAD}', '{GOOD}')")
+        .collect()
+    }
+    bad = rows[(BAD, "silver.clickstream")]
+    assert bad.checks_failed == 1 and bad.rows_quarantined == 1
+    assert bad.quarantined_by_rule == {"event_id_not_null": 1}
+    assert rows[(BAD, "gold.fct_orders")].checks_not_run > 0  # blocked, never ran
+    assert rows[(GOOD, "silver.clickstream")].checks_failed == 0
+    assert rows[(GOOD, "gold.dim_products")].checks_warned == 1
+    assert rows[(BAD, "all")].score < rows[(GOOD, "all")].score <= 100

@@ -1,6 +1,6 @@
 {# Generic tests kept in the project, so no `dbt deps` download is needed. #}
 
-{% test expression_is_true(model, expression) %}
+{% test expression_is_true(model, expression, column_name=none) %}
   select * from {{ model }} where not ({{ expression }})
 {% endtest %}
 

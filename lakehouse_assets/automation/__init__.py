@@ -1,0 +1,3 @@
+from lakehouse_assets.automation.sensors import quality_after_failure, quality_after_success
+
+__all__ = ["quality_after_failure", "quality_after_success"]

@@ -1,0 +1,111 @@
+"""Every kind of rule and check, on tiny dirty data, with exact counts and verdicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from spark_jobs import quality as q
+from spark_jobs.silver import TABLES
+
+
+def frame(spark, rows, schema="id long, status string, amount double, day string"):
+    return spark.createDataFrame(rows, schema)
+
+
+def flagged(spark, rules, rows):
+    kept, bad = q.apply_rules(frame(spark, rows), rules)
+    stats = q.rule_stats(bad.withColumnRenamed(q.RULES_COLUMN, "rules"), "rules", "id", "day")
+    stats |= q.rule_stats(kept, q.WARNINGS_COLUMN, "id", "day")
+    batch = len(rows)
+    return kept, bad, {r.name: q.judge_rule(r, stats.get(r.name), batch) for r in rules}
+
+
+ROWS = [
+    (1, "placed", 10.0, "d1"),
+    (2, None, 5.0, "d1"),
+    (3, "lost", 7.0, "d1"),
+    (4, "placed", -1.0, "d2"),
+    (5, "placed", 2000.0, "d2"),
+    (None, "placed", 1.0, "d2"),
+]
+
+
+def test_not_null_accepted_values_and_between_count_exactly(spark):
+    rules = [
+        q.not_null("id", action="fail"),
+        q.not_null("status"),
+        q.accepted_values("status", ["placed", "shipped"]),
+        q.between("amount", 0, name="amount_non_negative"),
+        q.between("amount", high=1000, name="amount_plausible", action="warn"),
+    ]
+    kept, bad, v = flagged(spark, rules, ROWS)
+    assert sorted(r.id for r in kept.collect()) == [1, 5]  # warn keeps row 5
+    assert bad.count() == 4
+    assert (v["id_not_null"].failing_rows, v["id_not_null"].status) == (1, "failed")
+    assert (v["status_not_null"].failing_rows, v["status_not_null"].status) == (1, "warned")
+    assert v["status_accepted"].failing_rows == 1 and v["status_accepted"].sample == ["3"]
+    assert v["amount_non_negative"].per_day == {"d2": 1}
+    assert (v["amount_plausible"].failing_rows, v["amount_plausible"].status) == (1, "warned")
+
+
+def test_a_drop_rule_escalates_when_most_of_the_batch_breaks_it(spark):
+    rules = [q.accepted_values("status", ["shipped"])]
+    _, _, v = flagged(spark, rules, ROWS)
+    assert v["status_accepted"].failing_rows == 5  # of 6: an outage upstream, not dirt
+    assert v["status_accepted"].status == "failed"
+    assert v["status_accepted"].severity == "ERROR"
+
+
+def test_references_flag_missing_keys_not_null_ones(spark):
+    rows = spark.createDataFrame([(1, 10), (2, 99), (3, None)], "id long, customer_id long").join(
+        spark.createDataFrame([(10, True)], "cid long, _found boolean"),
+        q._F().col("customer_id") == q._F().col("cid"),
+        "left",
+    )
+    rule = q.references("customer_id", "_found", "silver.customers", "customer_exists")
+    kept, bad = q.apply_rules(rows, [rule])
+    assert [r.id for r in bad.collect()] == [2]
+    assert sorted(r.id for r in kept.collect()) == [1, 3]
+
+
+def test_unique_counts_every_row_of_a_repeated_key(spark):
+    df = spark.createDataFrame(
+        [(1, "a"), (1, "b"), (1, "c"), (2, "a"), (3, "a"), (3, "b")], "k long, v string"
+    )
+    single = q.judge_unique(q.unique(["k"]), df)
+    assert (single.failing_rows, single.status, sorted(single.sample)) == (5, "failed", ["1", "3"])
+    pair = q.judge_unique(q.unique(["k", "v"]), df)
+    assert pair.passed
+
+
+def test_row_count_band_compares_with_recent_days():
+    check = q.row_count_band(low=0.5, high=2.0, lookback_days=3)
+    history = {"2026-01-01": 100, "2026-01-02": 120, "2026-01-03": 80}
+    normal = q.judge_row_count_band(check, {"2026-01-04": 90}, history)
+    assert normal.passed and normal.detail["ratio_to_recent_mean"] == {"2026-01-04": 0.9}
+    low = q.judge_row_count_band(check, {"2026-01-04": 40}, history)
+    assert (low.failing_rows, low.status, low.sample) == (40, "warned", ["2026-01-04"])
+    first_day = q.judge_row_count_band(check, {"2026-01-01": 5}, {"2026-01-01": 5})
+    assert first_day.passed  # nothing to compare with yet
+
+
+def test_freshness_wants_the_day_covered_to_its_end():
+    check = q.freshness("updated_at", max_lag_hours=6)
+    verdict = q.judge_freshness(
+        check,
+        {
+            "2026-01-01": datetime(2026, 1, 1, 23, 10),
+            "2026-01-02": datetime(2026, 1, 2, 9, 0),  # nothing after 9:00: a cut-off extract
+            "2026-01-03": None,  # Bronze had rows, none survived
+        },
+    )
+    assert (verdict.failing_rows, verdict.sample) == (2, ["2026-01-02", "2026-01-03"])
+
+
+def test_every_silver_table_declares_schema_reconciliation_and_uniqueness():
+    for name, table in TABLES.items():
+        kinds = {c.kind for c in table.quality.checks}
+        assert {"schema", "reconciles", "unique"} <= kinds, name
+        names = [r.name for r in table.quality.all]
+        assert len(names) == len(set(names)), name
+        assert any(r.action == "fail" for r in table.quality.all), name
