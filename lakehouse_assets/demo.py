@@ -24,35 +24,25 @@ from lakehouse_assets.resources.catalog import open_catalog
 from spark_jobs.settings import NAMESPACES, REPO_ROOT, Settings
 
 JOB = "daily_lakehouse"
+REPORT_JOB = "quality_report"
 
 
-def run_job(settings: Settings, start: date, last: date) -> str:
-    """Run the main job over [start, last] as one run; return its run id."""
+def run_job(settings: Settings, job: str, start: date, last: date) -> str:
+    """Run a job over [start, last] as one run, as the UI would; return its run id."""
     tags = {
         "dagster/asset_partition_range_start": start.isoformat(),
         "dagster/asset_partition_range_end": last.isoformat(),
         "source": "make demo",
     }
-    log = settings.home / "logs" / "demo-run.log"
+    log = settings.home / "logs" / f"demo-{job}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "job",
-        "execute",
-        "-m",
-        "lakehouse_assets.definitions",
-        "-j",
-        JOB,
-        "--tags",
-        json.dumps(tags),
-    ]
+    cmd = [sys.executable, "-m", "dagster", "job", "execute"]
+    cmd += ["-m", "lakehouse_assets.definitions", "-j", job, "--tags", json.dumps(tags)]
     with log.open("w") as out:
         done = subprocess.run(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         tail = log.read_text().splitlines()[-25:]
-        sys.exit("\n".join(tail) + f"\n\nerror: the {JOB} run failed; full log in {log}")
+        sys.exit("\n".join(tail) + f"\n\nerror: the {job} run failed; full log in {log}")
     from dagster import DagsterInstance
 
     with DagsterInstance.get() as instance:
@@ -101,6 +91,15 @@ def report(settings: Settings) -> None:
     print(
         "  injected by the generator: " + ", ".join(f"{k} {v}" for k, v in sorted(injected.items()))
     )
+    quality = pl.from_arrow(catalog.load_table("gold.data_quality_daily").scan().to_arrow())
+    print("\ngold.data_quality_daily: score per day (100 = every check passed, a warning half)")
+    overall = quality.filter(pl.col("table_name") == "all").sort("day")
+    for row in overall.iter_rows(named=True):
+        print(
+            f"  {row['day']}  score {row['score']:5.1f}  passed {row['checks_passed']:3}"
+            f"  warned {row['checks_warned']:2}  failed {row['checks_failed']}"
+            f"  quarantined {row['rows_quarantined']:,}"
+        )
     sales = pl.from_arrow(catalog.load_table("gold.agg_daily_sales").scan().to_arrow())
     print("\ngold.agg_daily_sales: top 10 by revenue")
     with pl.Config(tbl_rows=10, tbl_cols=12, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
@@ -126,9 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     began = time.monotonic()
-    print(f"running {JOB} for {args.start}..{last} as one run (log: logs/demo-run.log) ...")
-    run_id = run_job(settings, args.start, last)
+    print(f"running {JOB} for {args.start}..{last} as one run (log: logs/demo-{JOB}.log) ...")
+    run_id = run_job(settings, JOB, args.start, last)
     timings["dagster run"] = time.monotonic() - began
+    began = time.monotonic()
+    print(f"running {REPORT_JOB} for the same days ...")
+    run_job(settings, REPORT_JOB, args.start, last)
+    timings["quality"] = time.monotonic() - began
     report(settings)
     print("\nwall time")
     for stage, seconds in {**timings, **stage_times(run_id)}.items():

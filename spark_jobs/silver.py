@@ -12,6 +12,7 @@ reads Bronze, evaluates the rules, writes Silver and its quarantine table, and r
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ ORDER_STATUSES = ("placed", "shipped", "delivered", "cancelled", "returned")
 EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase", "search")
 # A duplicate event can land up to this many days after its original.
 DEDUP_LOOKBACK_DAYS = 7
+RAW_LINE = "_raw_line"
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -423,6 +426,7 @@ def clean_clickstream(bronze: DataFrame, earlier_event_ids: DataFrame | None, ru
             F.col("_bronze._line_number").alias("_line_number"),
             F.lit(run_id).alias("_run_id"),
             WARNINGS_COLUMN,
+            F.col("_bronze.raw_line").alias(RAW_LINE),  # for additive schema evolution
         ),
         quarantine_rows(bad, F.coalesce(F.col("event_id"), _line_key()), run_id),
         duplicates,
@@ -598,10 +602,25 @@ def _table_verdicts(
     return out
 
 
+def evolve(rows: DataFrame, new_fields: list[str]) -> DataFrame:
+    """Add new top-level JSON fields as string columns (additive evolution, opt-in)."""
+    F = _F()
+    fields = [f for f in new_fields if _FIELD_NAME.match(f) and f not in rows.columns]
+    return rows.withColumns({f: F.get_json_object(F.col(RAW_LINE), f"$.{f}") for f in fields})
+
+
 def run_table(
-    spark: SparkSession, table: SilverTable, window: DayWindow, run_id: str
+    spark: SparkSession,
+    table: SilverTable,
+    window: DayWindow,
+    run_id: str,
+    evolve_schema: bool = False,
 ) -> SilverResult:
-    """Validate the window's Bronze rows and, unless the schema check fails, write Silver."""
+    """Validate the window's Bronze rows and, unless the schema check fails, write Silver.
+
+    With ``evolve_schema``, fields that are new in the incoming JSON become Silver columns;
+    otherwise they are only reported (Bronze keeps them in the raw line either way).
+    """
     F = _F()
     name = storage.table_name("silver", table.name)
     bronze = _bronze(spark, table.bronze, window).cache()
@@ -614,7 +633,14 @@ def run_table(
         if not schema.passed:
             # A removed or retyped required field: write nothing; Bronze keeps every line.
             return SilverResult(name, total, 0, 0, 0, {}, None, [schema], written=False)
-        table.write(table.to_table(valid.drop(WARNINGS_COLUMN), run_id), name, window)
+        rows = valid.drop(WARNINGS_COLUMN)
+        if evolve_schema and split.new_fields is not None and RAW_LINE in rows.columns:
+            found = [r.field for r in split.new_fields.select("field").distinct().collect()]
+            rows = evolve(rows, found)
+            storage.allow_new_columns(spark, name)
+        if RAW_LINE in rows.columns:
+            rows = rows.drop(RAW_LINE)
+        table.write(table.to_table(rows, run_id), name, window)
         storage.replace_window(
             quarantined,
             storage.table_name("silver", f"{table.name}_quarantine"),

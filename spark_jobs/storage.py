@@ -168,6 +168,25 @@ def ensure_table(df: DataFrame, name: str, partition_column: str | None) -> None
     writer.create()
 
 
+def conform(df: DataFrame, name: str) -> DataFrame:
+    """Match the table's columns: those it gained by evolution come in as NULL; new columns
+    of ``df`` stay, for a write that merges the schema."""
+    from pyspark.sql import functions as F
+
+    spark = df.sparkSession
+    if not spark.catalog.tableExists(name):
+        return df
+    target = spark.table(name).schema
+    missing = {f.name: F.lit(None).cast(f.dataType) for f in target if f.name not in df.columns}
+    return df.withColumns(missing) if missing else df
+
+
+def allow_new_columns(spark: SparkSession, name: str) -> None:
+    """Let writes that carry new columns add them to the table (Iceberg schema merge)."""
+    if spark.catalog.tableExists(name):
+        spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('write.spark.accept-any-schema'='true')")
+
+
 def replace_window(df: DataFrame, name: str, partition_column: str, window: DayWindow) -> None:
     """Atomically replace exactly the window's days with ``df``; other days stay untouched.
 
@@ -175,7 +194,11 @@ def replace_window(df: DataFrame, name: str, partition_column: str, window: DayW
     is emptied rather than left with stale ones.
     """
     ensure_table(df, name, partition_column)
-    df.writeTo(name).overwrite(window_condition(partition_column, window))
+    df = conform(df, name)
+    writer = df.writeTo(name)
+    if set(df.columns) - set(df.sparkSession.table(name).columns):
+        writer = writer.option("mergeSchema", "true")
+    writer.overwrite(window_condition(partition_column, window))
 
 
 def merge_latest(df: DataFrame, name: str, key: str, partition_column: str | None = None) -> None:

@@ -127,6 +127,18 @@ def test_schema_drift_new_field_warns_removed_field_stops_silver(spark, settings
     assert checks["no_new_fields"].metadata["new_fields"].value == {"campaign": 1}
     assert checks["schema"].passed
     assert first.success and gold_rows(spark, DRIFT) == 1
+    assert "campaign" not in spark.table("lakehouse.silver.clickstream").columns
+
+    evolved = materialize(
+        ASSETS,
+        partition_key=DRIFT.isoformat(),
+        resources=RESOURCES,
+        run_config={"ops": {"silver_clickstream": {"config": {"evolve_schema": True}}}},
+    )
+    assert evolved.success
+    table = spark.table("lakehouse.silver.clickstream")
+    assert [r.campaign for r in table.where(f"ingest_date = '{DRIFT}'").collect()] == ["spring"]
+    assert table.where(f"ingest_date <> '{DRIFT}' and campaign is not null").count() == 0
 
     del missing["timestamp"]  # a required field removed upstream
     write_landing(settings, "clickstream", DRIFT, [extra, missing])

@@ -8,6 +8,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AssetSpec,
+    Config,
     Failure,
     MaterializeResult,
     multi_asset,
@@ -55,6 +56,12 @@ ASSETS = (
 )
 
 
+class SilverConfig(Config):
+    evolve_schema: bool = False
+    """Add fields that are new in incoming JSON to the Silver table as columns (additive
+    only). Off by default: new fields are then reported by a warning check and kept in Bronze."""
+
+
 def silver_asset(spec: SilverAsset) -> AssetsDefinition:
     table = silver.TABLES[spec.name]
     deps = [AssetKey(list(key)) for key in spec.upstream]
@@ -83,9 +90,11 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=single_run,
     )
-    def _clean(context: AssetExecutionContext, spark: SparkResource):
+    def _clean(context: AssetExecutionContext, config: SilverConfig, spark: SparkResource):
         window = window_of(context)
-        result = silver.run_table(spark.session, table, window, context.run_id)
+        result = silver.run_table(
+            spark.session, table, window, context.run_id, evolve_schema=config.evolve_schema
+        )
         checks = [check_result(v, main_key) for v in result.verdicts]
         if not result.written:
             yield from checks
