@@ -11,7 +11,7 @@ START ?= 2026-01-01
 DAYS ?= 3
 SCALE ?= small
 
-.PHONY: help setup system-deps env manifest demo test dev lint format clean
+.PHONY: help setup system-deps env manifest demo test dev lint format clean tables spark-conf spark-sql run screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ manifest: env ## parse the dbt project (dagster-dbt reads target/manifest.json)
 
 setup: system-deps env manifest ## everything the demo and the tests need
 	@mkdir -p $(DAGSTER_HOME)
-	@cp -n deployment/dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	@cp deployment/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: setup ## generate $(DAYS) days and run the main job over them through Dagster
 	@$(RUN) python -m lakehouse_assets.demo --start $(START) --days $(DAYS) --scale $(SCALE)
@@ -48,3 +48,21 @@ format: env ## ruff fix and format
 clean: ## remove generated state (.lakehouse, dbt target and logs); never source files
 	rm -rf $(LAKEHOUSE_HOME) dbt_project/target dbt_project/logs .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+
+tables: env ## Iceberg tables with row counts, latest snapshots and history (no JVM)
+	@$(RUN) python -m lakehouse_assets.tables --history $(or $(HISTORY),3)
+
+spark-conf: env
+	@$(RUN) python -c "from spark_jobs.session import prepare, write_spark_defaults; from spark_jobs.settings import Settings; s = Settings.from_env(); prepare(s); write_spark_defaults(s)"
+
+spark-sql: setup spark-conf ## a Spark SQL shell on the lakehouse catalog (try: SHOW TABLES IN gold)
+	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-sql --conf spark.sql.catalogImplementation=in-memory
+
+run: setup spark-conf ## spark-submit a job: make run JOB=silver ARGS="--date 2026-01-02"
+	@test -n "$(JOB)" || { echo "usage: make run JOB=<bronze|silver> ARGS=\"--date YYYY-MM-DD\""; exit 2; }
+	@test -f spark_jobs/$(JOB).py || { echo "error: no spark_jobs/$(JOB).py"; exit 2; }
+	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-submit spark_jobs/$(JOB).py $(ARGS)
+
+screenshot: setup ## save the asset graph as seen in the UI to deployment/asset-graph.png
+	@deployment/system-deps.sh chromium
+	@$(RUN) python -m lakehouse_assets.screenshot deployment/asset-graph.png

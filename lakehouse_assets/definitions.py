@@ -1,8 +1,21 @@
-"""The lakehouse code location: assets, resources, jobs. Assembly only."""
+"""The lakehouse code location: assets, checks, resources, jobs, schedules, sensors.
+
+Assembly only.
+"""
 
 from dagster import Definitions, in_process_executor
 
-from lakehouse_assets.automation import quality_after_failure, quality_after_success
+from lakehouse_assets.automation import (
+    ARRIVAL_JOBS,
+    LandingResource,
+    daily_schedule,
+    freshness_checks,
+    freshness_sensor,
+    landing_sensors,
+    quality_after_failure,
+    quality_after_success,
+    slack_on_run_failure,
+)
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.gold import data_quality_daily, gold_current_state, gold_daily
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
@@ -11,9 +24,17 @@ from lakehouse_assets.silver import silver_assets
 
 defs = Definitions(
     assets=[*bronze_assets, *silver_assets, gold_daily, gold_current_state, data_quality_daily],
-    jobs=[daily_lakehouse, quality_report],
-    sensors=[quality_after_success, quality_after_failure],
-    resources={"spark": SparkResource(), "dbt": dbt_resource},
+    asset_checks=freshness_checks,
+    jobs=[daily_lakehouse, quality_report, *ARRIVAL_JOBS.values()],
+    schedules=[daily_schedule],
+    sensors=[
+        *landing_sensors,
+        quality_after_success,
+        quality_after_failure,
+        slack_on_run_failure,
+        freshness_sensor,
+    ],
+    resources={"spark": SparkResource(), "dbt": dbt_resource, "landing": LandingResource()},
     # One process, hence one Spark JVM, per run: the PySpark assets share a session.
     executor=in_process_executor,
 )

@@ -40,6 +40,9 @@ class Settings:
     source_password: str
     landing: str
     s3_endpoint_url: str
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
     extra_jars: tuple[str, ...] = field(default=())
 
     @classmethod
@@ -59,6 +62,9 @@ class Settings:
             source_password=_env("LAKEHOUSE_SOURCE_PASSWORD", ""),
             landing=_env("LAKEHOUSE_LANDING", str(home / "landing")),
             s3_endpoint_url=_env("LAKEHOUSE_S3_ENDPOINT_URL", ""),
+            s3_region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
+            s3_access_key=_env("AWS_ACCESS_KEY_ID", ""),
+            s3_secret_key=_env("AWS_SECRET_ACCESS_KEY", ""),
             extra_jars=tuple(j for j in extra.split(",") if j),
         )
 

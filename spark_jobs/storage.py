@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -76,15 +78,60 @@ def read_source_table(
 
 
 # ------------------------------------------------------------------ landing zone
-def landing_filesystem(landing: str, s3_endpoint_url: str = "") -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and root path for a local folder or an ``s3://bucket/prefix``."""
-    if landing.startswith("s3://"):
-        bucket_prefix = landing.removeprefix("s3://").rstrip("/")
-        if s3_endpoint_url:
-            scheme, _, host = s3_endpoint_url.partition("://")
-            return pafs.S3FileSystem(endpoint_override=host, scheme=scheme), bucket_prefix
-        return pafs.S3FileSystem(), bucket_prefix
-    return pafs.LocalFileSystem(), landing.rstrip("/")
+@dataclass(frozen=True)
+class LandingZone:
+    """A local folder or ``s3://bucket/prefix``; picklable, so Spark tasks can open it."""
+
+    uri: str
+    endpoint_url: str = ""
+    region: str = "us-east-1"
+    access_key: str = ""
+    secret_key: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings) -> LandingZone:
+        return cls(
+            settings.landing,
+            settings.s3_endpoint_url,
+            settings.s3_region,
+            settings.s3_access_key,
+            settings.s3_secret_key,
+        )
+
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    @property
+    def root(self) -> str:
+        """The path below the filesystem: ``bucket/prefix`` for S3, the folder otherwise."""
+        return self.uri.removeprefix("s3://").rstrip("/") if self.is_s3 else self.uri.rstrip("/")
+
+    def filesystem(self) -> pafs.FileSystem:
+        if not self.is_s3:
+            return pafs.LocalFileSystem()
+        options: dict = {"region": self.region}
+        if self.endpoint_url:
+            scheme, _, host = self.endpoint_url.partition("://")
+            options |= {"endpoint_override": host, "scheme": scheme}
+        if self.access_key:
+            options |= {"access_key": self.access_key, "secret_key": self.secret_key}
+        return pafs.S3FileSystem(**options)
+
+    def uri_of(self, path: str) -> str:
+        """The lineage name of a file: ``s3://bucket/key`` or ``file:///path``."""
+        return f"s3://{path}" if self.is_s3 else Path(path).as_uri()
+
+
+def day_of_object(relative_key: str) -> date | None:
+    """The landing day of ``<source>/<YYYY-MM-DD>/<file>.jsonl``, or None for anything else."""
+    parts = relative_key.split("/")
+    if len(parts) < 3 or parts[0] not in LANDING_SOURCES or not parts[-1].endswith(".jsonl"):
+        return None
+    try:
+        return date.fromisoformat(parts[1])
+    except ValueError:
+        return None
 
 
 def list_landing_files(
@@ -93,17 +140,20 @@ def list_landing_files(
     """``(day, path)`` of every ``*.jsonl`` object landed for the source in the window."""
     if source not in LANDING_SOURCES:
         raise ValueError(f"unknown landing source {source!r}; expected one of {LANDING_SOURCES}")
-    filesystem, root = landing_filesystem(settings.landing, settings.s3_endpoint_url)
+    zone = LandingZone.of(settings)
+    filesystem = zone.filesystem()
     found = []
     for day in window.days:
-        selector = pafs.FileSelector(f"{root}/{source}/{day.isoformat()}", allow_not_found=True)
+        selector = pafs.FileSelector(
+            f"{zone.root}/{source}/{day.isoformat()}", allow_not_found=True
+        )
         for info in filesystem.get_file_info(selector):
             if info.type == pafs.FileType.File and info.path.endswith(".jsonl"):
                 found.append((day, info.path))
     return sorted(found)
 
 
-def _line_reader(landing: str, s3_endpoint_url: str, uri_prefix: str):
+def _line_reader(zone: LandingZone):
     """A ``mapInArrow`` function that turns (day, path) rows into one row per line of text.
 
     It runs inside Spark tasks, so local folders and S3 (through pyarrow, since this Spark has
@@ -111,7 +161,7 @@ def _line_reader(landing: str, s3_endpoint_url: str, uri_prefix: str):
     """
 
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        filesystem, _ = landing_filesystem(landing, s3_endpoint_url)
+        filesystem = zone.filesystem()
         for batch in batches:
             days = batch.column("day").to_pylist()
             paths = batch.column("path").to_pylist()
@@ -125,7 +175,7 @@ def _line_reader(landing: str, s3_endpoint_url: str, uri_prefix: str):
                 yield pa.RecordBatch.from_arrays(
                     [
                         pa.repeat(pa.scalar(day, pa.date32()), n),
-                        pa.repeat(pa.scalar(uri_prefix + path, pa.string()), n),
+                        pa.repeat(pa.scalar(zone.uri_of(path), pa.string()), n),
                         pa.array(np.arange(1, n + 1, dtype=np.int64)),
                         pa.array(lines, pa.string()),
                     ],
@@ -140,12 +190,10 @@ def read_landing_lines(
 ) -> DataFrame:
     """Every line of every landed file, verbatim, with its file and line number."""
     files = list_landing_files(settings, source, window)
-    uri_prefix = "s3://" if settings.landing.startswith("s3://") else "file://"
     paths = spark.createDataFrame(files, "day date, path string")
     if files:
         paths = paths.repartition(min(len(files), spark.sparkContext.defaultParallelism))
-    reader = _line_reader(settings.landing, settings.s3_endpoint_url, uri_prefix)
-    return paths.mapInArrow(reader, LANDING_LINE_SCHEMA)
+    return paths.mapInArrow(_line_reader(LandingZone.of(settings)), LANDING_LINE_SCHEMA)
 
 
 # ------------------------------------------------------------------ Iceberg writes

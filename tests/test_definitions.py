@@ -71,3 +71,12 @@ def test_main_job_runs_in_one_process():
         "silver",
         "gold",
     }
+
+
+def test_gold_has_freshness_checks_and_the_day_is_scheduled_at_six():
+    fresh = {k.asset_key.path[1] for k in GRAPH.asset_check_keys if "freshness" in k.name}
+    assert fresh >= GOLD_DAILY | GOLD_DIMS
+    [schedule] = defs.schedules
+    assert (schedule.cron_schedule, schedule.job_name) == ("0 6 * * *", "daily_lakehouse")
+    sensors = {s.name for s in defs.sensors}
+    assert {"clickstream_landed", "inventory_landed", "slack_on_run_failure"} <= sensors

@@ -3,17 +3,13 @@
     incremental_strategy='insert_overwrite',
     partition_by=['as_of_date'],
     tags=['daily'],
+    pre_hook="{% if is_incremental() %}delete from {{ this }} where as_of_date in ({{ low_stock_days() }}){% endif %}",
 ) }}
-
-{%- set start = window_bound('start_date') -%}
-{%- set end = window_bound('end_date') %}
+{#- The pre-hook empties every day this run recomputes: a day whose alerts all cleared must
+    end up empty, and an insert_overwrite only replaces the days it writes rows for. -#}
 
 with days as (
-    {% if start is none or end is none -%}
-    select distinct snapshot_date as as_of_date from {{ ref('stg_inventory') }}
-    {%- else -%}
-    select explode(sequence({{ start }}, date_sub({{ end }}, 1))) as as_of_date
-    {%- endif %}
+    {{ low_stock_days() }}
 ),
 
 inventory as (

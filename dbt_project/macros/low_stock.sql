@@ -1,0 +1,22 @@
+{#
+  The as-of days low_stock_alerts rebuilds: the window's days, and the days after an earlier
+  order date the window changed (their sales velocity moved), up to the window's last day.
+  It reads the Silver sources, not the ephemeral staging models: it also runs in a pre-hook,
+  where ephemeral models cannot be inlined.
+#}
+{% macro low_stock_days() -%}
+  {%- set start = window_bound('start_date') -%}
+  {%- set end = window_bound('end_date') -%}
+  {%- if start is none or end is none -%}
+    select distinct snapshot_date as as_of_date from {{ source('silver', 'inventory') }}
+  {%- else -%}
+    select explode(sequence({{ start }}, date_sub({{ end }}, 1))) as as_of_date
+    union
+    select explode(sequence(
+        order_date,
+        least(date_add(order_date, {{ var('velocity_days') }} - 1), date_sub({{ end }}, 1))
+    )) as as_of_date
+    from ({{ touched_days(source('silver', 'orders'), 'order_date', '_ingest_date') }}) as touched
+    where order_date < {{ start }}
+  {%- endif -%}
+{%- endmacro %}

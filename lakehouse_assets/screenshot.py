@@ -1,0 +1,165 @@
+"""Serve the Dagster UI on a free port and save a picture of the asset graph.
+
+    python -m lakehouse_assets.screenshot deployment/asset-graph.png
+
+Uses Debian's headless Chromium; `make screenshot` installs it when it can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from spark_jobs.settings import REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def webserver(timeout: float = 120.0) -> Iterator[str]:
+    """``dagster-webserver`` for workspace.yaml on a free loopback port; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable, "-m", "dagster_webserver",
+        "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            _wait_until_up(url, server, log, timeout)
+            yield url
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=2):
+                return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                tail = log.read().decode()[-2000:]
+                raise RuntimeError(f"dagster-webserver did not start:\n{tail}") from None
+            time.sleep(0.5)
+
+
+def graphql(url: str, query: str) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        payload = json.loads(response.read())
+    if payload.get("errors"):
+        raise RuntimeError(payload["errors"])
+    return payload["data"]
+
+
+SKIP_DIALOGS = """
+for (const b of document.querySelectorAll('button')) {
+  if (['Skip', 'Dismiss', 'Close'].includes(b.innerText.trim())) b.click();
+}
+"""
+
+
+async def _capture(debug_port: int, url: str, target: Path) -> None:
+    """Drive the page over the DevTools protocol: dismiss the welcome dialog, then capture."""
+    import asyncio
+    import base64
+
+    import websockets
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{debug_port}/json/list", timeout=10) as r:
+        page = next(t for t in json.loads(r.read()) if t["type"] == "page")
+    async with websockets.connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
+        ids = iter(range(1, 10_000))
+
+        async def call(method: str, **params):
+            msg_id = next(ids)
+            await ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+            while True:
+                reply = json.loads(await ws.recv())
+                if reply.get("id") == msg_id:
+                    return reply.get("result", {})
+
+        await call("Emulation.setDeviceMetricsOverride", width=1600, height=900,
+                   deviceScaleFactor=1, mobile=False)  # fmt: skip
+        await call("Page.navigate", url=url)
+        await asyncio.sleep(12)
+        await call("Runtime.evaluate", expression=SKIP_DIALOGS)
+        await asyncio.sleep(2)
+        shot = await call("Page.captureScreenshot", format="png")
+        target.write_bytes(base64.b64decode(shot["data"]))
+
+
+def screenshot(url: str, target: Path) -> None:
+    import asyncio
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        sys.exit("error: chromium not found: apt-get install chromium")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    # Chromium's helpers may still write to the profile as it exits: tolerate that on cleanup.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+        chrome = subprocess.Popen(
+            [
+                browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+                "--hide-scrollbars", f"--remote-debugging-port={port}", "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version", timeout=2)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.3)
+            asyncio.run(_capture(port, url, target))
+        finally:
+            chrome.terminate()
+            chrome.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", type=Path)
+    args = parser.parse_args(argv)
+    with webserver() as url:
+        screenshot(f"{url}/asset-groups", args.target)
+    print(f"saved {args.target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The schedule, the landing sensors against a real S3 API, and failure alerts over HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import boto3
+import pytest
+from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
+    asset,
+    build_run_status_sensor_context,
+    build_schedule_context,
+    build_sensor_context,
+    materialize,
+)
+
+from lakehouse_assets.automation import daily_schedule, landing_sensors, slack_on_run_failure
+from lakehouse_assets.automation.landing import LandedObject, LandingResource, plan_runs
+from lakehouse_assets.bronze import bronze_assets
+from lakehouse_assets.definitions import defs
+from lakehouse_assets.partitions import daily_partitions
+from lakehouse_assets.resources import SparkResource
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_schedule_runs_yesterday_at_six():
+    assert daily_schedule.cron_schedule == "0 6 * * *"
+    assert daily_schedule.job_name == "daily_lakehouse"
+    context = build_schedule_context(
+        scheduled_execution_time=datetime(2026, 3, 5, 6, 0, tzinfo=UTC)
+    )
+    requests = daily_schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2026-03-04"]
+
+
+def test_plan_runs_is_exactly_once_per_object_version():
+    first = [
+        LandedObject("clickstream/2026-08-02/a.jsonl", "v1"),
+        LandedObject("clickstream/2026-08-01/b.jsonl", "v1"),  # out of order
+        LandedObject("clickstream/2026-08-02/c.jsonl", "v1"),
+        LandedObject("clickstream/not-a-day/x.jsonl", "v1"),  # ignored
+    ]
+    requests, cursor = plan_runs(first, {}, "clickstream")
+    assert [r.partition_key for r in requests] == ["2026-08-01", "2026-08-02"]
+    assert plan_runs(first, cursor, "clickstream")[0] == []
+    again, _ = plan_runs(first, {}, "clickstream")
+    assert [r.run_key for r in again] == [r.run_key for r in requests]  # same key: deduplicated
+    rewritten = [LandedObject("clickstream/2026-08-01/b.jsonl", "v2"), *first[1:]]
+    requests, _ = plan_runs(rewritten, cursor, "clickstream")
+    assert [r.partition_key for r in requests] == ["2026-08-01"]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A real S3 API (moto's server) on loopback; no AWS is reachable or needed here."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_s3_arrivals_become_runs_that_land_rows_in_bronze(s3_server, monkeypatch, spark):
+    for key, value in {
+        "LAKEHOUSE_LANDING": "s3://landing-bucket/lake",
+        "LAKEHOUSE_S3_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="landing-bucket")
+
+    def put(day: str, name: str, events: list[str]):
+        body = "".join(
+            json.dumps({"event_id": e, "user_id": 1, "event_type": "view",
+                        "timestamp": f"{day}T10:00:00Z"}) + "\n"
+            for e in events
+        )  # fmt: skip
+        s3.put_object(Bucket="landing-bucket", Key=f"lake/clickstream/{day}/{name}", Body=body)
+
+    sensor = next(s for s in landing_sensors if s.name == "clickstream_landed")
+    resources = {"landing": LandingResource()}
+
+    def tick(cursor):
+        context = build_sensor_context(
+            cursor=cursor, resources=resources, repository_def=defs.get_repository_def()
+        )
+        return sensor.evaluate_tick(context)
+
+    put("2026-09-02", "part-0.jsonl", ["s-1", "s-2"])
+    put("2026-09-01", "part-0.jsonl", ["s-3"])  # arrives after the newer day
+    first = tick(None)
+    assert sorted(r.partition_key for r in first.run_requests) == ["2026-09-01", "2026-09-02"]
+
+    clickstream = next(a for a in bronze_assets if a.key.path == ["bronze", "clickstream"])
+    for request in first.run_requests:
+        result = materialize(
+            [clickstream], partition_key=request.partition_key, resources={"spark": SparkResource()}
+        )
+        assert result.success
+    bronze = spark.table("lakehouse.bronze.clickstream").where(
+        "_partition_date between '2026-09-01' and '2026-09-02'"
+    )
+    assert bronze.count() == 3
+    files = {r._source_file for r in bronze.select("_source_file").distinct().collect()}
+    assert files == {
+        "s3://landing-bucket/lake/clickstream/2026-09-01/part-0.jsonl",
+        "s3://landing-bucket/lake/clickstream/2026-09-02/part-0.jsonl",
+    }
+
+    second = tick(first.cursor)
+    assert second.run_requests == []
+    assert "no new clickstream objects" in second.skip_message
+
+    put("2026-09-01", "part-1.jsonl", ["s-4"])  # late, for an earlier day
+    third = tick(first.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["2026-09-01"]
+    put("2026-09-02", "part-0.jsonl", ["s-1", "s-2", "s-5"])  # rewritten: new ETag
+    fourth = tick(third.cursor)
+    assert [r.partition_key for r in fourth.run_requests] == ["2026-09-02"]
+
+
+class _Capture(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Capture.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@asset(key=["bronze", "always_fails"], partitions_def=daily_partitions)
+def always_fails():
+    """A stand-in for a broken step: the alert path, not the failure, is under test."""
+    raise RuntimeError("source database unreachable: connection refused")
+
+
+def test_failed_runs_post_asset_partition_and_error_to_slack(monkeypatch):
+    server = HTTPServer(("127.0.0.1", free_port()), _Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LAKEHOUSE_SLACK_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    _Capture.received.clear()
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [always_fails], partition_key="2026-03-04", instance=instance, raise_on_error=False
+        )
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run.status == DagsterRunStatus.FAILURE
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = build_run_status_sensor_context(
+            sensor_name="slack_on_run_failure",
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=failure,
+        ).for_run_failure()
+        slack_on_run_failure(context)
+    server.shutdown()
+    [payload] = _Capture.received
+    assert payload["partition"] == "2026-03-04"
+    assert payload["assets"] == ["bronze/always_fails"]
+    assert "connection refused" in " ".join(payload["failed_steps"])
+    assert "failed for 2026-03-04" in payload["text"]
