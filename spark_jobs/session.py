@@ -169,5 +169,5 @@ def package_zip(settings: Settings) -> Path:
 
 def ensure_namespaces(spark: SparkSession) -> None:
     for namespace in NAMESPACES:
-        # Identifiers come from the fixed NAMESPACES tuple, never from input.
-        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}")
+        # Identifiers cannot be bound parameters; these come from constants, never from input.
+        spark.sql("CREATE NAMESPACE IF NOT EXISTS {}.{}".format(CATALOG, namespace))

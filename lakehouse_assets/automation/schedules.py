@@ -10,7 +10,7 @@ from dagster import (
     build_time_partition_freshness_checks,
 )
 
-from lakehouse_assets.gold import gold_current_state, gold_daily
+from lakehouse_assets.gold import data_quality_daily, gold_current_state, gold_daily
 from lakehouse_assets.jobs import daily_lakehouse
 from lakehouse_assets.partitions import TIMEZONE
 
@@ -21,7 +21,7 @@ daily_schedule = build_schedule_from_partitioned_job(
 
 # Yesterday's Gold partitions must be there by 09:00: three hours for the run and its retries.
 gold_partition_freshness = build_time_partition_freshness_checks(
-    assets=[gold_daily], deadline_cron="0 9 * * *", timezone=TIMEZONE
+    assets=[gold_daily, data_quality_daily], deadline_cron="0 9 * * *", timezone=TIMEZONE
 )
 gold_dims_freshness = build_last_update_freshness_checks(
     assets=[gold_current_state], lower_bound_delta=timedelta(hours=27)
