@@ -11,7 +11,7 @@ START ?= 2026-01-01
 DAYS ?= 3
 SCALE ?= small
 
-.PHONY: help setup system-deps env manifest demo test dev lint format clean tables spark-conf spark-sql run screenshot
+.PHONY: help setup system-deps env manifest demo test dev lint format clean tables spark-conf spark-sql run screenshot benchmark
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ setup: system-deps env manifest ## everything the demo and the tests need
 	@mkdir -p $(DAGSTER_HOME)
 	@cp deployment/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-demo: setup ## generate $(DAYS) days and run the main job over them through Dagster
+demo: setup ## generate DAYS=3 days (SCALE=small) and run the main job over them through Dagster
 	@$(RUN) python -m lakehouse_assets.demo --start $(START) --days $(DAYS) --scale $(SCALE)
 
 test: setup ## run the test suite
@@ -66,3 +66,6 @@ run: setup spark-conf ## spark-submit a job: make run JOB=silver ARGS="--date 20
 screenshot: setup ## save the asset graph as seen in the UI to deployment/asset-graph.png
 	@deployment/system-deps.sh chromium
 	@$(RUN) python -m lakehouse_assets.screenshot deployment/asset-graph.png
+
+benchmark: setup ## time the generator (1M events) and the pipeline over 3 days
+	@$(RUN) python -m lakehouse_assets.benchmark --scale large --pipeline-days 3

@@ -170,4 +170,5 @@ def package_zip(settings: Settings) -> Path:
 def ensure_namespaces(spark: SparkSession) -> None:
     for namespace in NAMESPACES:
         # Identifiers cannot be bound parameters; these come from constants, never from input.
-        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}")
+        statement = f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}"
+        spark.sql(statement)

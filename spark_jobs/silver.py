@@ -164,6 +164,50 @@ def _new_fields(parsed: DataFrame, known: list[str]) -> DataFrame:
     )
 
 
+def _typed(bronze: DataFrame, types: dict[str, str], raw: tuple[str, ...] = ()) -> DataFrame:
+    """Bronze columns cast to their Silver types, beside the untouched Bronze row.
+
+    ``raw`` columns are also kept as text (``<name>_raw``), so a value that failed to convert
+    can be told from a value that was missing.
+    """
+    F = _F()
+
+    def cast(name: str, kind: str) -> Column:
+        converted = F.to_timestamp(F.col(name)) if kind == "timestamp" else F.col(name).cast(kind)
+        return converted.alias(name)
+
+    return _bronze_record(bronze).select(
+        "_bronze",
+        "_ingested_at",
+        *[F.col(name).cast("string").alias(f"{name}_raw") for name in raw],
+        *[cast(name, kind) for name, kind in types.items()],
+    )
+
+
+def _current_state(
+    typed: DataFrame,
+    key: str,
+    quality: TableRules,
+    columns: list,
+    run_id: str,
+    checked: Callable[[DataFrame], DataFrame] = lambda latest: latest,
+) -> Split:
+    """Latest version per key (by ``updated_at``), validated: a current-state table's batch."""
+    F = _F()
+    latest, duplicates = q.keep_first(typed, [key], _latest_first())
+    valid, bad = q.apply_rules(checked(latest), quality.rows)
+    return Split(
+        valid.select(
+            *columns,
+            F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
+            F.lit(run_id).alias("_run_id"),
+            WARNINGS_COLUMN,
+        ),
+        quarantine_rows(bad, F.col(key), run_id),
+        duplicates,
+    )
+
+
 # ------------------------------------------------------------------ customers
 CUSTOMERS_QUALITY = TableRules(
     rows=(
@@ -181,38 +225,20 @@ CUSTOMERS_QUALITY = TableRules(
 )
 
 
+CUSTOMER_TYPES = {
+    "customer_id": "long",
+    "name": "string",
+    "email": "string",
+    "segment": "string",
+    "region": "string",
+    "created_at": "timestamp",
+    "updated_at": "timestamp",
+}
+
+
 def clean_customers(bronze: DataFrame, run_id: str) -> Split:
-    F = _F()
-    typed = _bronze_record(bronze).select(
-        "_bronze",
-        "_ingested_at",
-        F.col("customer_id").cast("long").alias("customer_id"),
-        F.col("name").cast("string").alias("name"),
-        F.col("email").cast("string").alias("email"),
-        F.col("segment").cast("string").alias("segment"),
-        F.col("region").cast("string").alias("region"),
-        F.to_timestamp(F.col("created_at")).alias("created_at"),
-        F.col("updated_at").cast("string").alias("updated_at_raw"),
-        F.to_timestamp(F.col("updated_at")).alias("updated_at"),
-    )
-    latest, duplicates = q.keep_first(typed, ["customer_id"], _latest_first())
-    valid, bad = q.apply_rules(latest, CUSTOMERS_QUALITY.rows)
-    return Split(
-        valid.select(
-            "customer_id",
-            "name",
-            "email",
-            "segment",
-            "region",
-            "created_at",
-            "updated_at",
-            F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
-            F.lit(run_id).alias("_run_id"),
-            WARNINGS_COLUMN,
-        ),
-        quarantine_rows(bad, F.col("customer_id"), run_id),
-        duplicates,
-    )
+    typed = _typed(bronze, CUSTOMER_TYPES, raw=("updated_at",))
+    return _current_state(typed, "customer_id", CUSTOMERS_QUALITY, list(CUSTOMER_TYPES), run_id)
 
 
 # ------------------------------------------------------------------ products
@@ -233,36 +259,19 @@ PRODUCTS_QUALITY = TableRules(
 )
 
 
+PRODUCT_TYPES = {
+    "product_id": "long",
+    "name": "string",
+    "category": "string",
+    "unit_price": "decimal(12,2)",
+    "unit_cost": "decimal(12,2)",
+    "updated_at": "timestamp",
+}
+
+
 def clean_products(bronze: DataFrame, run_id: str) -> Split:
-    F = _F()
-    typed = _bronze_record(bronze).select(
-        "_bronze",
-        "_ingested_at",
-        F.col("product_id").cast("long").alias("product_id"),
-        F.col("name").cast("string").alias("name"),
-        F.col("category").cast("string").alias("category"),
-        F.col("unit_price").cast("decimal(12,2)").alias("unit_price"),
-        F.col("unit_cost").cast("decimal(12,2)").alias("unit_cost"),
-        F.col("updated_at").cast("string").alias("updated_at_raw"),
-        F.to_timestamp(F.col("updated_at")).alias("updated_at"),
-    )
-    latest, duplicates = q.keep_first(typed, ["product_id"], _latest_first())
-    valid, bad = q.apply_rules(latest, PRODUCTS_QUALITY.rows)
-    return Split(
-        valid.select(
-            "product_id",
-            "name",
-            "category",
-            "unit_price",
-            "unit_cost",
-            "updated_at",
-            F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
-            F.lit(run_id).alias("_run_id"),
-            WARNINGS_COLUMN,
-        ),
-        quarantine_rows(bad, F.col("product_id"), run_id),
-        duplicates,
-    )
+    typed = _typed(bronze, PRODUCT_TYPES, raw=("updated_at",))
+    return _current_state(typed, "product_id", PRODUCTS_QUALITY, list(PRODUCT_TYPES), run_id)
 
 
 # ------------------------------------------------------------------ orders
@@ -296,53 +305,38 @@ ORDERS_QUALITY = TableRules(
 )
 
 
+ORDER_TYPES = {
+    "order_id": "long",
+    "customer_id": "long",
+    "product_id": "long",
+    "quantity": "int",
+    "amount": "decimal(12,2)",
+    "status": "string",
+    "order_ts": "timestamp",
+    "updated_at": "timestamp",
+}
+
+
 def clean_orders(
     bronze: DataFrame, customers: DataFrame, products: DataFrame, run_id: str
 ) -> Split:
     """Latest version per order, typed, and checked against customers and products."""
     F = _F()
-    typed = _bronze_record(bronze).select(
-        "_bronze",
-        "_ingested_at",
-        F.col("order_id").cast("long").alias("order_id"),
-        F.col("customer_id").cast("long").alias("customer_id"),
-        F.col("product_id").cast("long").alias("product_id"),
-        F.col("quantity").cast("int").alias("quantity"),
-        F.col("amount").cast("decimal(12,2)").alias("amount"),
-        F.col("status").cast("string").alias("status"),
-        F.col("order_ts").cast("string").alias("order_ts_raw"),
-        F.to_timestamp(F.col("order_ts")).alias("order_ts"),
-        F.to_timestamp(F.col("updated_at")).alias("updated_at"),
-    )
-    latest, duplicates = q.keep_first(typed, ["order_id"], _latest_first())
     known_customers = customers.select(
         F.col("customer_id").alias("_cid"), F.lit(True).alias("_customer_found")
     ).distinct()
     known_products = products.select(
         F.col("product_id").alias("_pid"), F.lit(True).alias("_product_found")
     ).distinct()
-    checked = latest.join(known_customers, latest.customer_id == known_customers._cid, "left").join(
-        known_products, latest.product_id == known_products._pid, "left"
-    )
-    valid, bad = q.apply_rules(checked, ORDERS_QUALITY.rows)
-    return Split(
-        valid.select(
-            "order_id",
-            "customer_id",
-            "product_id",
-            "quantity",
-            "amount",
-            "status",
-            "order_ts",
-            F.to_date("order_ts").alias("order_date"),
-            "updated_at",
-            F.col(f"_bronze.{BRONZE_PARTITION}").alias("_ingest_date"),
-            F.lit(run_id).alias("_run_id"),
-            WARNINGS_COLUMN,
-        ),
-        quarantine_rows(bad, F.col("order_id"), run_id),
-        duplicates,
-    )
+
+    def with_references(latest: DataFrame) -> DataFrame:
+        return latest.join(
+            known_customers, latest.customer_id == known_customers._cid, "left"
+        ).join(known_products, latest.product_id == known_products._pid, "left")
+
+    columns = [*ORDER_TYPES, F.to_date("order_ts").alias("order_date")]
+    typed = _typed(bronze, ORDER_TYPES, raw=("order_ts",))
+    return _current_state(typed, "order_id", ORDERS_QUALITY, columns, run_id, with_references)
 
 
 # ------------------------------------------------------------------ clickstream

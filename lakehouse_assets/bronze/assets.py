@@ -1,9 +1,10 @@
 """Bronze assets: each source lands as it was, with lineage, one Iceberg table per source."""
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
+from collections.abc import Callable
+
 from dagster import (
     AssetExecutionContext,
-    AssetsDefinition,
     Backoff,
     MaterializeResult,
     RetryPolicy,
@@ -39,44 +40,41 @@ def _metadata(result: WriteResult, context: AssetExecutionContext) -> dict:
     }
 
 
-def source_table_asset(table: str) -> AssetsDefinition:
+def bronze_asset(table: str, description: str, load: Callable[..., WriteResult]):
+    """A Bronze asset: ``load(spark, settings, window, run_id)`` writes the window's rows."""
+
     @asset(
         key=["bronze", table],
         group_name="bronze",
-        description=SOURCE_DESCRIPTIONS[table],
+        description=description,
         partitions_def=daily_partitions,
         backfill_policy=single_run,
         retry_policy=EXTRACT_RETRIES,
         kinds={"spark", "iceberg"},
     )
-    def _extract(context: AssetExecutionContext, spark: SparkResource) -> MaterializeResult:
-        result = bronze.extract_source_table(
-            spark.session, spark.settings(), table, window_of(context), context.run_id
-        )
+    def _bronze(context: AssetExecutionContext, spark: SparkResource) -> MaterializeResult:
+        result = load(spark.session, spark.settings(), window_of(context), context.run_id)
         return MaterializeResult(metadata=_metadata(result, context))
 
-    return _extract
+    return _bronze
 
 
-def landing_asset(source: str, table: str) -> AssetsDefinition:
-    @asset(
-        key=["bronze", table],
-        group_name="bronze",
-        description=LANDING_DESCRIPTIONS[source],
-        partitions_def=daily_partitions,
-        backfill_policy=single_run,
-        retry_policy=EXTRACT_RETRIES,
-        kinds={"spark", "iceberg"},
+def _extract(table: str) -> Callable[..., WriteResult]:
+    return lambda spark, settings, window, run_id: bronze.extract_source_table(
+        spark, settings, table, window, run_id
     )
-    def _ingest(context: AssetExecutionContext, spark: SparkResource) -> MaterializeResult:
-        result = bronze.ingest_landing(
-            spark.session, spark.settings(), source, table, window_of(context), context.run_id
-        )
-        return MaterializeResult(metadata=_metadata(result, context))
-
-    return _ingest
 
 
-bronze_assets = [source_table_asset(t) for t in SOURCE_DESCRIPTIONS] + [
-    landing_asset(source, table) for source, table in bronze.LANDING_TABLES.items()
+def _ingest(source: str, table: str) -> Callable[..., WriteResult]:
+    return lambda spark, settings, window, run_id: bronze.ingest_landing(
+        spark, settings, source, table, window, run_id
+    )
+
+
+bronze_assets = [
+    bronze_asset(table, description, _extract(table))
+    for table, description in SOURCE_DESCRIPTIONS.items()
+] + [
+    bronze_asset(table, LANDING_DESCRIPTIONS[source], _ingest(source, table))
+    for source, table in bronze.LANDING_TABLES.items()
 ]
