@@ -181,3 +181,26 @@ def test_failed_runs_post_asset_partition_and_error_to_slack(monkeypatch):
     assert payload["assets"] == ["bronze/always_fails"]
     assert "connection refused" in " ".join(payload["failed_steps"])
     assert "failed for 2026-03-04" in payload["text"]
+
+
+@asset(key=["bronze", "always_works"], partitions_def=daily_partitions)
+def always_works():
+    """A stand-in run for the quality-report trigger."""
+
+
+def test_every_main_run_is_followed_by_a_quality_report_for_its_days():
+    from lakehouse_assets.automation import quality_after_success
+
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([always_works], partition_key="2026-03-04", instance=instance)
+        run = instance.get_run_by_id(result.run_id)
+        success = next(e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS")
+        context = build_run_status_sensor_context(
+            sensor_name="quality_after_success",
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=success,
+        )
+        request = quality_after_success(context)
+    assert request.run_key == f"quality-{run.run_id}"
+    assert request.tags["dagster/partition"] == "2026-03-04"

@@ -1,11 +1,6 @@
 """Sensors that react to runs of the main job."""
 
-from dagster import (
-    DagsterRunStatus,
-    RunRequest,
-    RunStatusSensorContext,
-    run_status_sensor,
-)
+from dagster import DagsterRunStatus, RunRequest, RunStatusSensorContext, run_status_sensor
 
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
 
@@ -16,28 +11,24 @@ PARTITION_TAGS = (
 )
 
 
-def _report_for(context: RunStatusSensorContext) -> RunRequest:
-    """Score the same days the finished run covered, once per run."""
-    run = context.dagster_run
-    tags = {k: v for k, v in run.tags.items() if k in PARTITION_TAGS}
-    return RunRequest(run_key=f"quality-{run.run_id}", tags={**tags, "after_run": run.run_id})
+def quality_after(status: DagsterRunStatus, outcome: str):
+    """Score the same days a finished main-job run covered, once per run."""
+
+    @run_status_sensor(
+        name=f"quality_after_{outcome}",
+        run_status=status,
+        monitored_jobs=[daily_lakehouse],
+        request_job=quality_report,
+        description=f"Scores the days' data quality after the main job's {outcome}.",
+    )
+    def _sensor(context: RunStatusSensorContext):
+        run = context.dagster_run
+        tags = {k: v for k, v in run.tags.items() if k in PARTITION_TAGS}
+        return RunRequest(run_key=f"quality-{run.run_id}", tags={**tags, "after_run": run.run_id})
+
+    return _sensor
 
 
-@run_status_sensor(
-    run_status=DagsterRunStatus.SUCCESS,
-    monitored_jobs=[daily_lakehouse],
-    request_job=quality_report,
-    description="Scores the day's data quality after the main job succeeds.",
-)
-def quality_after_success(context: RunStatusSensorContext):
-    return _report_for(context)
-
-
-@run_status_sensor(
-    run_status=DagsterRunStatus.FAILURE,
-    monitored_jobs=[daily_lakehouse],
-    request_job=quality_report,
-    description="Scores the day's data quality after the main job fails: the day to look at.",
-)
-def quality_after_failure(context: RunStatusSensorContext):
-    return _report_for(context)
+quality_after_success = quality_after(DagsterRunStatus.SUCCESS, "success")
+# A failed day is exactly the day whose score someone wants to see.
+quality_after_failure = quality_after(DagsterRunStatus.FAILURE, "failure")
