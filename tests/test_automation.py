@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -61,6 +62,17 @@ def test_plan_runs_is_exactly_once_per_object_version():
     assert [r.partition_key for r in requests] == ["2026-08-01"]
 
 
+def test_objects_already_in_bronze_are_remembered_not_rerun():
+    objects = [
+        LandedObject("clickstream/2026-08-01/a.jsonl", "v1", modified=100.0),
+        LandedObject("clickstream/2026-08-02/a.jsonl", "v1", modified=300.0),
+    ]
+    built = {"2026-08-01": 200.0, "2026-08-02": 200.0}  # built after a, before b landed
+    requests, cursor = plan_runs(objects, {}, "clickstream", built.get)
+    assert [r.partition_key for r in requests] == ["2026-08-02"]
+    assert set(cursor) == {o.key for o in objects}
+
+
 @pytest.fixture(scope="module")
 def s3_server():
     """A real S3 API (moto's server) on loopback; no AWS is reachable or needed here."""
@@ -95,10 +107,14 @@ def test_s3_arrivals_become_runs_that_land_rows_in_bronze(s3_server, monkeypatch
 
     sensor = next(s for s in landing_sensors if s.name == "clickstream_landed")
     resources = {"landing": LandingResource()}
+    instance = DagsterInstance.ephemeral()  # the sensor sees what the runs materialised
 
     def tick(cursor):
         context = build_sensor_context(
-            cursor=cursor, resources=resources, repository_def=defs.get_repository_def()
+            cursor=cursor,
+            resources=resources,
+            repository_def=defs.get_repository_def(),
+            instance=instance,
         )
         return sensor.evaluate_tick(context)
 
@@ -108,9 +124,13 @@ def test_s3_arrivals_become_runs_that_land_rows_in_bronze(s3_server, monkeypatch
     assert sorted(r.partition_key for r in first.run_requests) == ["2026-09-01", "2026-09-02"]
 
     clickstream = next(a for a in bronze_assets if a.key.path == ["bronze", "clickstream"])
+    time.sleep(2.1)  # S3 times are whole seconds: let the build be clearly after the arrivals
     for request in first.run_requests:
         result = materialize(
-            [clickstream], partition_key=request.partition_key, resources={"spark": SparkResource()}
+            [clickstream],
+            partition_key=request.partition_key,
+            resources={"spark": SparkResource()},
+            instance=instance,
         )
         assert result.success
     bronze = spark.table("lakehouse.bronze.clickstream").where(
@@ -126,6 +146,8 @@ def test_s3_arrivals_become_runs_that_land_rows_in_bronze(s3_server, monkeypatch
     second = tick(first.cursor)
     assert second.run_requests == []
     assert "no new clickstream objects" in second.skip_message
+    # A sensor that never ticked before (empty cursor) does not rerun what Bronze holds.
+    assert tick(None).run_requests == []
 
     put("2026-09-01", "part-1.jsonl", ["s-4"])  # late, for an earlier day
     third = tick(first.cursor)

@@ -9,10 +9,12 @@ import hashlib
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dagster import (
     AssetKey,
+    AssetRecordsFilter,
     AssetSelection,
     ConfigurableResource,
     DefaultSensorStatus,
@@ -31,12 +33,14 @@ from spark_jobs.settings import Settings
 from spark_jobs.storage import LandingZone, day_of_object
 
 SOURCES = {"clickstream": "clickstream", "inventory": "inventory_events"}
+CLOCK_SLACK_S = 2.0
 
 
 @dataclass(frozen=True)
 class LandedObject:
     key: str  # relative to the landing root: <source>/<YYYY-MM-DD>/<file>.jsonl
     version: str
+    modified: float = 0.0  # epoch seconds
 
 
 class LandingResource(ConfigurableResource):
@@ -64,7 +68,8 @@ def _list_s3(zone: LandingZone, source: str) -> list[LandedObject]:
     pages = s3.get_client().get_paginator("list_objects_v2")
     for page in pages.paginate(Bucket=bucket, Prefix=f"{base}{source}/"):
         for item in page.get("Contents", []):
-            out.append(LandedObject(item["Key"][len(base) :], item["ETag"].strip('"')))
+            key, etag = item["Key"][len(base) :], item["ETag"].strip('"')
+            out.append(LandedObject(key, etag, item["LastModified"].timestamp()))
     return out
 
 
@@ -75,18 +80,34 @@ def _list_local(zone: LandingZone, source: str) -> list[LandedObject]:
             path = os.path.join(folder, name)
             stat = os.stat(path)
             key = os.path.relpath(path, zone.root).replace(os.sep, "/")
-            out.append(LandedObject(key, f"{stat.st_mtime_ns}-{stat.st_size}"))
+            out.append(LandedObject(key, f"{stat.st_mtime_ns}-{stat.st_size}", stat.st_mtime))
     return out
 
 
 def plan_runs(
-    objects: list[LandedObject], seen: dict[str, str], source: str
+    objects: list[LandedObject],
+    seen: dict[str, str],
+    source: str,
+    built_at: Callable[[str], float | None] = lambda day: None,
 ) -> tuple[list[RunRequest], dict[str, str]]:
-    """Run requests for days with new or changed objects, and the cursor after them."""
+    """Run requests for days with new or changed objects, and the cursor after them.
+
+    ``built_at(day)`` is when the day's Bronze partition was last materialised: an object
+    older than that is already in Bronze (say, `make demo` ran before the sensor ever ticked)
+    and is only remembered, not run again.
+    """
     changed: dict[str, list[LandedObject]] = defaultdict(list)
+    remembered: dict[str, str] = {}
     for obj in objects:
         day = day_of_object(obj.key)
-        if day is not None and seen.get(obj.key) != obj.version:
+        if day is None or seen.get(obj.key) == obj.version:
+            continue
+        built = built_at(day.isoformat())
+        # S3 times have one-second resolution: only an object clearly older than the build
+        # is taken as already in Bronze.
+        if built is not None and obj.modified + CLOCK_SLACK_S < built:
+            remembered[obj.key] = obj.version
+        else:
             changed[day.isoformat()].append(obj)
     requests = []
     for day, objs in sorted(changed.items()):
@@ -99,7 +120,7 @@ def plan_runs(
                 tags={"landing/source": source, "landing/objects": str(len(objs))},
             )
         )
-    cursor = {**seen, **{o.key: o.version for objs in changed.values() for o in objs}}
+    cursor = {**seen, **remembered, **{o.key: o.version for objs in changed.values() for o in objs}}
     return requests, cursor
 
 
@@ -127,9 +148,23 @@ def landing_sensor(source: str):
     def _sensor(context: SensorEvaluationContext, landing: LandingResource):
         seen = json.loads(context.cursor) if context.cursor else {}
         objects = landing.list(source)
-        requests, cursor = plan_runs(objects, seen, source)
+        asset_key = AssetKey(["bronze", SOURCES[source]])
+
+        def built_at(day: str) -> float | None:
+            event = context.instance.get_latest_materialization_event(asset_key)
+            if event is None:
+                return None  # never built: nothing to compare with
+            records = context.instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=asset_key, asset_partitions=[day]), limit=1
+            ).records
+            return records[0].timestamp if records else None
+
+        requests, cursor = plan_runs(objects, seen, source, built_at)
         if not requests:
-            return SkipReason(f"no new {source} objects among {len(objects)}")
+            return SensorResult(
+                skip_reason=SkipReason(f"no new {source} objects among {len(objects)}"),
+                cursor=json.dumps(cursor, sort_keys=True),
+            )
         return SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
     return _sensor

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from dagster import (
-    AssetKey,
+    DefaultScheduleStatus,
     build_last_update_freshness_checks,
     build_schedule_from_partitioned_job,
     build_sensor_for_freshness_checks,
@@ -16,7 +16,11 @@ from lakehouse_assets.partitions import TIMEZONE
 
 # 06:00 in the partitions' timezone, for yesterday's partition (the last complete day).
 daily_schedule = build_schedule_from_partitioned_job(
-    daily_lakehouse, hour_of_day=6, minute_of_hour=0, name="daily_lakehouse_at_6"
+    daily_lakehouse,
+    hour_of_day=6,
+    minute_of_hour=0,
+    name="daily_lakehouse_at_6",
+    default_status=DefaultScheduleStatus.RUNNING,
 )
 
 # Yesterday's Gold partitions must be there by 09:00: three hours for the run and its retries.
@@ -30,5 +34,3 @@ freshness_checks = [*gold_partition_freshness, *gold_dims_freshness]
 freshness_sensor = build_sensor_for_freshness_checks(
     freshness_checks=freshness_checks, name="gold_freshness", minimum_interval_seconds=600
 )
-
-QUALITY_KEY = AssetKey(["gold", "data_quality_daily"])
