@@ -65,7 +65,6 @@ class SilverResult:
     snapshot_id: int | None
     verdicts: list[Verdict] = field(default_factory=list)
     written: bool = True
-    extra: dict[str, int] = field(default_factory=dict)
 
     @property
     def reconciles(self) -> bool:

@@ -232,7 +232,9 @@ def conform(df: DataFrame, name: str) -> DataFrame:
 def allow_new_columns(spark: SparkSession, name: str) -> None:
     """Let writes that carry new columns add them to the table (Iceberg schema merge)."""
     if spark.catalog.tableExists(name):
-        spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('write.spark.accept-any-schema'='true')")
+        # ``name`` comes from table_name(), which admits only plain identifiers.
+        statement = f"ALTER TABLE {name} SET TBLPROPERTIES ('write.spark.accept-any-schema'='true')"
+        spark.sql(statement)
 
 
 def replace_window(df: DataFrame, name: str, partition_column: str, window: DayWindow) -> None:
