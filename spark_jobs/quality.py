@@ -321,13 +321,6 @@ def rule_stats(flagged: DataFrame, rules_column: str, key: str, day: str) -> dic
     return stats
 
 
-def rule_counts(quarantined: DataFrame, column: str = "rules") -> dict[str, int]:
-    """How many quarantined rows broke each rule (a row may break several)."""
-    F = _F()
-    exploded = quarantined.select(F.explode(column).alias("rule"))
-    return {r["rule"]: r["count"] for r in exploded.groupBy("rule").count().collect()}
-
-
 def judge_rule(rule: Rule, stats: dict | None, batch_rows: int) -> Verdict:
     """A rule's verdict from the rows it flagged in a batch of ``batch_rows``."""
     stats = stats or {"rows": 0, "sample": [], "per_day": {}}

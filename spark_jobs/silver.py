@@ -646,9 +646,9 @@ def run_table(
             "quarantined": quarantined.count(),
             "duplicates_removed": split.duplicates.count(),
         }
-        flagged = q.rule_stats(quarantined, "rules", "record_key", BRONZE_PARTITION)
+        dropped = q.rule_stats(quarantined, "rules", "record_key", BRONZE_PARTITION)
         warned = valid.withColumn("_no_key", F.lit(None).cast("string"))
-        flagged |= q.rule_stats(warned, WARNINGS_COLUMN, "_no_key", table.batch_day)
+        flagged = dropped | q.rule_stats(warned, WARNINGS_COLUMN, "_no_key", table.batch_day)
         batch = counts["silver_rows"] + counts["quarantined"]
         verdicts = [schema]
         verdicts += [q.judge_rule(r, flagged.get(r.name), batch) for r in table.quality.rows]
@@ -659,7 +659,7 @@ def run_table(
             rows=counts["silver_rows"],
             quarantined=counts["quarantined"],
             duplicates=counts["duplicates_removed"],
-            rules=q.rule_counts(quarantined),
+            rules={rule: stats["rows"] for rule, stats in dropped.items()},
             snapshot_id=storage.latest_snapshot_id(spark, name),
             verdicts=verdicts,
         )

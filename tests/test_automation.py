@@ -157,6 +157,17 @@ def test_s3_arrivals_become_runs_that_land_rows_in_bronze(s3_server, monkeypatch
     assert [r.partition_key for r in fourth.run_requests] == ["2026-09-02"]
 
 
+def finished_run_context(instance, result, sensor_name: str, event_type: str):
+    """The context a run-status sensor gets for ``result``'s run, from its real final event."""
+    event = next(e for e in result.all_events if e.event_type_value == event_type)
+    return build_run_status_sensor_context(
+        sensor_name=sensor_name,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+        dagster_event=event,
+    )
+
+
 class _Capture(BaseHTTPRequestHandler):
     received: list[dict] = []
 
@@ -187,16 +198,9 @@ def test_failed_runs_post_asset_partition_and_error_to_slack(monkeypatch):
             [always_fails], partition_key="2026-03-04", instance=instance, raise_on_error=False
         )
         assert not result.success
-        run = instance.get_run_by_id(result.run_id)
-        assert run.status == DagsterRunStatus.FAILURE
-        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-        context = build_run_status_sensor_context(
-            sensor_name="slack_on_run_failure",
-            dagster_instance=instance,
-            dagster_run=run,
-            dagster_event=failure,
-        ).for_run_failure()
-        slack_on_run_failure(context)
+        assert instance.get_run_by_id(result.run_id).status == DagsterRunStatus.FAILURE
+        context = finished_run_context(instance, result, "slack_on_run_failure", "PIPELINE_FAILURE")
+        slack_on_run_failure(context.for_run_failure())
     server.shutdown()
     [payload] = _Capture.received
     assert payload["partition"] == "2026-03-04"
@@ -215,14 +219,9 @@ def test_every_main_run_is_followed_by_a_quality_report_for_its_days():
 
     with DagsterInstance.ephemeral() as instance:
         result = materialize([always_works], partition_key="2026-03-04", instance=instance)
-        run = instance.get_run_by_id(result.run_id)
-        success = next(e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS")
-        context = build_run_status_sensor_context(
-            sensor_name="quality_after_success",
-            dagster_instance=instance,
-            dagster_run=run,
-            dagster_event=success,
+        context = finished_run_context(
+            instance, result, "quality_after_success", "PIPELINE_SUCCESS"
         )
         request = quality_after_success(context)
-    assert request.run_key == f"quality-{run.run_id}"
+    assert request.run_key == f"quality-{result.run_id}"
     assert request.tags["dagster/partition"] == "2026-03-04"

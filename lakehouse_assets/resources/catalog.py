@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource
 from pyiceberg.catalog.sql import SqlCatalog
 
 from spark_jobs.settings import CATALOG, LakehouseSetupError, Settings
@@ -27,13 +26,6 @@ def sqlalchemy_uri(settings: Settings) -> str:
 def open_catalog(settings: Settings) -> SqlCatalog:
     # The name must equal Spark's catalog name: the JDBC catalog stores it with every table.
     return SqlCatalog(CATALOG, uri=sqlalchemy_uri(settings), warehouse=settings.warehouse)
-
-
-class IcebergCatalogResource(ConfigurableResource):
-    """pyiceberg on the ``lakehouse`` catalog, for checks and reports that need no Spark."""
-
-    def catalog(self) -> SqlCatalog:
-        return open_catalog(Settings.from_env())
 
 
 def table_metadata(catalog: SqlCatalog, identifier: str, window: DayWindow | None) -> dict:
