@@ -6,7 +6,8 @@ spark-submit spark_jobs/bronze.py --date 2026-01-01
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from spark_jobs.settings import Settings  # noqa: E402
 from spark_jobs.window import DayWindow  # noqa: E402
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 PARTITION_COLUMN = "_partition_date"
 
@@ -29,6 +30,7 @@ class WriteResult:
     rows: int
     rows_per_day: dict[str, int]
     snapshot_id: int | None
+    detail: dict = field(default_factory=dict)
 
 
 def with_lineage(df: DataFrame, source: str, run_id: str) -> DataFrame:
@@ -44,18 +46,36 @@ def with_lineage(df: DataFrame, source: str, run_id: str) -> DataFrame:
     )
 
 
-def extracted_rows(df: DataFrame) -> DataFrame:
-    """Source rows with the day they belong to: the day of their ``updated_at``."""
+def change_time() -> Column:
+    """The row's ``updated_at`` as a timestamp; NULL when it is missing or not a timestamp."""
     from pyspark.sql import functions as F
 
-    return df.withColumn(PARTITION_COLUMN, F.to_date(F.col("updated_at")))
+    return F.to_timestamp(F.col("updated_at").cast("string"))
+
+
+def extracted_rows(df: DataFrame, window: DayWindow) -> DataFrame:
+    """Source rows with the day they belong to: the day of their ``updated_at``.
+
+    A row that no day's extraction can place (changed before the window, on a first load; or
+    with a NULL or unparseable ``updated_at``) belongs to the window's first day: the day it
+    was first seen. Silver quarantines the unplaceable ones by name.
+    """
+    from pyspark.sql import functions as F
+
+    changed = change_time()
+    placed = changed.isNotNull() & (F.to_date(changed) >= F.lit(window.start))
+    return df.withColumn(
+        PARTITION_COLUMN, F.when(placed, F.to_date(changed)).otherwise(F.lit(window.start))
+    )
 
 
 def rows_per_day(df: DataFrame, column: str = PARTITION_COLUMN) -> dict[str, int]:
     return {str(r[0]): r[1] for r in df.groupBy(column).count().orderBy(column).collect()}
 
 
-def write_bronze(df: DataFrame, table: str, window: DayWindow) -> WriteResult:
+def write_bronze(
+    df: DataFrame, table: str, window: DayWindow, detail: dict | None = None
+) -> WriteResult:
     name = storage.table_name("bronze", table)
     df = df.cache()
     try:
@@ -64,16 +84,123 @@ def write_bronze(df: DataFrame, table: str, window: DayWindow) -> WriteResult:
     finally:
         df.unpersist()
     return WriteResult(
-        name, sum(per_day.values()), per_day, storage.latest_snapshot_id(df.sparkSession, name)
+        name,
+        sum(per_day.values()),
+        per_day,
+        storage.latest_snapshot_id(df.sparkSession, name),
+        detail or {},
     )
 
 
+def _bronze_if_exists(spark: SparkSession, table: str) -> DataFrame | None:
+    name = storage.table_name("bronze", table)
+    return spark.table(name) if spark.catalog.tableExists(name) else None
+
+
+def is_first_load(spark: SparkSession, table: str, window: DayWindow) -> bool:
+    """No earlier day in Bronze: nothing before the window was ever extracted.
+
+    Also true when the first day is run again, so rerunning it takes the same rows.
+    """
+    from pyspark.sql import functions as F
+
+    bronze = _bronze_if_exists(spark, table)
+    if bronze is None:
+        return True
+    return bronze.where(F.col(PARTITION_COLUMN) < F.lit(window.start)).limit(1).count() == 0
+
+
 def extract_source_table(
-    spark: SparkSession, settings: Settings, table: str, window: DayWindow, run_id: str
+    spark: SparkSession,
+    settings: Settings,
+    table: str,
+    window: DayWindow,
+    run_id: str,
+    full_snapshot: bool = False,
 ) -> WriteResult:
-    """Incrementally extract one operational table for the window into Bronze."""
-    rows = storage.read_source_table(spark, settings, table, window)
-    return write_bronze(with_lineage(extracted_rows(rows), f"db.{table}", run_id), table, window)
+    """Extract one operational table for the window into Bronze.
+
+    Incremental by ``updated_at``, with three catch-ups so that no source row is invisible:
+    - a first load (no earlier day in Bronze), or ``full_snapshot``, takes every row changed
+      before the window;
+    - otherwise the ``extract_lookback_days`` before the window are read again, and row
+      versions Bronze does not hold (committed late, after that day's extraction) are taken;
+    - rows with a NULL or unparseable ``updated_at`` are taken.
+    A row taken by a catch-up belongs to the window's first day, the day it was first seen,
+    unless another day of Bronze already holds that version.
+    """
+    from pyspark.sql import functions as F
+
+    dialect = storage.source_dialect(settings.source_url)
+    first_load = full_snapshot or is_first_load(spark, table, window)
+    since = None if first_load else window.start - timedelta(days=settings.extract_lookback_days)
+    predicates = [
+        *storage.day_predicates(window, dialect=dialect),
+        storage.backlog_predicate(window.start, dialect=dialect, since=since),
+        storage.unplaced_predicate(dialect=dialect),
+    ]
+    # Read the source once: the split below, the counts and the write see the same rows.
+    source = storage.read_source_rows(spark, settings, table, predicates).cache()
+    rows = source
+    key = storage.SOURCE_KEYS[table]
+    bronze = _bronze_if_exists(spark, table)
+    changed = change_time()
+    in_window = F.to_date(changed).between(F.lit(window.start), F.lit(window.days[-1]))
+    if bronze is not None:
+        # A caught-up version another day of Bronze already holds stays where it is.
+        held = bronze.where(~storage.window_condition(PARTITION_COLUMN, window)).select(
+            F.col(key).alias("_held_key"), change_time().alias("_held_at")
+        )
+        caught_up = rows.where(~F.coalesce(in_window, F.lit(False)))
+        new = caught_up.join(
+            held.distinct(),
+            (caught_up[key] == F.col("_held_key")) & changed.eqNullSafe(F.col("_held_at")),
+            "left_anti",
+        )
+        rows = rows.where(F.coalesce(in_window, F.lit(False))).unionByName(new)
+    lined = with_lineage(extracted_rows(rows, window), f"db.{table}", run_id).cache()
+    try:
+        stats = lined.agg(
+            F.count_if(changed.isNull()).alias("unplaced"),
+            F.count_if(F.to_date(changed) < F.lit(window.start)).alias("caught_up"),
+        ).first()
+        detail = {
+            "extraction": "first load: full snapshot" if first_load else "incremental",
+            "rows_changed_before_window": int(stats["caught_up"] or 0),
+            "rows_without_change_time": int(stats["unplaced"] or 0),
+        }
+        return write_bronze(lined, table, window, detail)
+    finally:
+        source.unpersist()
+
+
+def source_coverage(
+    spark: SparkSession, settings: Settings, table: str, window: DayWindow
+) -> tuple[int, int, list[str]]:
+    """(source rows up to the window's end, of those not in Bronze, a sample of their keys).
+
+    A row missing from Bronze means a day was never run (or a row slipped past extraction):
+    Silver cannot know about it.
+    """
+    from pyspark.sql import functions as F
+
+    dialect = storage.source_dialect(settings.source_url)
+    key = storage.SOURCE_KEYS[table]
+    source = storage.read_source_rows(
+        spark,
+        settings,
+        table,
+        [
+            storage.backlog_predicate(window.end, dialect=dialect),
+            storage.unplaced_predicate(dialect=dialect),
+        ],
+    ).select(key)
+    bronze = spark.table(storage.table_name("bronze", table)).select(key).distinct()
+    missing = source.join(bronze, key, "left_anti")
+    stats = missing.agg(
+        F.count(F.lit(1)), F.slice(F.collect_list(F.col(key).cast("string")), 1, 5)
+    ).first()
+    return source.count(), int(stats[0]), list(stats[1] or [])
 
 
 def ingest_landing(

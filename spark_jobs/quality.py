@@ -19,7 +19,7 @@ Conditions that evaluate to NULL count as passing, so each rule says how it trea
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -55,19 +55,17 @@ class Rule:
 
     @property
     def blocking(self) -> bool:
-        return self.action != "warn"
+        return self.action == "fail" or (self.action == "drop" and self.fail_above is not None)
+
+    @property
+    def final(self) -> bool:
+        """False for a rule that only holds rows back until something arrives (``awaiting``)."""
+        return self.kind != "awaiting"
 
     def where(self, guard: Callable[[], Column]) -> Rule:
         """The same rule, applied only to rows for which ``guard`` is true."""
         inner = self.fails
-        return Rule(
-            self.name,
-            self.kind,
-            lambda: guard() & inner(),
-            self.action,
-            self.description,
-            self.fail_above,
-        )
+        return replace(self, fails=lambda: guard() & inner())
 
 
 @dataclass(frozen=True)
@@ -120,11 +118,14 @@ class Verdict:
 
 
 # ------------------------------------------------------------------ row rules
-def not_null(column: str, action: Action = "drop") -> Rule:
+def not_null(column: str, action: Action = "drop", raw: str | None = None) -> Rule:
+    """``column`` is present. With ``raw`` (its text before conversion), a value that is there
+    but does not convert is left to the ``parses`` rule, so each row breaks one rule."""
+    tested = raw or column
     return Rule(
         f"{column}_not_null",
         "not_null",
-        lambda: _F().col(column).isNull(),
+        lambda: _F().col(tested).isNull(),
         action,
         f"{column} is present",
     )
@@ -181,14 +182,74 @@ def parses(raw: str, typed: str, action: Action = "drop") -> Rule:
     )
 
 
-def references(column: str, found: str, target: str, name: str, action: Action = "drop") -> Rule:
-    """Referential integrity: ``found`` is the joined key from ``target`` (NULL when absent)."""
+PAST_GRACE = "_past_grace"
+
+
+def references(
+    column: str, found: str, target: str, reference: str, action: Action = "drop"
+) -> tuple[Rule, Rule]:
+    """Referential integrity, allowing for late arrival: two rules on one condition.
+
+    ``found`` is the joined key from ``target`` (NULL when absent). A row whose reference is
+    missing is first *held* (``awaiting_<reference>``, never a failure: the customer created a
+    minute before midnight arrives with tomorrow's extraction); once the row is older than the
+    grace period (the ``_past_grace`` column the transform sets) it is a final
+    ``<reference>_exists`` failure. Either way it is re-evaluated on every later run and
+    released as soon as its reference arrives.
+    """
+
+    def missing() -> Column:
+        F = _F()
+        return F.col(column).isNotNull() & F.col(found).isNull()
+
+    past = lambda: _F().col(PAST_GRACE)  # noqa: E731
+    return (
+        Rule(
+            f"awaiting_{reference}",
+            "awaiting",
+            lambda: missing() & ~past(),
+            "drop",
+            f"{column} not yet in {target}: held, re-checked every run",
+            fail_above=None,
+        ),
+        Rule(
+            f"{reference}_exists",
+            "references",
+            lambda: missing() & past(),
+            action,
+            f"{column} references {target} (after the grace period)",
+        ),
+    )
+
+
+def within_days(
+    column: str,
+    day: str,
+    *,
+    before_days: int | None = None,
+    after_hours: float = 24,
+    name: str | None = None,
+    action: Action = "drop",
+) -> Rule:
+    """Plausibility: ``column`` lies from ``before_days`` before ``day`` (the landing or
+    extraction day) to ``after_hours`` after that day's end. An order dated 2099 or a click
+    a year ahead is dirt, not a new partition."""
+
+    def fails() -> Column:
+        F = _F()
+        day_start = F.to_timestamp(F.col(day))
+        late = F.col(column) > day_start + F.expr(f"INTERVAL {int(24 + after_hours)} HOURS")
+        if before_days is None:
+            return late
+        return late | (F.col(column) < day_start - F.expr(f"INTERVAL {int(before_days)} DAYS"))
+
+    lo = f"{before_days} days before" if before_days is not None else "any time before"
     return Rule(
-        name,
-        "references",
-        lambda: _F().col(column).isNotNull() & _F().col(found).isNull(),
+        name or f"{column}_plausible",
+        "plausible",
+        fails,
         action,
-        f"{column} references {target}",
+        f"{column} from {lo} the day to {after_hours:g}h after it",
     )
 
 
@@ -224,15 +285,20 @@ def freshness(column: str, max_lag_hours: float, action: Action = "warn") -> Tab
     )
 
 
-def schema(required: dict[str, str], action: Action = "fail") -> TableCheck:
-    """Expected source columns (or JSON fields) and types; a removed or retyped one fails."""
+def schema(
+    required: dict[str, str], action: Action = "fail", max_mistyped: float = 0.01
+) -> TableCheck:
+    """Expected source columns (or JSON fields) and types. A removed field fails; a retyped
+    value fails only above ``max_mistyped`` of the batch (below, it is row dirt, quarantined
+    by its ``<field>_valid`` rule)."""
     return TableCheck(
         "schema",
         "schema",
         action,
         "required fields present with their types: "
-        + ", ".join(f"{k} {v}" for k, v in required.items()),
-        {"required": dict(required)},
+        + ", ".join(f"{k} {v}" for k, v in required.items())
+        + f"; at most {max_mistyped:.0%} of rows with a value of another type",
+        {"required": dict(required), "max_mistyped": max_mistyped},
     )
 
 
@@ -325,6 +391,19 @@ def judge_rule(rule: Rule, stats: dict | None, batch_rows: int) -> Verdict:
     """A rule's verdict from the rows it flagged in a batch of ``batch_rows``."""
     stats = stats or {"rows": 0, "sample": [], "per_day": {}}
     n = stats["rows"]
+    if not rule.final:
+        # Held rows are not a failure: they are counted, and released when they can be.
+        return Verdict(
+            name=rule.name,
+            action=rule.action,
+            passed=True,
+            severity="WARN",
+            failing_rows=0,
+            description=rule.description,
+            sample=stats["sample"],
+            per_day=stats["per_day"],
+            detail={"batch_rows": batch_rows, "kind": rule.kind, "held_rows": n},
+        )
     severity: Literal["WARN", "ERROR"] = "WARN"
     if rule.action == "fail" and n:
         severity = "ERROR"

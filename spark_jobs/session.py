@@ -96,6 +96,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.local.dir": str(scratch / "tmp"),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "8",
+        # A JSON line that repeats a key is dirt to quarantine, not an error that fails the run.
+        "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": "false",
         # Python code that runs inside tasks (the landing reader) must import on every

@@ -26,6 +26,13 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _int_env(name: str, default: int) -> int:
+    value = _env(name, str(default))
+    if not value.isdigit():
+        raise LakehouseSetupError(f"{name}={value!r} is not a whole number of days")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -44,6 +51,10 @@ class Settings:
     s3_access_key: str = ""
     s3_secret_key: str = ""
     extra_jars: tuple[str, ...] = field(default=())
+    # How long a row waits for a late customer or product before it counts as a failure.
+    reference_grace_days: int = 3
+    # Days before the window read again, for row versions committed after their day's run.
+    extract_lookback_days: int = 2
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -66,6 +77,8 @@ class Settings:
             s3_access_key=_env("AWS_ACCESS_KEY_ID", ""),
             s3_secret_key=_env("AWS_SECRET_ACCESS_KEY", ""),
             extra_jars=tuple(j for j in extra.split(",") if j),
+            reference_grace_days=_int_env("LAKEHOUSE_REFERENCE_GRACE_DAYS", 3),
+            extract_lookback_days=_int_env("LAKEHOUSE_EXTRACT_LOOKBACK_DAYS", 2),
         )
 
     def with_overrides(self, **overrides: object) -> Settings:

@@ -16,15 +16,15 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script by spark-submit
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from spark_jobs import held, storage  # noqa: E402
 from spark_jobs import quality as q  # noqa: E402
-from spark_jobs import storage  # noqa: E402
 from spark_jobs.quality import RULES_COLUMN, WARNINGS_COLUMN, Rule, TableRules, Verdict  # noqa: E402
 from spark_jobs.settings import Settings  # noqa: E402
 from spark_jobs.window import DayWindow  # noqa: E402
@@ -50,8 +50,38 @@ class Split:
     valid: DataFrame  # kept rows, with the warn rules they broke in _rules_warned
     quarantined: DataFrame  # the quarantine table's rows
     duplicates: DataFrame
-    schema_broken: DataFrame | None = None  # rows with a removed or retyped required field
+    schema_broken: DataFrame | None = None  # rows without a required field
     new_fields: DataFrame | None = None  # one row per (field, record) not in the known fields
+    mistyped: DataFrame | None = None  # rows with a value of another type than declared
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """How long a row may wait for a reference (a customer, a product) that has not arrived.
+
+    ``as_of`` is the newest day the lakehouse holds for the table, not the wall clock, so a
+    backfill judges the same rows the same way whenever it runs. Without it (a pure transform
+    on its own) a missing reference is final at once.
+    """
+
+    as_of: date | None = None
+    grace_days: int = 3
+
+    def past_grace(self) -> Column:
+        F = _F()
+        if self.as_of is None:
+            return F.lit(True)
+        age = F.datediff(F.lit(self.as_of), F.col(f"_bronze.{BRONZE_PARTITION}"))
+        return age > F.lit(self.grace_days)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a run hands a table's transform besides its Bronze rows."""
+
+    window: DayWindow
+    run_id: str
+    lateness: Lateness = field(default_factory=Lateness)
 
 
 @dataclass(frozen=True)
@@ -65,10 +95,14 @@ class SilverResult:
     snapshot_id: int | None
     verdicts: list[Verdict] = field(default_factory=list)
     written: bool = True
+    held_rechecked: int = 0  # held rows of earlier days, evaluated again
+    released: int = 0  # of those, rows whose reference has arrived: now in Silver
+    awaiting: int = 0  # rows of any day still held, after this run
 
     @property
     def reconciles(self) -> bool:
-        return self.bronze_rows == self.rows + self.quarantined + self.duplicates
+        batch = self.bronze_rows + self.held_rechecked
+        return batch == self.rows + self.quarantined + self.duplicates
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -85,7 +119,9 @@ def _latest_first() -> list[Column]:
 
 def _first_landed() -> list[Column]:
     F = _F()
-    return [F.col(f"_bronze.{c}") for c in (BRONZE_PARTITION, "_source_file", "_line_number")]
+    # Landing day, then landing time: a file that arrived later loses, whatever its name.
+    order = (BRONZE_PARTITION, "_landed_at", "_source_file", "_line_number")
+    return [F.col(f"_bronze.{c}") for c in order]
 
 
 def _bronze_record(df: DataFrame) -> DataFrame:
@@ -112,19 +148,19 @@ def _line_key() -> Column:
     return F.concat_ws(":", "_bronze._source_file", "_bronze._line_number")
 
 
-def _parse_json(df: DataFrame, schema: str, required: dict[str, str]) -> DataFrame:
-    """Parse ``raw_line`` with the expected schema, and say what is wrong with its shape.
+def _parse_json(df: DataFrame, required: dict[str, str]) -> DataFrame:
+    """Read ``raw_line`` as a JSON object of text values, and say what is wrong with its shape.
 
-    ``_fields``: the keys the line really has (NULL when the line is not JSON);
-    ``_schema_broken``: a required field is absent, or a field has another type.
+    Every value is kept as text (``_raw``) and converted field by field later, so one value of
+    another type (``"user_id": "abc"``) is that row's dirt, not a broken batch.
+    ``_fields``: the keys the line really has (NULL when the line is not a JSON object);
+    ``_schema_broken``: a required field is absent.
     """
     F = _F()
-    keys = F.map_keys(F.from_json(F.col("raw_line"), "map<string,string>"))
-    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
     parsed = (
         _bronze_record(df)
-        .withColumn("j", F.from_json("raw_line", f"{schema}, _corrupt string", options))
-        .withColumn("_fields", keys)
+        .withColumn("_raw", F.from_json(F.col("raw_line"), "map<string,string>"))
+        .withColumn("_fields", F.map_keys("_raw"))
     )
     missing = F.filter(
         F.array(*[F.lit(f) for f in required]), lambda f: ~F.array_contains("_fields", f)
@@ -132,9 +168,43 @@ def _parse_json(df: DataFrame, schema: str, required: dict[str, str]) -> DataFra
     return parsed.withColumns(
         {
             "_missing_fields": missing,
-            "_schema_broken": F.col("_fields").isNotNull()
-            & ((F.size(missing) > 0) | F.col("j._corrupt").isNotNull()),
+            "_schema_broken": F.col("_fields").isNotNull() & (F.size(missing) > 0),
         }
+    )
+
+
+def _convert(raw: Column, kind: str) -> Column:
+    """Text to its declared type; NULL when it does not convert (``"7.5"`` is not a long)."""
+    F = _F()
+    if kind in ("int", "long"):
+        return F.when(raw.rlike(r"^\s*-?[0-9]+\s*$"), F.trim(raw).cast(kind))
+    if kind == "timestamp":
+        return F.to_timestamp(raw)
+    return raw if kind == "string" else raw.cast(kind)
+
+
+def _json_columns(fields: dict[str, str], renamed: dict[str, str]) -> list[Column]:
+    """Each field as ``<name>_raw`` (its text) and ``<name>`` (converted), plus ``_mistyped``:
+    a value is there but does not convert to its type."""
+    F = _F()
+    out, mistyped = [], F.lit(False)
+    for field_name, kind in fields.items():
+        name = renamed.get(field_name, field_name)
+        raw = F.col("_raw").getItem(field_name)
+        out += [raw.alias(f"{name}_raw"), _convert(raw, kind).alias(name)]
+        if kind != "string":
+            mistyped = mistyped | (raw.isNotNull() & _convert(raw, kind).isNull())
+    return [*out, mistyped.alias("_mistyped")]
+
+
+def _types_rule(fields: dict[str, str]) -> Rule:
+    typed = [f"{k} {v}" for k, v in fields.items() if v != "string"]
+    return Rule(
+        "field_types_valid",
+        "parses",
+        lambda: _F().col("_mistyped"),
+        "drop",
+        "every value converts to its type: " + ", ".join(typed),
     )
 
 
@@ -145,13 +215,22 @@ MALFORMED_JSON = Rule(
     "drop",
     "the line is a JSON object",
 )
+INVALID_UTF8 = Rule(
+    "invalid_utf8",
+    "parses",
+    lambda: _F().col("_bronze._raw_bytes").isNotNull(),
+    "drop",
+    "the line is valid UTF-8 (Bronze keeps its original bytes)",
+)
 
 
-def _json_rules(field_rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+def _json_rules(fields: dict[str, str], field_rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
     """Field rules apply to lines that are JSON; a malformed line breaks only that rule."""
+    on_json = (_types_rule(fields), *field_rules)
     return (
+        INVALID_UTF8,
         MALFORMED_JSON,
-        *[r.where(lambda: _F().col("_fields").isNotNull()) for r in field_rules],
+        *[r.where(lambda: _F().col("_fields").isNotNull()) for r in on_json],
     )
 
 
@@ -214,6 +293,7 @@ CUSTOMERS_QUALITY = TableRules(
         q.not_null("email", action="warn"),
         q.accepted_values("segment", SEGMENTS),
         q.accepted_values("region", REGIONS),
+        q.not_null("updated_at", raw="updated_at_raw"),
         q.parses("updated_at_raw", "updated_at"),
     ),
     checks=(
@@ -246,8 +326,11 @@ PRODUCTS_QUALITY = TableRules(
         q.not_null("product_id", action="fail"),
         q.not_null("category"),
         q.not_null("unit_price"),
+        # Without a cost, profit and margin would turn NULL in Gold without a word.
+        q.not_null("unit_cost"),
         q.between("unit_price", 0, name="unit_price_non_negative"),
         q.between("unit_cost", 0, name="unit_cost_non_negative"),
+        q.not_null("updated_at", raw="updated_at_raw"),
         q.parses("updated_at_raw", "updated_at"),
     ),
     checks=(
@@ -284,9 +367,14 @@ ORDERS_QUALITY = TableRules(
         q.between("quantity", high=50, name="quantity_plausible", action="warn"),
         q.between("amount", 0, name="amount_non_negative"),
         q.accepted_values("status", ORDER_STATUSES),
+        q.not_null("order_ts", raw="order_ts_raw"),
         q.parses("order_ts_raw", "order_ts"),
-        q.references("customer_id", "_customer_found", "silver.customers", "customer_exists"),
-        q.references("product_id", "_product_found", "silver.products", "product_exists"),
+        # An order placed after the day it was extracted (a 2099 typo) is dirt, not a partition.
+        q.within_days("order_ts", f"_bronze.{BRONZE_PARTITION}"),
+        q.not_null("updated_at", raw="updated_at_raw"),
+        q.parses("updated_at_raw", "updated_at"),
+        *q.references("customer_id", "_customer_found", "silver.customers", "customer"),
+        *q.references("product_id", "_product_found", "silver.products", "product"),
     ),
     checks=(
         q.schema(
@@ -317,24 +405,24 @@ ORDER_TYPES = {
 
 
 def clean_orders(
-    bronze: DataFrame, customers: DataFrame, products: DataFrame, run_id: str
+    bronze: DataFrame,
+    customers: DataFrame | None,
+    products: DataFrame | None,
+    run_id: str,
+    lateness: Lateness | None = None,
 ) -> Split:
-    """Latest version per order, typed, and checked against customers and products."""
+    """Latest version per order, typed, and checked against the whole of Silver's customers
+    and products; an order whose customer or product has not arrived yet is held."""
     F = _F()
-    known_customers = customers.select(
-        F.col("customer_id").alias("_cid"), F.lit(True).alias("_customer_found")
-    ).distinct()
-    known_products = products.select(
-        F.col("product_id").alias("_pid"), F.lit(True).alias("_product_found")
-    ).distinct()
+    lateness = lateness or Lateness()
 
     def with_references(latest: DataFrame) -> DataFrame:
-        return latest.join(
-            known_customers, latest.customer_id == known_customers._cid, "left"
-        ).join(known_products, latest.product_id == known_products._pid, "left")
+        checked = _with_reference(latest, customers, "customer_id", "_customer_found")
+        checked = _with_reference(checked, products, "product_id", "_product_found")
+        return checked.withColumn(q.PAST_GRACE, lateness.past_grace())
 
     columns = [*ORDER_TYPES, F.to_date("order_ts").alias("order_date")]
-    typed = _typed(bronze, ORDER_TYPES, raw=("order_ts",))
+    typed = _typed(bronze, ORDER_TYPES, raw=("order_ts", "updated_at"))
     return _current_state(typed, "order_id", ORDERS_QUALITY, columns, run_id, with_references)
 
 
@@ -345,22 +433,27 @@ CLICKSTREAM_JSON = {
     "session_id": "string",
     "event_type": "string",
     "page_url": "string",
-    "timestamp": "string",
+    "timestamp": "timestamp",
     "properties": "string",
 }
 CLICKSTREAM_REQUIRED = {
     k: CLICKSTREAM_JSON[k] for k in ("event_id", "user_id", "event_type", "timestamp")
 }
+LANDING_DAY = f"_bronze.{BRONZE_PARTITION}"
 
 CLICKSTREAM_QUALITY = TableRules(
     rows=_json_rules(
+        CLICKSTREAM_JSON,
         (
             q.not_null("event_id", action="fail"),
-            q.not_null("user_id"),
-            q.not_null("event_ts"),
+            q.not_null("user_id", raw="user_id_raw"),
+            q.not_null("event_ts", raw="event_ts_raw"),
+            # Older than the dedup look-back, a redelivery could not be told from an event.
+            q.within_days("event_ts", LANDING_DAY, before_days=DEDUP_LOOKBACK_DAYS),
             q.accepted_values("event_type", EVENT_TYPES),
             q.not_null("session_id", action="warn"),
-        )
+            *q.references("product_id", "_product_found", "silver.products", "product"),
+        ),
     ),
     checks=(
         q.schema(CLICKSTREAM_REQUIRED),
@@ -373,34 +466,57 @@ CLICKSTREAM_QUALITY = TableRules(
 )
 
 
-def _ddl(fields: dict[str, str]) -> str:
-    return ", ".join(f"`{k}` {v}" for k, v in fields.items())
+def _known(dimension: DataFrame | None, key: str, found: str) -> DataFrame | None:
+    F = _F()
+    if dimension is None:
+        return None
+    return dimension.select(F.col(key).alias(f"_known_{key}"), F.lit(True).alias(found)).distinct()
 
 
-def clean_clickstream(bronze: DataFrame, earlier_event_ids: DataFrame | None, run_id: str) -> Split:
+def _with_reference(
+    df: DataFrame, dimension: DataFrame | None, key: str, found: str, column: str | None = None
+) -> DataFrame:
+    """``found`` is TRUE where ``column`` names a row of the whole ``dimension`` (not only
+    the window's); no dimension given: every reference counts as found."""
+    F = _F()
+    known = _known(dimension, key, found)
+    if known is None:
+        return df.withColumn(found, F.lit(True))
+    return df.join(known, df[column or key] == known[f"_known_{key}"], "left").drop(f"_known_{key}")
+
+
+def clean_clickstream(
+    bronze: DataFrame,
+    earlier_event_ids: DataFrame | None,
+    run_id: str,
+    products: DataFrame | None = None,
+    lateness: Lateness | None = None,
+) -> Split:
     """Parse each raw line; one row per event_id, the first landed wins.
 
     ``earlier_event_ids`` are the ids Silver already holds from days before the window: an
-    event redelivered on a later day is a duplicate, not a new event.
+    event redelivered on a later day is a duplicate, not a new event. A click on a product
+    Silver does not know yet is held until the product arrives.
     """
     F = _F()
-    parsed = _parse_json(bronze, _ddl(CLICKSTREAM_JSON), CLICKSTREAM_REQUIRED)
+    lateness = lateness or Lateness()
+    parsed = _parse_json(bronze, CLICKSTREAM_REQUIRED)
     typed = parsed.select(
         "_bronze",
         "_fields",
         "_schema_broken",
-        *[F.col(f"j.{c}").alias(c) for c in ("event_id", "user_id", "session_id", "event_type")],
-        F.col("j.page_url").alias("page_url"),
-        F.to_timestamp("j.timestamp").alias("event_ts"),
-        F.col("j.properties").alias("properties"),
-    )
+        *_json_columns(CLICKSTREAM_JSON, {"timestamp": "event_ts"}),
+    ).withColumn("product_id", F.get_json_object("properties", "$.product_id").cast("long"))
     kept, duplicates = q.keep_first(typed, ["event_id"], _first_landed())
     if earlier_event_ids is not None:
         seen = earlier_event_ids.select(F.col("event_id").alias("_seen")).distinct()
         kept = kept.join(seen, kept.event_id == seen._seen, "left")
         duplicates = duplicates.unionByName(kept.where(F.col("_seen").isNotNull()).drop("_seen"))
         kept = kept.where(F.col("_seen").isNull()).drop("_seen")
-    valid, bad = q.apply_rules(kept, CLICKSTREAM_QUALITY.rows)
+    checked = _with_reference(kept, products, "product_id", "_product_found").withColumn(
+        q.PAST_GRACE, lateness.past_grace()
+    )
+    valid, bad = q.apply_rules(checked, CLICKSTREAM_QUALITY.rows)
     return Split(
         valid.select(
             "event_id",
@@ -411,7 +527,7 @@ def clean_clickstream(bronze: DataFrame, earlier_event_ids: DataFrame | None, ru
             "event_ts",
             F.to_date("event_ts").alias("event_date"),
             F.hour("event_ts").alias("event_hour"),
-            F.get_json_object("properties", "$.product_id").cast("long").alias("product_id"),
+            "product_id",
             F.get_json_object("properties", "$.order_id").cast("long").alias("order_id"),
             "properties",
             F.col(f"_bronze.{BRONZE_PARTITION}").alias("ingest_date"),
@@ -425,6 +541,7 @@ def clean_clickstream(bronze: DataFrame, earlier_event_ids: DataFrame | None, ru
         duplicates,
         schema_broken=parsed.where("_schema_broken").select(_line_key().alias("record_key")),
         new_fields=_new_fields(parsed, list(CLICKSTREAM_JSON)),
+        mistyped=typed.where("_mistyped").select(_line_key().alias("record_key")),
     )
 
 
@@ -440,7 +557,7 @@ INVENTORY_JSON = {
     "change": "long",
     "stock_level": "long",
     "reason": "string",
-    "event_ts": "string",
+    "event_ts": "timestamp",
 }
 INVENTORY_REQUIRED = {
     k: INVENTORY_JSON[k]
@@ -450,14 +567,16 @@ INVENTORY_REQUIRED = {
 
 INVENTORY_QUALITY = TableRules(
     rows=_json_rules(
+        INVENTORY_JSON,
         (
-            q.not_null("product_id"),
+            q.not_null("product_id", raw="product_id_raw"),
             q.not_null("warehouse_id"),
-            q.not_null("stock_level"),
-            q.not_null("event_ts"),
+            q.not_null("stock_level", raw="stock_level_raw"),
+            q.not_null("event_ts", raw="event_ts_raw"),
+            q.within_days("event_ts", LANDING_DAY, before_days=DEDUP_LOOKBACK_DAYS),
             q.between("stock_level", 0, name="stock_level_non_negative"),
-            q.references("product_id", "_product_found", "silver.products", "product_exists"),
-        )
+            *q.references("product_id", "_product_found", "silver.products", "product"),
+        ),
     ),
     checks=(
         q.schema(INVENTORY_REQUIRED),
@@ -468,20 +587,23 @@ INVENTORY_QUALITY = TableRules(
 )
 
 
-def clean_inventory_events(bronze: DataFrame, products: DataFrame, run_id: str) -> Split:
+def clean_inventory_events(
+    bronze: DataFrame,
+    products: DataFrame | None,
+    run_id: str,
+    lateness: Lateness | None = None,
+) -> Split:
     """Parse Kafka-sink lines; a redelivered offset is a duplicate."""
     F = _F()
-    parsed = _parse_json(bronze, _ddl(INVENTORY_JSON), INVENTORY_REQUIRED)
+    lateness = lateness or Lateness()
+    parsed = _parse_json(bronze, INVENTORY_REQUIRED)
     typed = parsed.select(
-        "_bronze",
-        "_fields",
-        "_schema_broken",
-        *[F.col(f"j.{c}").alias(c) for c in INVENTORY_JSON if c != "event_ts"],
-        F.to_timestamp("j.event_ts").alias("event_ts"),
+        "_bronze", "_fields", "_schema_broken", *_json_columns(INVENTORY_JSON, {})
     )
     kept, duplicates = q.keep_first(typed, ["topic", "partition", "offset"], _first_landed())
-    known = products.select(F.col("product_id").alias("_pid"), F.lit(True).alias("_product_found"))
-    checked = kept.join(known.distinct(), kept.product_id == F.col("_pid"), "left")
+    checked = _with_reference(kept, products, "product_id", "_product_found").withColumn(
+        q.PAST_GRACE, lateness.past_grace()
+    )
     valid, bad = q.apply_rules(checked, INVENTORY_QUALITY.rows)
     offset_key = F.concat_ws(":", "topic", "partition", "offset")
     return Split(
@@ -492,6 +614,7 @@ def clean_inventory_events(bronze: DataFrame, products: DataFrame, run_id: str) 
         duplicates,
         schema_broken=parsed.where("_schema_broken").select(_line_key().alias("record_key")),
         new_fields=_new_fields(parsed, list(INVENTORY_JSON)),
+        mistyped=typed.where("_mistyped").select(_line_key().alias("record_key")),
     )
 
 
@@ -523,12 +646,21 @@ class SilverTable:
     name: str
     bronze: str
     quality: TableRules
-    clean: Callable[[SparkSession, DataFrame, DayWindow, str], Split]
+    clean: Callable[[SparkSession, DataFrame, Batch], Split]
     write: Callable[[DataFrame, str, DayWindow], None]
     batch_day: str  # column of the kept rows holding their Bronze day
     unique_scope: str | None = None  # day column scoping the uniqueness check; None: whole table
     # What is written from the kept rows (inventory writes daily aggregates of its events).
     to_table: Callable[[DataFrame, str], DataFrame] = lambda valid, run_id: valid
+
+    @property
+    def quarantine(self) -> str:
+        return storage.table_name("silver", f"{self.name}_quarantine")
+
+    @property
+    def holds(self) -> list[str]:
+        """The rules that hold rows for a late reference; empty: the table holds none."""
+        return held.reference_rules(self.quality)
 
 
 def _bronze(spark: SparkSession, table: str, window: DayWindow) -> DataFrame:
@@ -541,15 +673,31 @@ def _rows_per_day(df: DataFrame, column: str) -> dict[str, int]:
     return {str(r[0]): r[1] for r in df.groupBy(column).count().collect()}
 
 
-def _schema_verdict(table: SilverTable, bronze: DataFrame, split: Split) -> Verdict:
+def _keys(df: DataFrame | None, limit: int = q.SAMPLE_SIZE) -> tuple[int, list[str]]:
+    if df is None:
+        return 0, []
+    n = df.count()
+    return n, [r.record_key for r in df.limit(limit).collect()] if n else []
+
+
+def _schema_verdict(table: SilverTable, bronze: DataFrame, split: Split, batch: int) -> Verdict:
     check = next(c for c in table.quality.checks if c.kind == "schema")
     if "raw_line" not in bronze.columns:  # a database table: its columns are its schema
         missing = [c for c in check.params["required"] if c not in bronze.columns]
         return q.judge_counts(check, len(missing), missing, missing_columns=missing)
-    broken = split.schema_broken
-    n = broken.count() if broken is not None else 0
-    sample = [r.record_key for r in broken.limit(q.SAMPLE_SIZE).collect()] if n else []
-    return q.judge_counts(check, n, sample)
+    broken, sample = _keys(split.schema_broken)
+    mistyped, typed_sample = _keys(split.mistyped)
+    # A few values of another type are row dirt (quarantined as field_types_valid); many
+    # are the source changing a type, which must stop the table like a removed field.
+    drifted = bool(batch) and mistyped / batch > check.params["max_mistyped"]
+    failing = broken + (mistyped if drifted else 0)
+    return q.judge_counts(
+        check,
+        failing,
+        sample + (typed_sample if drifted else []),
+        rows_missing_fields=broken,
+        rows_mistyped=mistyped,
+    )
 
 
 def _table_verdicts(
@@ -565,7 +713,8 @@ def _table_verdicts(
     out = []
     for check in table.quality.checks:
         if check.kind == "reconciles":
-            gap = counts["bronze_rows"] - counts["silver_rows"] - counts["quarantined"]
+            batch = counts["bronze_rows"] + counts["held_rechecked"]
+            gap = batch - counts["silver_rows"] - counts["quarantined"]
             out.append(q.judge_counts(check, abs(gap - counts["duplicates_removed"]), **counts))
         elif check.kind == "unique":
             written = spark.table(storage.table_name("silver", table.name))
@@ -578,7 +727,15 @@ def _table_verdicts(
             history = _rows_per_day(_bronze(spark, table.bronze, before), BRONZE_PARTITION)
             out.append(q.judge_row_count_band(check, bronze_per_day, {**history, **bronze_per_day}))
         elif check.kind == "freshness":
-            latest = valid.groupBy(table.batch_day).agg(F.max(check.params["column"])).collect()
+            column, day = F.col(check.params["column"]), F.col(table.batch_day)
+            # A timestamp after the day's end says nothing about that day's freshness.
+            on_time = F.when(column < F.to_timestamp(F.date_add(day, 1)), column)
+            latest = (
+                valid.where(storage.window_condition(table.batch_day, window))
+                .groupBy(table.batch_day)
+                .agg(F.max(on_time))
+                .collect()
+            )
             per_day = {d.isoformat(): None for d in window.days if d.isoformat() in bronze_per_day}
             per_day.update({str(r[0]): r[1] for r in latest})
             out.append(q.judge_freshness(check, per_day))
@@ -608,21 +765,29 @@ def run_table(
     window: DayWindow,
     run_id: str,
     evolve_schema: bool = False,
+    grace_days: int = 3,
 ) -> SilverResult:
     """Validate the window's Bronze rows and, unless the schema check fails, write Silver.
 
-    With ``evolve_schema``, fields that are new in the incoming JSON become Silver columns;
+    Rows of earlier days held for a late reference are evaluated again with them. With
+    ``evolve_schema``, fields that are new in the incoming JSON become Silver columns;
     otherwise they are only reported (Bronze keeps them in the raw line either way).
     """
     F = _F()
     name = storage.table_name("silver", table.name)
+    bronze_name = storage.table_name("bronze", table.bronze)
     bronze = _bronze(spark, table.bronze, window).cache()
-    split = table.clean(spark, bronze, window, run_id)
+    rechecked = held.held_rows(spark, table.quarantine, bronze.schema, window, table.holds)
+    rechecked = rechecked.cache() if rechecked is not None else None
+    batch_rows = bronze if rechecked is None else bronze.unionByName(rechecked)
+    lateness = Lateness(held.as_of(spark, bronze_name, window), grace_days)
+    split = table.clean(spark, batch_rows, Batch(window, run_id, lateness))
     valid, quarantined = split.valid.cache(), split.quarantined.cache()
     try:
         bronze_per_day = _rows_per_day(bronze, BRONZE_PARTITION)
         total = sum(bronze_per_day.values())
-        schema = _schema_verdict(table, bronze, split)
+        n_rechecked = rechecked.count() if rechecked is not None else 0
+        schema = _schema_verdict(table, bronze, split, total)
         if not schema.passed:
             # A removed or retyped required field: write nothing; Bronze keeps every line.
             return SilverResult(name, total, 0, 0, 0, {}, None, [schema], written=False)
@@ -633,26 +798,43 @@ def run_table(
             storage.allow_new_columns(spark, name)
         if RAW_LINE in rows.columns:
             rows = rows.drop(RAW_LINE)
-        table.write(table.to_table(rows, run_id), name, window)
-        storage.replace_window(
-            quarantined,
-            storage.table_name("silver", f"{table.name}_quarantine"),
-            BRONZE_PARTITION,
-            window,
+        out = table.to_table(rows, run_id)
+        if table.holds:
+            out = held.mark_released(out, table.batch_day, window)
+        table.write(out, name, window)
+        held_days = (
+            [r[0] for r in rechecked.select(BRONZE_PARTITION).distinct().collect()]
+            if rechecked is not None
+            else []
         )
+        held.write_quarantine(quarantined, table.quarantine, window, table.holds, held_days)
+        in_window = storage.window_condition(BRONZE_PARTITION, window)
         counts = {
             "bronze_rows": total,
+            "held_rechecked": n_rechecked,
             "silver_rows": valid.count(),
             "quarantined": quarantined.count(),
             "duplicates_removed": split.duplicates.count(),
         }
-        dropped = q.rule_stats(quarantined, "rules", "record_key", BRONZE_PARTITION)
-        warned = valid.withColumn("_no_key", F.lit(None).cast("string"))
+        released = valid.where(~storage.window_condition(table.batch_day, window)).count()
+        # Each rule is judged on the window's own rows; held rows of other days were judged
+        # when they came in, and are counted here as re-checked and released.
+        window_bad = quarantined.where(in_window)
+        window_valid = valid.where(storage.window_condition(table.batch_day, window))
+        dropped = q.rule_stats(window_bad, "rules", "record_key", BRONZE_PARTITION)
+        warned = window_valid.withColumn("_no_key", F.lit(None).cast("string"))
         flagged = dropped | q.rule_stats(warned, WARNINGS_COLUMN, "_no_key", table.batch_day)
-        batch = counts["silver_rows"] + counts["quarantined"]
+        batch = window_valid.count() + window_bad.count()
         verdicts = [schema]
         verdicts += [q.judge_rule(r, flagged.get(r.name), batch) for r in table.quality.rows]
         verdicts += _table_verdicts(spark, table, window, valid, split, counts, bronze_per_day)
+        awaiting = 0
+        if table.holds:
+            awaiting = (
+                spark.table(table.quarantine)
+                .where(F.exists("rules", lambda r: r.startswith("awaiting_")))
+                .count()
+            )
         return SilverResult(
             table=name,
             bronze_rows=total,
@@ -662,19 +844,34 @@ def run_table(
             rules={rule: stats["rows"] for rule, stats in dropped.items()},
             snapshot_id=storage.latest_snapshot_id(spark, name),
             verdicts=verdicts,
+            held_rechecked=n_rechecked,
+            released=released,
+            awaiting=awaiting,
         )
     finally:
-        bronze.unpersist()
-        valid.unpersist()
-        quarantined.unpersist()
+        for frame in (bronze, rechecked, valid, quarantined):
+            if frame is not None:
+                frame.unpersist()
 
 
 def _merge(key: str, partition_column: str | None = None):
     return lambda df, name, window: storage.merge_latest(df, name, key, partition_column)
 
 
-def _replace(column: str):
-    return lambda df, name, window: storage.replace_window(df, name, column, window)
+def _replace(column: str, keys: tuple[str, ...]):
+    """Replace the window's days; rows of other days (released from hold) are added to their
+    day unless the key is already there, so a rerun never adds them twice."""
+
+    def write(df: DataFrame, name: str, window: DayWindow) -> None:
+        inside = storage.window_condition(column, window)
+        df = df.cache()
+        try:
+            storage.replace_window(df.where(inside), name, column, window)
+            storage.insert_missing(df.where(~inside), name, keys)
+        finally:
+            df.unpersist()
+
+    return write
 
 
 def _earlier_clickstream(spark: SparkSession, window: DayWindow) -> DataFrame | None:
@@ -694,7 +891,7 @@ TABLES = {
         "customers",
         "customers",
         CUSTOMERS_QUALITY,
-        lambda spark, bronze, window, run_id: clean_customers(bronze, run_id),
+        lambda spark, bronze, batch: clean_customers(bronze, batch.run_id),
         _merge("customer_id"),
         batch_day="_ingest_date",
     ),
@@ -702,7 +899,7 @@ TABLES = {
         "products",
         "products",
         PRODUCTS_QUALITY,
-        lambda spark, bronze, window, run_id: clean_products(bronze, run_id),
+        lambda spark, bronze, batch: clean_products(bronze, batch.run_id),
         _merge("product_id"),
         batch_day="_ingest_date",
     ),
@@ -710,8 +907,12 @@ TABLES = {
         "orders",
         "orders",
         ORDERS_QUALITY,
-        lambda spark, bronze, window, run_id: clean_orders(
-            bronze, _silver(spark, "customers"), _silver(spark, "products"), run_id
+        lambda spark, bronze, batch: clean_orders(
+            bronze,
+            _silver(spark, "customers"),
+            _silver(spark, "products"),
+            batch.run_id,
+            batch.lateness,
         ),
         _merge("order_id", "order_date"),
         batch_day="_ingest_date",
@@ -720,10 +921,14 @@ TABLES = {
         "clickstream",
         "clickstream",
         CLICKSTREAM_QUALITY,
-        lambda spark, bronze, window, run_id: clean_clickstream(
-            bronze, _earlier_clickstream(spark, window), run_id
+        lambda spark, bronze, batch: clean_clickstream(
+            bronze,
+            _earlier_clickstream(spark, batch.window),
+            batch.run_id,
+            _silver(spark, "products"),
+            batch.lateness,
         ),
-        _replace("ingest_date"),
+        _replace("ingest_date", ("event_id",)),
         batch_day="ingest_date",
         unique_scope="ingest_date",
     ),
@@ -731,10 +936,10 @@ TABLES = {
         "inventory",
         "inventory_events",
         INVENTORY_QUALITY,
-        lambda spark, bronze, window, run_id: clean_inventory_events(
-            bronze, _silver(spark, "products"), run_id
+        lambda spark, bronze, batch: clean_inventory_events(
+            bronze, _silver(spark, "products"), batch.run_id, batch.lateness
         ),
-        _replace("snapshot_date"),
+        _replace("snapshot_date", ("snapshot_date", "product_id", "warehouse_id")),
         batch_day="snapshot_date",
         unique_scope="snapshot_date",
         to_table=lambda valid, run_id: daily_stock(valid, run_id),
@@ -743,8 +948,10 @@ TABLES = {
 
 
 def run(spark: SparkSession, settings: Settings, window: DayWindow, run_id: str):
-    del settings  # Silver reads only Bronze, through the catalog
-    return [run_table(spark, table, window, run_id) for table in TABLES.values()]
+    return [
+        run_table(spark, table, window, run_id, grace_days=settings.reference_grace_days)
+        for table in TABLES.values()
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -20,15 +20,19 @@ from spark_jobs.window import DayWindow
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-SOURCE_TABLES = ("customers", "products", "orders")
+# Each operational table and its key: the unit of "has Bronze seen this row".
+SOURCE_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id"}
+SOURCE_TABLES = tuple(SOURCE_KEYS)
 LANDING_SOURCES = ("clickstream", "inventory")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 JDBC_DRIVERS = {"jdbc:sqlite:": "org.sqlite.JDBC", "jdbc:postgresql:": "org.postgresql.Driver"}
 
 LANDING_LINE_SCHEMA = (
-    "_partition_date date, _source_file string, _line_number long, raw_line string"
+    "_partition_date date, _source_file string, _landed_at timestamp, _line_number long, "
+    "raw_line string, _raw_bytes binary"
 )
+LANDING_LINE_COLUMNS = [c.split()[0] for c in LANDING_LINE_SCHEMA.split(", ")]
 
 
 def table_name(layer: str, table: str) -> str:
@@ -47,7 +51,20 @@ def _jdbc_driver(url: str) -> str:
     raise LakehouseSetupError(f"unsupported source URL {url}: use jdbc:sqlite: or jdbc:postgresql:")
 
 
-def day_predicates(window: DayWindow, column: str = "updated_at") -> list[str]:
+def _usable(dialect: str, column: str) -> str:
+    """SQL that is true when the change timestamp can place the row on a day."""
+    # SQLite stores time as text: datetime() is NULL for text that is not a timestamp.
+    return f"datetime({column}) IS NOT NULL" if dialect == "sqlite" else f"{column} IS NOT NULL"
+
+
+def source_dialect(url: str) -> str:
+    _jdbc_driver(url)  # one error message for an unsupported URL
+    return "sqlite" if url.startswith("jdbc:sqlite:") else "postgresql"
+
+
+def day_predicates(
+    window: DayWindow, column: str = "updated_at", dialect: str = "postgresql"
+) -> list[str]:
     """One JDBC predicate (hence one Spark partition) per day of the window.
 
     The literals are formatted from ``datetime.date`` objects, never from user text, so
@@ -55,26 +72,41 @@ def day_predicates(window: DayWindow, column: str = "updated_at") -> list[str]:
     """
     if not _IDENT.match(column):
         raise ValueError(f"not a valid column: {column!r}")
+    usable = "" if dialect == "postgresql" else f"{_usable(dialect, column)} AND "
     out = []
     for day in window.days:
         lo = datetime.combine(day, time()).strftime("%Y-%m-%d %H:%M:%S")
         hi = datetime.combine(day + timedelta(days=1), time()).strftime("%Y-%m-%d %H:%M:%S")
-        out.append(f"{column} >= '{lo}' AND {column} < '{hi}'")
+        out.append(f"{usable}{column} >= '{lo}' AND {column} < '{hi}'")
     return out
 
 
-def read_source_table(
-    spark: SparkSession, settings: Settings, table: str, window: DayWindow
-) -> DataFrame:
-    """Rows of an operational table whose ``updated_at`` falls in the window (incremental)."""
+def backlog_predicate(
+    before: date, column: str = "updated_at", dialect: str = "postgresql", since: date | None = None
+) -> str:
+    """Rows changed before ``before`` (and on or after ``since``, when given)."""
+    hi = datetime.combine(before, time()).strftime("%Y-%m-%d %H:%M:%S")
+    out = f"{_usable(dialect, column)} AND {column} < '{hi}'"
+    if since is not None:
+        lo = datetime.combine(since, time()).strftime("%Y-%m-%d %H:%M:%S")
+        out += f" AND {column} >= '{lo}'"
+    return out
+
+
+def unplaced_predicate(column: str = "updated_at", dialect: str = "postgresql") -> str:
+    """Rows whose change timestamp is NULL or not a timestamp: no day's extraction sees them."""
+    return f"NOT ({_usable(dialect, column)})" if dialect == "sqlite" else f"{column} IS NULL"
+
+
+def read_source_rows(spark: SparkSession, settings: Settings, table: str, predicates: list[str]):
+    """Rows of an operational table matching any of ``predicates`` (disjoint, one partition
+    each)."""
     if table not in SOURCE_TABLES:
         raise ValueError(f"unknown source table {table!r}; expected one of {SOURCE_TABLES}")
     props = {"driver": _jdbc_driver(settings.source_url)}
     if settings.source_user:
         props |= {"user": settings.source_user, "password": settings.source_password}
-    return spark.read.jdbc(
-        settings.source_url, table, predicates=day_predicates(window), properties=props
-    )
+    return spark.read.jdbc(settings.source_url, table, predicates=predicates, properties=props)
 
 
 # ------------------------------------------------------------------ landing zone
@@ -134,10 +166,15 @@ def day_of_object(relative_key: str) -> date | None:
         return None
 
 
-def list_landing_files(
-    settings: Settings, source: str, window: DayWindow
-) -> list[tuple[date, str]]:
-    """``(day, path)`` of every ``*.jsonl`` object landed for the source in the window."""
+@dataclass(frozen=True, order=True)
+class LandedFile:
+    day: date
+    landed_us: int  # when the object landed (S3 LastModified, a file's mtime), epoch µs
+    path: str
+
+
+def list_landing_files(settings: Settings, source: str, window: DayWindow) -> list[LandedFile]:
+    """Every ``*.jsonl`` object landed for the source in the window, in landing order."""
     if source not in LANDING_SOURCES:
         raise ValueError(f"unknown landing source {source!r}; expected one of {LANDING_SOURCES}")
     zone = LandingZone.of(settings)
@@ -149,12 +186,42 @@ def list_landing_files(
         )
         for info in filesystem.get_file_info(selector):
             if info.type == pafs.FileType.File and info.path.endswith(".jsonl"):
-                found.append((day, info.path))
+                found.append(LandedFile(day, (info.mtime_ns or 0) // 1_000, info.path))
     return sorted(found)
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def split_lines(data: bytes) -> tuple[list[str], list[bytes | None]]:
+    """A file's lines as text, and the original bytes of each line that is not UTF-8.
+
+    A byte-order mark at the start of the file is not part of the first record. A line with
+    invalid UTF-8 keeps its original bytes beside the replaced text, so Bronze stays lossless
+    and Silver can quarantine it by name.
+    """
+    data = data.removeprefix(UTF8_BOM)
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()  # the newline that ends the file, not an empty record
+    try:
+        return data.decode("utf-8").split("\n")[: len(raw)], [None] * len(raw)
+    except UnicodeDecodeError:
+        pass
+    # Only a file with invalid bytes gets here; such files are rare, so per line is fine.
+    text, original = [], []
+    for line in raw:
+        try:
+            text.append(line.decode("utf-8"))
+            original.append(None)
+        except UnicodeDecodeError:
+            text.append(line.decode("utf-8", errors="replace"))
+            original.append(line)
+    return text, original
+
+
 def _line_reader(zone: LandingZone):
-    """A ``mapInArrow`` function that turns (day, path) rows into one row per line of text.
+    """A ``mapInArrow`` function that turns landed files into one row per line of text.
 
     It runs inside Spark tasks, so local folders and S3 (through pyarrow, since this Spark has
     no hadoop-aws) share one code path. Lines are split in C, never looped over in Python.
@@ -164,22 +231,22 @@ def _line_reader(zone: LandingZone):
         filesystem = zone.filesystem()
         for batch in batches:
             days = batch.column("day").to_pylist()
+            landed = batch.column("landed_us").to_pylist()
             paths = batch.column("path").to_pylist()
-            for day, path in zip(days, paths, strict=True):
+            for day, landed_us, path in zip(days, landed, paths, strict=True):
                 with filesystem.open_input_stream(path) as stream:
-                    text = stream.read().decode("utf-8", errors="replace")
-                lines = text.split("\n")
-                if lines and lines[-1] == "":
-                    lines.pop()  # the newline that ends the file, not an empty record
+                    lines, original = split_lines(stream.read())
                 n = len(lines)
                 yield pa.RecordBatch.from_arrays(
                     [
                         pa.repeat(pa.scalar(day, pa.date32()), n),
                         pa.repeat(pa.scalar(zone.uri_of(path), pa.string()), n),
+                        pa.repeat(pa.scalar(landed_us, pa.timestamp("us", tz="UTC")), n),
                         pa.array(np.arange(1, n + 1, dtype=np.int64)),
                         pa.array(lines, pa.string()),
+                        pa.array(original, pa.binary()),
                     ],
-                    names=["_partition_date", "_source_file", "_line_number", "raw_line"],
+                    names=LANDING_LINE_COLUMNS,
                 )
 
     return read
@@ -188,9 +255,11 @@ def _line_reader(zone: LandingZone):
 def read_landing_lines(
     spark: SparkSession, settings: Settings, source: str, window: DayWindow
 ) -> DataFrame:
-    """Every line of every landed file, verbatim, with its file and line number."""
+    """Every line of every landed file, verbatim, with its file, landing time and line number."""
     files = list_landing_files(settings, source, window)
-    paths = spark.createDataFrame(files, "day date, path string")
+    paths = spark.createDataFrame(
+        [(f.day, f.landed_us, f.path) for f in files], "day date, landed_us long, path string"
+    )
     if files:
         paths = paths.repartition(min(len(files), spark.sparkContext.defaultParallelism))
     return paths.mapInArrow(_line_reader(LandingZone.of(settings)), LANDING_LINE_SCHEMA)
@@ -247,6 +316,7 @@ def replace_window(df: DataFrame, name: str, partition_column: str, window: DayW
     df = conform(df, name)
     writer = df.writeTo(name)
     if set(df.columns) - set(df.sparkSession.table(name).columns):
+        allow_new_columns(df.sparkSession, name)  # a table written by an older version
         writer = writer.option("mergeSchema", "true")
     writer.overwrite(window_condition(partition_column, window))
 
@@ -267,6 +337,25 @@ def merge_latest(df: DataFrame, name: str, key: str, partition_column: str | Non
             "WHEN MATCHED AND s.updated_at >= t.updated_at THEN UPDATE SET * "
             "WHEN NOT MATCHED THEN INSERT *"
         )
+    finally:
+        df.sparkSession.catalog.dropTempView(view)
+
+
+def insert_missing(df: DataFrame, name: str, keys: Sequence[str]) -> None:
+    """Add the rows of ``df`` whose key the table does not hold yet (idempotent)."""
+    for key in keys:
+        if not _IDENT.match(key):
+            raise ValueError(f"not a valid key column: {key!r}")
+    if df.limit(1).count() == 0:
+        return  # nothing to add: no commit, no empty snapshot
+    ensure_table(df, name, None)
+    df = conform(df, name)
+    view = f"insert_source_{uuid.uuid4().hex}"
+    df.createOrReplaceTempView(view)
+    on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    try:
+        statement = f"MERGE INTO {name} t USING {view} s ON {on} WHEN NOT MATCHED THEN INSERT *"
+        df.sparkSession.sql(statement)
     finally:
         df.sparkSession.catalog.dropTempView(view)
 

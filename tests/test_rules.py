@@ -56,16 +56,65 @@ def test_a_drop_rule_escalates_when_most_of_the_batch_breaks_it(spark):
     assert v["status_accepted"].severity == "ERROR"
 
 
-def test_references_flag_missing_keys_not_null_ones(spark):
-    rows = spark.createDataFrame([(1, 10), (2, 99), (3, None)], "id long, customer_id long").join(
-        spark.createDataFrame([(10, True)], "cid long, _found boolean"),
-        q._F().col("customer_id") == q._F().col("cid"),
-        "left",
+def test_a_missing_reference_is_held_then_final_after_the_grace_period(spark):
+    F = q._F()
+    rows = (
+        spark.createDataFrame(
+            [(1, 10, False), (2, 99, False), (3, None, False), (4, 99, True)],
+            f"id long, customer_id long, {q.PAST_GRACE} boolean",
+        )
+        .join(
+            spark.createDataFrame([(10, True)], "cid long, _found boolean"),
+            F.col("customer_id") == F.col("cid"),
+            "left",
+        )
+        .withColumn("day", F.lit("d1"))
     )
-    rule = q.references("customer_id", "_found", "silver.customers", "customer_exists")
+    awaiting, final = q.references("customer_id", "_found", "silver.customers", "customer")
+    assert (awaiting.name, final.name) == ("awaiting_customer", "customer_exists")
+    assert not awaiting.blocking and final.blocking
+    kept, bad = q.apply_rules(rows, [awaiting, final])
+    assert sorted(r.id for r in kept.collect()) == [1, 3]  # a NULL key is not_null's business
+    assert {r.id: r[q.RULES_COLUMN] for r in bad.collect()} == {
+        2: ["awaiting_customer"],  # within the grace period: held
+        4: ["customer_exists"],  # past it: a failure
+    }
+    stats = q.rule_stats(bad.withColumnRenamed(q.RULES_COLUMN, "rules"), "rules", "id", "day")
+    held = q.judge_rule(awaiting, stats.get("awaiting_customer"), 4)
+    failed = q.judge_rule(final, stats.get("customer_exists"), 4)
+    # Waiting is not failing: the held row is counted, the check passes.
+    assert (held.passed, held.detail["held_rows"], held.sample) == (True, 1, ["2"])
+    assert (failed.passed, failed.failing_rows, failed.status) == (False, 1, "warned")
+
+
+def test_plausible_times_lie_near_the_landing_day(spark):
+    rows = spark.createDataFrame(
+        [
+            (1, "2026-05-01 10:00:00"),
+            (2, "2026-05-02 23:00:00"),  # within a day after the day's end: clock skew
+            (3, "2099-05-01 10:00:00"),  # a typo: not a new partition
+            (4, "2026-04-20 10:00:00"),  # older than the look-back
+            (5, None),
+        ],
+        "id long, ts string",
+    ).selectExpr("id", "to_timestamp(ts) as ts", "date'2026-05-01' as day")
+    rule = q.within_days("ts", "day", before_days=7)
     kept, bad = q.apply_rules(rows, [rule])
-    assert [r.id for r in bad.collect()] == [2]
-    assert sorted(r.id for r in kept.collect()) == [1, 3]
+    assert sorted(r.id for r in bad.collect()) == [3, 4]
+    no_floor = q.within_days("ts", "day")  # orders: placed long ago, changed today, is fine
+    assert sorted(r.id for r in q.apply_rules(rows, [no_floor])[1].collect()) == [3]
+
+
+def test_not_null_on_the_raw_value_leaves_unparseable_values_to_parses(spark):
+    rows = spark.createDataFrame(
+        [(1, "2026-05-01 10:00:00"), (2, None), (3, "yesterday-ish")], "id long, ts_raw string"
+    ).selectExpr("id", "ts_raw", "to_timestamp(ts_raw) as ts")
+    rules = [q.not_null("ts", raw="ts_raw"), q.parses("ts_raw", "ts")]
+    _, bad = q.apply_rules(rows, rules)
+    assert {r.id: r[q.RULES_COLUMN] for r in bad.collect()} == {
+        2: ["ts_not_null"],
+        3: ["ts_valid"],
+    }
 
 
 def test_unique_counts_every_row_of_a_repeated_key(spark):

@@ -8,7 +8,12 @@ from datetime import date, datetime
 import pytest
 
 from spark_jobs import silver
-from spark_jobs.storage import day_predicates
+from spark_jobs.storage import (
+    backlog_predicate,
+    day_predicates,
+    split_lines,
+    unplaced_predicate,
+)
 from spark_jobs.window import DayWindow
 
 D1 = date(2026, 5, 1)
@@ -20,7 +25,8 @@ ORDER_COLS = (
     f"status string, order_ts string, updated_at string, _partition_date date, {LINEAGE}"
 )
 LINE_COLS = (
-    f"_partition_date date, _source_file string, _line_number long, raw_line string, {LINEAGE}"
+    "_partition_date date, _source_file string, _landed_at timestamp, _line_number long, "
+    f"raw_line string, _raw_bytes binary, {LINEAGE}"
 )
 
 
@@ -29,8 +35,11 @@ def orders(spark, rows):
     return spark.createDataFrame(full, ORDER_COLS)
 
 
-def lines(spark, raw_lines, day=D1, file="f.jsonl"):
-    rows = [(day, file, i + 1, line, "landing", NOW, "r") for i, line in enumerate(raw_lines)]
+def lines(spark, raw_lines, day=D1, file="f.jsonl", landed=NOW):
+    rows = [
+        (day, file, landed, i + 1, line, None, "landing", NOW, "r")
+        for i, line in enumerate(raw_lines)
+    ]
     return spark.createDataFrame(rows, LINE_COLS)
 
 
@@ -129,9 +138,10 @@ def test_clickstream_malformed_lines_are_quarantined_never_dropped(spark):
         "f.jsonl:4": ["malformed_json"],
         "e3": ["event_type_accepted"],
         "e4": ["user_id_not_null"],
-        "e6": ["user_id_not_null"],  # retyped: it also fails the schema check, below
+        "e6": ["field_types_valid"],  # "seven" is there, but not a long: row dirt
     }
-    assert [r.record_key for r in split.schema_broken.collect()] == ["f.jsonl:8"]
+    assert split.schema_broken.count() == 0  # no required field is missing
+    assert [r.record_key for r in split.mistyped.collect()] == ["f.jsonl:8"]
     assert [r.field for r in split.new_fields.collect()] == []
     assert split.duplicates.count() == 1
     assert split.valid.count() + split.quarantined.count() + split.duplicates.count() == len(raw)
@@ -188,3 +198,140 @@ def test_jdbc_predicates_come_from_dates_one_per_day():
     ]
     with pytest.raises(ValueError):
         day_predicates(window, column="updated_at; drop table orders")
+    # SQLite keeps time as text: text that is no timestamp is left to the unplaced predicate,
+    # so each row is read by exactly one predicate.
+    assert day_predicates(DayWindow.of_day(date(2026, 1, 30)), dialect="sqlite") == [
+        "datetime(updated_at) IS NOT NULL AND "
+        "updated_at >= '2026-01-30 00:00:00' AND updated_at < '2026-01-31 00:00:00'"
+    ]
+    assert unplaced_predicate(dialect="sqlite") == "NOT (datetime(updated_at) IS NOT NULL)"
+    assert unplaced_predicate() == "updated_at IS NULL"
+    assert backlog_predicate(date(2026, 1, 30), since=date(2026, 1, 28)) == (
+        "updated_at IS NOT NULL AND updated_at < '2026-01-30 00:00:00' "
+        "AND updated_at >= '2026-01-28 00:00:00'"
+    )
+
+
+# ------------------------------------------------------------------ dirt that used to vanish
+def test_orders_without_a_time_or_in_2099_are_quarantined_by_name(spark, refs):
+    ts = "2026-05-01 08:00:00"
+    bronze = orders(
+        spark,
+        [
+            (1, 1, 10, 1, 10.00, "placed", None, ts),  # would drop out of Gold uncounted
+            (2, 1, 10, 1, 10.00, "placed", "2099-05-01 08:00:00", ts),  # a 2099 partition
+            (3, 1, 10, 1, 10.00, "placed", ts, None),  # no change time
+            (4, 1, 10, 1, 10.00, "placed", ts, "sometime"),  # an unparseable one
+            (5, 1, 10, 1, 10.00, "placed", "2026-05-02 20:00:00", ts),  # within a day: skew
+        ],
+    )
+    split = silver.clean_orders(bronze, *refs, run_id="r")
+    rules = {int(r.record_key): r.rules for r in split.quarantined.collect()}
+    assert rules == {
+        1: ["order_ts_not_null"],
+        2: ["order_ts_plausible"],
+        3: ["updated_at_not_null"],
+        4: ["updated_at_valid"],
+    }
+    assert [r.order_id for r in split.valid.collect()] == [5]
+
+
+def test_orders_whose_customer_has_not_arrived_are_held_then_final(spark, refs):
+    ts = "2026-05-01 08:00:00"
+    bronze = orders(spark, [(1, 99, 10, 1, 10.0, "placed", ts, ts)])  # customer 99 unknown
+    held = silver.clean_orders(bronze, *refs, "r", silver.Lateness(date(2026, 5, 3), 3))
+    assert [r.rules for r in held.quarantined.collect()] == [["awaiting_customer"]]
+    late = silver.clean_orders(bronze, *refs, "r", silver.Lateness(date(2026, 5, 5), 3))
+    assert [r.rules for r in late.quarantined.collect()] == [["customer_exists"]]
+
+
+def test_products_without_a_cost_are_quarantined_not_turned_into_null_profit(spark):
+    schema = (
+        "product_id long, name string, category string, unit_price double, unit_cost double, "
+        f"updated_at string, _partition_date date, {LINEAGE}"
+    )
+    ts = "2026-05-01 08:00:00"
+    bronze = spark.createDataFrame(
+        [
+            (10, "Lamp", "home", 19.99, None, ts, D1, "db.products", NOW, "r"),
+            (11, "Book", "books", 12.50, 5.25, ts, D1, "db.products", NOW, "r"),
+        ],
+        schema,
+    )
+    split = silver.clean_products(bronze, "r")
+    assert [(r.record_key, r.rules) for r in split.quarantined.collect()] == [
+        ("10", ["unit_cost_not_null"])
+    ]
+
+
+def test_one_retyped_value_is_row_dirt_and_a_click_from_next_year_is_implausible(spark):
+    raw = [
+        event("e1"),
+        json.dumps({**json.loads(event("e2")), "user_id": "abc"}),
+        event("e3", ts="2027-06-05T10:00:00.000Z"),  # 400 days ahead
+        event("e4", ts="not a time"),
+        event("e5", product=77),  # a product Silver has not seen yet
+    ]
+    products = spark.createDataFrame([(10,)], "product_id long")
+    lateness = silver.Lateness(D1, grace_days=3)
+    split = silver.clean_clickstream(lines(spark, raw), None, "r", products, lateness)
+    rules = {r.record_key: r.rules for r in split.quarantined.collect()}
+    assert rules == {
+        "e2": ["field_types_valid"],
+        "e3": ["event_ts_plausible"],
+        "e4": ["field_types_valid"],  # not "event_ts_not_null": the value is there
+        "e5": ["awaiting_product"],
+    }
+    assert [r.event_id for r in split.valid.collect()] == ["e1"]
+
+
+def test_inventory_stock_level_many_is_quarantined_not_a_broken_schema(spark):
+    line = {
+        "topic": "inventory-events",
+        "partition": 0,
+        "offset": 1,
+        "key": "10",
+        "event_id": "i1",
+        "product_id": 10,
+        "warehouse_id": "wh-1",
+        "change": -1,
+        "stock_level": "many",
+        "reason": "sale",
+        "event_ts": "2026-05-01T09:00:00Z",
+    }
+    products = spark.createDataFrame([(10,)], "product_id long")
+    split = silver.clean_inventory_events(lines(spark, [json.dumps(line)]), products, "r")
+    assert [r.rules for r in split.quarantined.collect()] == [["field_types_valid"]]
+    assert split.schema_broken.count() == 0 and split.mistyped.count() == 1
+
+
+def test_the_first_landed_copy_wins_by_landing_time_not_file_name(spark):
+    early = lines(spark, [event("e1", etype="view")], file="part-00000.jsonl")
+    late = lines(
+        spark,
+        [event("e1", etype="add_to_cart")],
+        file="inj-a.jsonl",  # sorts first by name, but landed an hour later
+        landed=datetime(2026, 5, 2, 7, 0),
+    )
+    split = silver.clean_clickstream(early.unionByName(late), None, "r")
+    assert [(r.event_id, r.event_type) for r in split.valid.collect()] == [("e1", "view")]
+    assert split.duplicates.count() == 1
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line_and_bad_utf8_is_kept():
+    text, original = split_lines(b'\xef\xbb\xbf{"a": 1}\n{"b": 2}\n')
+    assert text == ['{"a": 1}', '{"b": 2}'] and original == [None, None]
+    text, original = split_lines(b'{"a": "caf\xe9"}\n{"b": 2}')  # latin-1, not UTF-8
+    assert text == ['{"a": "caf\ufffd"}', '{"b": 2}']
+    assert original == [b'{"a": "caf\xe9"}', None]  # Bronze keeps the bytes as they were
+
+
+def test_invalid_utf8_lines_are_quarantined_by_name(spark):
+    rows = [
+        (D1, "f.jsonl", NOW, 1, event("e1").replace("s1", "s\ufffd"), b"raw", "l", NOW, "r"),
+        (D1, "f.jsonl", NOW, 2, event("e2"), None, "l", NOW, "r"),
+    ]
+    split = silver.clean_clickstream(spark.createDataFrame(rows, LINE_COLS), None, "r")
+    assert [(r.record_key, r.rules) for r in split.quarantined.collect()] == [
+        ("e1", ["invalid_utf8"])
+    ]

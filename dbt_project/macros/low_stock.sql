@@ -1,6 +1,7 @@
 {#
-  The as-of days low_stock_alerts rebuilds: the window's days, and the days after an earlier
-  order date the window changed (their sales velocity moved), up to the window's last day.
+  The as-of days low_stock_alerts rebuilds: the window's days, the days after an earlier
+  order date the window changed (their sales velocity moved), and the days after an earlier
+  stock snapshot the window released from a hold, up to the window's last day.
   It reads the Silver sources, not the ephemeral staging models: it also runs in a pre-hook,
   where ephemeral models cannot be inlined.
 #}
@@ -16,7 +17,15 @@
         order_date,
         least(date_add(order_date, {{ var('velocity_days') }} - 1), date_sub({{ end }}, 1))
     )) as as_of_date
-    from ({{ touched_days(source('silver', 'orders'), 'order_date', '_ingest_date') }}) as touched
+    from (
+        {{ touched_days(source('silver', 'orders'), 'order_date',
+                        'coalesce(_released_on, _ingest_date)') }}
+    ) as touched
     where order_date < {{ start }}
+    union
+    {#- stock released from a hold for its product counts from its day on #}
+    select explode(sequence(snapshot_date, date_sub({{ end }}, 1))) as as_of_date
+    from ({{ touched_days(source('silver', 'inventory'), 'snapshot_date', '_released_on') }}) as released
+    where snapshot_date < {{ start }}
   {%- endif -%}
 {%- endmacro %}

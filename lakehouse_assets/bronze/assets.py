@@ -1,12 +1,16 @@
 """Bronze assets: each source lands as it was, with lineage, one Iceberg table per source."""
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
-from collections.abc import Callable
-
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
     Backoff,
+    Config,
     MaterializeResult,
+    MetadataValue,
     RetryPolicy,
     asset,
 )
@@ -15,6 +19,8 @@ from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource
 from spark_jobs import bronze
 from spark_jobs.bronze import WriteResult
+
+COVERAGE_CHECK = "source_rows_extracted"
 
 # Sources fail transiently (a database restart, a slow bucket): retry before paging anyone.
 EXTRACT_RETRIES = RetryPolicy(max_retries=2, delay=15, backoff=Backoff.EXPONENTIAL)
@@ -30,6 +36,12 @@ LANDING_DESCRIPTIONS = {
 }
 
 
+class ExtractConfig(Config):
+    full_snapshot: bool = False
+    """Read every row of the source table, not only the window's changes (a re-sync). A
+    first load does this by itself."""
+
+
 def _metadata(result: WriteResult, context: AssetExecutionContext) -> dict:
     return {
         "dagster/row_count": result.rows,
@@ -37,11 +49,62 @@ def _metadata(result: WriteResult, context: AssetExecutionContext) -> dict:
         "snapshot_id": str(result.snapshot_id),
         "rows_per_day": result.rows_per_day,
         "window": str(window_of(context)),
+        **result.detail,
     }
 
 
-def bronze_asset(table: str, description: str, load: Callable[..., WriteResult]):
-    """A Bronze asset: ``load(spark, settings, window, run_id)`` writes the window's rows."""
+def _coverage_check(key: AssetKey) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        COVERAGE_CHECK,
+        asset=key,
+        description="[warn] every source row changed up to the window's end is in Bronze "
+        "(a gap means a day was never run)",
+        partitions_def=daily_partitions,
+    )
+
+
+def extract_asset(table: str, description: str):
+    """A Bronze asset for an operational table, with a check that Bronze has seen every row."""
+    key = AssetKey(["bronze", table])
+
+    @asset(
+        key=key,
+        group_name="bronze",
+        description=description,
+        partitions_def=daily_partitions,
+        backfill_policy=single_run,
+        retry_policy=EXTRACT_RETRIES,
+        kinds={"spark", "iceberg"},
+        check_specs=[_coverage_check(key)],
+    )
+    def _bronze(
+        context: AssetExecutionContext, config: ExtractConfig, spark: SparkResource
+    ) -> MaterializeResult:
+        window, settings = window_of(context), spark.settings()
+        result = bronze.extract_source_table(
+            spark.session, settings, table, window, context.run_id, config.full_snapshot
+        )
+        source_rows, missing, sample = bronze.source_coverage(
+            spark.session, settings, table, window
+        )
+        check = AssetCheckResult(
+            check_name=COVERAGE_CHECK,
+            passed=missing == 0,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "source_rows": source_rows,
+                "failing_rows": missing,
+                "sample_failing_keys": MetadataValue.json(sample),
+            },
+            description=None if not missing else f"{missing} source rows not in Bronze",
+        )
+        return MaterializeResult(metadata=_metadata(result, context), check_results=[check])
+
+    return _bronze
+
+
+def landing_asset(table: str, description: str, source: str):
+    """A Bronze asset for a landing feed: every raw line, verbatim."""
 
     @asset(
         key=["bronze", table],
@@ -53,28 +116,17 @@ def bronze_asset(table: str, description: str, load: Callable[..., WriteResult])
         kinds={"spark", "iceberg"},
     )
     def _bronze(context: AssetExecutionContext, spark: SparkResource) -> MaterializeResult:
-        result = load(spark.session, spark.settings(), window_of(context), context.run_id)
+        result = bronze.ingest_landing(
+            spark.session, spark.settings(), source, table, window_of(context), context.run_id
+        )
         return MaterializeResult(metadata=_metadata(result, context))
 
     return _bronze
 
 
-def _extract(table: str) -> Callable[..., WriteResult]:
-    return lambda spark, settings, window, run_id: bronze.extract_source_table(
-        spark, settings, table, window, run_id
-    )
-
-
-def _ingest(source: str, table: str) -> Callable[..., WriteResult]:
-    return lambda spark, settings, window, run_id: bronze.ingest_landing(
-        spark, settings, source, table, window, run_id
-    )
-
-
 bronze_assets = [
-    bronze_asset(table, description, _extract(table))
-    for table, description in SOURCE_DESCRIPTIONS.items()
+    extract_asset(table, description) for table, description in SOURCE_DESCRIPTIONS.items()
 ] + [
-    bronze_asset(table, LANDING_DESCRIPTIONS[source], _ingest(source, table))
+    landing_asset(table, LANDING_DESCRIPTIONS[source], source)
     for source, table in bronze.LANDING_TABLES.items()
 ]

@@ -89,11 +89,12 @@ def check_outcomes(
     return out
 
 
-def quarantined(spark, window: DayWindow) -> dict[tuple[str, str], tuple[int, dict[str, int]]]:
-    """(day, table) -> (rows quarantined, rows per rule broken; a row may break several)."""
+def quarantined(spark, window: DayWindow) -> dict[tuple[str, str], tuple[int, int, dict]]:
+    """(day, table) -> (rows quarantined for good, rows held awaiting a late reference, rows
+    per rule broken; a row may break several)."""
     from pyspark.sql import functions as F
 
-    out: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
+    out: dict[tuple[str, str], tuple[int, int, dict]] = {}
     for name in silver.TABLES:
         table = storage.table_name("silver", f"{name}_quarantine")
         if not spark.catalog.tableExists(table):
@@ -105,20 +106,25 @@ def quarantined(spark, window: DayWindow) -> dict[tuple[str, str], tuple[int, di
             .count()
             .collect()
         )
-        for row in rows.groupBy("_partition_date").count().collect():
+        waiting = F.forall("rules", lambda rule: rule.startswith("awaiting_"))
+        per_day = rows.groupBy("_partition_date").agg(
+            F.count_if(~waiting).alias("final"), F.count_if(waiting).alias("awaiting")
+        )
+        for row in per_day.collect():
             rules = {
                 r["rule"]: r["count"]
                 for r in by_rule
                 if r["_partition_date"] == row["_partition_date"]
             }
-            out[(row["_partition_date"].isoformat(), f"silver.{name}")] = (row["count"], rules)
+            key = (row["_partition_date"].isoformat(), f"silver.{name}")
+            out[key] = (row["final"], row["awaiting"], rules)
     return out
 
 
 QUALITY_SCHEMA = (
     "day date, table_name string, checks_passed int, checks_warned int, checks_failed int, "
-    "checks_not_run int, rows_quarantined long, quarantined_by_rule map<string,long>, "
-    "score double"
+    "checks_not_run int, rows_quarantined long, rows_awaiting long, "
+    "quarantined_by_rule map<string,long>, score double"
 )
 
 
@@ -146,26 +152,27 @@ def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> 
     rows, overall = [], {}
     for day in window.days:
         iso = day.isoformat()
-        total, total_rows, all_rules = Counter(), 0, Counter()
+        total, total_rows, total_awaiting, all_rules = Counter(), 0, 0, Counter()
         for table in sorted({t for d, t in (*checks, *held) if d == iso}):
             counts = checks.get((iso, table), Counter())
-            n, by_rule = held.get((iso, table), (0, {}))
+            n, awaiting, by_rule = held.get((iso, table), (0, 0, {}))
             total += counts
             total_rows += n
+            total_awaiting += awaiting
             all_rules.update(by_rule)
-            rows.append(_row(day, table, counts, n, by_rule))
-        rows.append(_row(day, "all", total, total_rows, dict(all_rules)))
+            rows.append(_row(day, table, counts, n, awaiting, by_rule))
+        rows.append(_row(day, "all", total, total_rows, total_awaiting, dict(all_rules)))
         overall[iso] = score(total)
     frame = spark.session.createDataFrame(rows, QUALITY_SCHEMA)
     storage.replace_window(frame, storage.table_name("gold", "data_quality_daily"), "day", window)
     known = [s for s in overall.values() if s is not None]
     table_md = "\n".join(
         [
-            "| day | table | passed | warned | failed | quarantined | score |",
-            "|---|---|---|---|---|---|---|",
+            "| day | table | passed | warned | failed | quarantined | awaiting | score |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         + [
-            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[6]} | {r[8]} |"
+            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[6]} | {r[7]} | {r[9]} |"
             for r in rows
             if r[1] == "all" or r[4] or r[3]
         ]
@@ -181,7 +188,9 @@ def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> 
     )
 
 
-def _row(day: date, table: str, counts: Counter, rows: int, by_rule: dict[str, int]) -> tuple:
+def _row(
+    day: date, table: str, counts: Counter, rows: int, awaiting: int, by_rule: dict[str, int]
+) -> tuple:
     return (
         day,
         table,
@@ -190,6 +199,7 @@ def _row(day: date, table: str, counts: Counter, rows: int, by_rule: dict[str, i
         counts["failed"],
         counts["not_run"],
         rows,
+        awaiting,
         by_rule,
         score(counts),
     )

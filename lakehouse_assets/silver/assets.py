@@ -46,7 +46,7 @@ ASSETS = (
     SilverAsset(
         "clickstream",
         "Web events parsed from raw lines, one per event_id, with event date, hour and product.",
-        (("bronze", "clickstream"),),
+        (("bronze", "clickstream"), ("silver", "products")),
     ),
     SilverAsset(
         "inventory",
@@ -93,7 +93,12 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
     def _clean(context: AssetExecutionContext, config: SilverConfig, spark: SparkResource):
         window = window_of(context)
         result = silver.run_table(
-            spark.session, table, window, context.run_id, evolve_schema=config.evolve_schema
+            spark.session,
+            table,
+            window,
+            context.run_id,
+            evolve_schema=config.evolve_schema,
+            grace_days=spark.settings().reference_grace_days,
         )
         checks = [check_result(v, main_key) for v in result.verdicts]
         if not result.written:
@@ -109,6 +114,12 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
             "quarantined": result.quarantined,
             "duplicates_removed": result.duplicates,
         }
+        if table.holds:
+            accounting |= {
+                "held_rows_rechecked": result.held_rechecked,
+                "released_rows": result.released,
+                "awaiting_rows": result.awaiting,
+            }
         yield MaterializeResult(
             asset_key=main_key,
             metadata={

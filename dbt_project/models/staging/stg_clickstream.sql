@@ -12,7 +12,7 @@ renamed as (
         event_date,
         product_id,
         order_id,
-        ingest_date as changed_date
+        coalesce(_released_on, ingest_date) as changed_date
     from source
 )
 
