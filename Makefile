@@ -11,7 +11,7 @@ START ?= 2026-01-01
 DAYS ?= 3
 SCALE ?= small
 
-.PHONY: help setup system-deps env manifest demo test dev lint format clean tables spark-conf spark-sql run screenshot benchmark
+.PHONY: help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,12 +29,19 @@ manifest: env ## parse the dbt project (dagster-dbt reads target/manifest.json)
 setup: system-deps env manifest ## everything the demo and the tests need
 	@mkdir -p $(DAGSTER_HOME)
 	@cp deployment/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@# Create (or upgrade) the instance's storage once, here: runs started together from the
+	@# CLI would otherwise race to create it and leave it with two schema heads.
+	@$(RUN) dagster instance migrate >/dev/null
 
 demo: setup ## generate DAYS=3 days (SCALE=small) and run the main job over them through Dagster
 	@$(RUN) python -m lakehouse_assets.demo --start $(START) --days $(DAYS) --scale $(SCALE)
 
-test: setup ## run the test suite
-	@$(RUN) pytest $(PYTEST_ARGS)
+test: setup ## the whole test suite: every test file on one of two workers (own lakehouse, own Spark)
+	@$(RUN) pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+test-fast: env ## transforms, rules, definitions, generator: no servers, no dbt (about a minute)
+	@$(RUN) pytest tests/test_transforms.py tests/test_rules.py tests/test_definitions.py \
+		tests/test_generate_and_setup.py $(PYTEST_ARGS)
 
 dev: setup ## the Dagster UI (and daemon) on the demo's state: http://127.0.0.1:3000
 	@$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

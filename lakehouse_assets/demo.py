@@ -20,6 +20,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from lakehouse_assets.generate import SCALES, generate
+from lakehouse_assets.partitions import RANGE_END, RANGE_START
 from lakehouse_assets.resources.catalog import open_catalog
 from spark_jobs.settings import NAMESPACES, REPO_ROOT, Settings
 
@@ -30,8 +31,8 @@ REPORT_JOB = "quality_report"
 def run_job(settings: Settings, job: str, start: date, last: date) -> str:
     """Run a job over [start, last] as one run, as the UI would; return its run id."""
     tags = {
-        "dagster/asset_partition_range_start": start.isoformat(),
-        "dagster/asset_partition_range_end": last.isoformat(),
+        RANGE_START: start.isoformat(),
+        RANGE_END: last.isoformat(),
         "source": "make demo",
     }
     log = settings.home / "logs" / f"demo-{job}.log"

@@ -1,10 +1,14 @@
 """Daily partitions, shared by every time-partitioned asset, and the window a run covers."""
 
 import os
+from datetime import date, timedelta
 
-from dagster import AssetExecutionContext, BackfillPolicy, DailyPartitionsDefinition
+from dagster import AssetExecutionContext, BackfillPolicy, DailyPartitionsDefinition, Failure
 
 from spark_jobs.window import DayWindow
+
+# The tags of a single-run backfill over a range of partitions (Dagster's names).
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 # The first day the lakehouse can hold. The demo generates data from this day on.
 START_DATE = "2026-01-01"
@@ -20,6 +24,23 @@ single_run = BackfillPolicy.single_run()
 
 
 def window_of(context: AssetExecutionContext) -> DayWindow:
-    """The days this run materialises: one partition, or a range in a single-run backfill."""
-    window = context.partition_time_window
-    return DayWindow.from_datetimes(window.start, window.end)
+    """The days this run materialises: one partition, or a range in a single-run backfill.
+
+    A range that is reversed or reaches outside the partitions (before the first day, after
+    yesterday) fails before anything is written, once: retrying cannot make it valid.
+    """
+    tags = context.run.tags
+    if RANGE_START in tags:  # read before Dagster resolves the range, which may not exist
+        start, end = tags[RANGE_START], tags.get(RANGE_END, "")
+    else:
+        start = end = context.partition_key
+    problems = [
+        f"{key!r} is not a daily partition (the first is {START_DATE}, the last is yesterday)"
+        for key in dict.fromkeys((start, end))
+        if not daily_partitions.has_partition_key(key)
+    ]
+    if not problems and end < start:
+        problems.append(f"the range {start}...{end} ends before it starts")
+    if problems:
+        raise Failure("invalid partition range: " + "; ".join(problems), allow_retries=False)
+    return DayWindow(date.fromisoformat(start), date.fromisoformat(end) + timedelta(days=1))

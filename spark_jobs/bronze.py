@@ -15,7 +15,7 @@ if __package__ in (None, ""):  # run as a script by spark-submit
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spark_jobs import storage  # noqa: E402
-from spark_jobs.settings import Settings  # noqa: E402
+from spark_jobs.settings import LakehouseSetupError, Settings  # noqa: E402
 from spark_jobs.window import DayWindow  # noqa: E402
 
 if TYPE_CHECKING:
@@ -132,6 +132,12 @@ def extract_source_table(
     from pyspark.sql import functions as F
 
     dialect = storage.source_dialect(settings.source_url)
+    if dialect == "sqlite" and not settings.source_db_path.is_file():
+        # The SQLite driver would create an empty file there and fail on the missing table.
+        raise LakehouseSetupError(
+            f"the source database {settings.source_db_path} does not exist: run `make demo` "
+            "(it generates one) or set LAKEHOUSE_SOURCE_URL"
+        )
     first_load = full_snapshot or is_first_load(spark, table, window)
     since = None if first_load else window.start - timedelta(days=settings.extract_lookback_days)
     predicates = [

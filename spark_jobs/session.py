@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Python code that runs inside tasks (the landing reader) must import on every
         # executor, also on a cluster whose workers have never seen this repository.
         "spark.submit.pyFiles": str(scratch / "spark_jobs.zip"),
+        # Tasks run Python (the landing reader): the interpreter with this project's packages,
+        # not whichever `python3` comes first on PATH.
+        "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON") or sys.executable,
     }
     if settings.spark_master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"
@@ -117,18 +121,52 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 
 def write_spark_defaults(settings: Settings) -> Path:
-    """Write ``spark-defaults.conf`` for processes that start Spark themselves (dbt, spark-sql)."""
+    """Write ``spark-defaults.conf`` for processes that start Spark themselves (dbt, spark-sql).
+
+    It carries the catalog's credentials, so only its owner can read it (folder 0700, file
+    0600), and it is replaced atomically: a dbt starting meanwhile never reads half a file.
+    """
     conf_dir = settings.spark_conf_dir
     conf_dir.mkdir(parents=True, exist_ok=True)
+    conf_dir.chmod(0o700)
     lines = [f"{k} {v}" for k, v in spark_conf(settings).items()]
     target = conf_dir / "spark-defaults.conf"
-    target.write_text("\n".join(lines) + "\n")
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    partial.replace(target)
     return conf_dir
+
+
+CATALOG_SCHEMES = ("jdbc:sqlite:", "jdbc:postgresql://")
+
+
+def check_catalog(settings: Settings) -> None:
+    """A catalog URI Spark can use, in a place that exists.
+
+    Only the embedded default under ``LAKEHOUSE_HOME`` is created on first use: a mistyped
+    path elsewhere would otherwise start a new, empty lakehouse there without a word.
+    """
+    uri = settings.catalog_uri
+    if not uri.startswith(CATALOG_SCHEMES):
+        raise LakehouseSetupError(
+            f"LAKEHOUSE_CATALOG_URI={uri} is not supported: use jdbc:sqlite:<file> or "
+            "jdbc:postgresql://<host>:<port>/<database>"
+        )
+    if uri.startswith("jdbc:sqlite:"):
+        folder = Path(uri.removeprefix("jdbc:sqlite:")).resolve().parent
+        if not folder.is_dir() and not folder.is_relative_to(settings.home):
+            raise LakehouseSetupError(
+                f"the catalog folder {folder} does not exist: create it, or unset "
+                "LAKEHOUSE_CATALOG_URI for the embedded catalog under LAKEHOUSE_HOME"
+            )
 
 
 def prepare(settings: Settings) -> None:
     """Fail fast on what a user must fix, and create the local folders Spark writes to."""
     check_java()
+    check_catalog(settings)
     required_jars(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     (settings.scratch_dir / "tmp").mkdir(parents=True, exist_ok=True)
@@ -146,6 +184,8 @@ def build_session(settings: Settings, app_name: str = "lakehouse") -> SparkSessi
     from pyspark.sql import SparkSession
 
     prepare(settings)
+    # PySpark picks the tasks' interpreter from the environment when the context starts.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)

@@ -809,22 +809,24 @@ def run_table(
         )
         held.write_quarantine(quarantined, table.quarantine, window, table.holds, held_days)
         in_window = storage.window_condition(BRONZE_PARTITION, window)
+        valid_in_window = storage.window_condition(table.batch_day, window)
+        kept = valid.agg(F.count(F.lit(1)), F.count_if(valid_in_window)).first()
+        bad = quarantined.agg(F.count(F.lit(1)), F.count_if(in_window)).first()
         counts = {
             "bronze_rows": total,
             "held_rechecked": n_rechecked,
-            "silver_rows": valid.count(),
-            "quarantined": quarantined.count(),
+            "silver_rows": kept[0],
+            "quarantined": bad[0],
             "duplicates_removed": split.duplicates.count(),
         }
-        released = valid.where(~storage.window_condition(table.batch_day, window)).count()
+        released = kept[0] - kept[1]
         # Each rule is judged on the window's own rows; held rows of other days were judged
         # when they came in, and are counted here as re-checked and released.
         window_bad = quarantined.where(in_window)
-        window_valid = valid.where(storage.window_condition(table.batch_day, window))
         dropped = q.rule_stats(window_bad, "rules", "record_key", BRONZE_PARTITION)
-        warned = window_valid.withColumn("_no_key", F.lit(None).cast("string"))
+        warned = valid.where(valid_in_window).withColumn("_no_key", F.lit(None).cast("string"))
         flagged = dropped | q.rule_stats(warned, WARNINGS_COLUMN, "_no_key", table.batch_day)
-        batch = window_valid.count() + window_bad.count()
+        batch = kept[1] + bad[1]
         verdicts = [schema]
         verdicts += [q.judge_rule(r, flagged.get(r.name), batch) for r in table.quality.rows]
         verdicts += _table_verdicts(spark, table, window, valid, split, counts, bronze_per_day)

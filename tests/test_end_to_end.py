@@ -1,161 +1,293 @@
-"""Generated data through Bronze, Silver and the dbt Gold models, day by day and as a backfill.
+"""Generated data through Bronze, Silver and the dbt Gold models, in every order a team runs it.
 
-Five days are materialised one partition at a time, then again as one single-run backfill (one
-run, one Spark job per asset over the whole range): the tables must come out identical.
-Dates are June 2026, later than every other test's, so no other test's rows fall in them.
+Three days of generated data, each scenario into an empty lakehouse:
+(a) one 3-day run of the main job (a single-run backfill: what `make demo` and the UI do);
+(b) three one-day runs in order, as the 06:00 schedule runs a fresh deployment on a source
+    that already holds data: customers and products changed on a later day are extracted
+    on that day, so earlier days' orders, clicks and stock wait for them and are released;
+    and a customer committed at 23:59 on day 1 after day 1's extraction arrives on day 2;
+(c) three one-day runs in reverse order, then one more pass.
+Every Silver and Gold table must come out the same (lineage columns aside), and the quarantine
+must hold exactly the dirt the generator injected. Dates are June 2026, later than every other
+test's; the module empties the lakehouse before each scenario and after the last.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections import Counter
 from datetime import date
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import AssetCheckSeverity, DagsterInstance, materialize
 
+from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
 from lakehouse_assets.generate import generate
+from lakehouse_assets.gold import gold_current_state, gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
+from lakehouse_assets.silver import silver_assets
+from spark_jobs.settings import NAMESPACES
 
 START = date(2026, 6, 1)
-DAYS = tuple(f"2026-06-0{d}" for d in range(1, 6))
+DAYS = ("2026-06-01", "2026-06-02", "2026-06-03")
 RANGE_TAGS = {
     "dagster/asset_partition_range_start": DAYS[0],
     "dagster/asset_partition_range_end": DAYS[-1],
 }
+RESOURCES = {"spark": SparkResource(), "dbt": dbt_resource}
+FULL_GRAPH = [*bronze_assets, *silver_assets, gold_daily, gold_current_state]
+DAILY_GRAPH = [*bronze_assets, *silver_assets, gold_daily]
+BRONZE_AND_SILVER = [*bronze_assets, *silver_assets]
+# A customer created a minute before midnight, committed after day 1's extraction had run.
+LATE_CUSTOMER, LATE_ORDER = 9_000_001, 9_500_001
 
-# Which Silver rule catches each kind of dirt the generator injects.
+# Which Silver rule catches each kind of dirt the generator injects. A missing reference is
+# held within the grace period and final after it: both count as the injected dirt.
 RULE_FOR = {
-    ("orders", "negative_amount"): "amount_non_negative",
-    ("orders", "unknown_status"): "status_accepted",
-    ("orders", "null_customer"): "customer_id_not_null",
-    ("orders", "missing_customer"): "customer_exists",
-    ("orders", "missing_product"): "product_exists",
-    ("clickstream", "malformed"): "malformed_json",
-    ("clickstream", "null_user"): "user_id_not_null",
-    ("clickstream", "unknown_event_type"): "event_type_accepted",
-    ("inventory", "malformed"): "malformed_json",
+    ("orders", "negative_amount"): {"amount_non_negative"},
+    ("orders", "unknown_status"): {"status_accepted"},
+    ("orders", "null_customer"): {"customer_id_not_null"},
+    ("orders", "missing_customer"): {"awaiting_customer", "customer_exists"},
+    ("orders", "missing_product"): {"awaiting_product", "product_exists"},
+    ("clickstream", "malformed"): {"malformed_json"},
+    ("clickstream", "null_user"): {"user_id_not_null"},
+    ("clickstream", "unknown_event_type"): {"event_type_accepted"},
+    ("inventory", "malformed"): {"malformed_json"},
 }
+AWAITING = {"awaiting_customer", "awaiting_product"}
+REFERENCE_RULES = AWAITING | {"customer_exists", "product_exists"}
+# Lineage: when and by which run a row was read, first seen or released; not content.
+LINEAGE = {"_run_id", "_ingested_at", "_quarantined_at", "record", "_ingest_date", "_released_on"}
 
 
-@pytest.fixture(scope="module")
-def manifest(settings):
-    return generate(settings, START, len(DAYS), scale="tiny", seed=11)
+def empty_lakehouse(spark) -> None:
+    for namespace in NAMESPACES:
+        for row in spark.sql(f"SHOW TABLES IN lakehouse.{namespace}").collect():
+            spark.sql(f"DROP TABLE IF EXISTS lakehouse.{namespace}.{row.tableName} PURGE")
 
 
-# Per-day tables and their day column: what a partition owns.
-DAY_TABLES = {
-    "bronze.orders": "_partition_date",
-    "bronze.clickstream": "_partition_date",
-    "bronze.inventory_events": "_partition_date",
-    "silver.orders": "order_date",
-    "silver.orders_quarantine": "_partition_date",
-    "silver.clickstream": "ingest_date",
-    "silver.clickstream_quarantine": "_partition_date",
-    "silver.inventory": "snapshot_date",
-    "gold.fct_orders": "order_date",
-    "gold.agg_daily_sales": "order_date",
-    "gold.customer_segments": "order_date",
-    "gold.product_funnel": "event_date",
-    "gold.low_stock_alerts": "as_of_date",
-}
-LINEAGE = {"_run_id", "_ingested_at", "_quarantined_at", "record"}
+def frozen(value):
+    """A row's values made hashable (arrays and maps as sorted tuples), for a multiset."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(frozen(v) for v in value)
+    return value
 
 
-def snapshot(spark) -> dict[str, list[tuple]]:
+def snapshot(spark) -> dict[str, Counter]:
+    """Every Silver and Gold table's rows, as a multiset: order-independent."""
     out = {}
-    for table, column in DAY_TABLES.items():
-        df = spark.table(f"lakehouse.{table}").where(in_window(column))
-        out[table] = sorted(
-            tuple(r) for r in df.select([c for c in df.columns if c not in LINEAGE]).collect()
-        )
+    for layer in ("silver", "gold"):
+        for row in spark.sql(f"SHOW TABLES IN lakehouse.{layer}").collect():
+            df = spark.table(f"lakehouse.{layer}.{row.tableName}")
+            keep = [c for c in df.columns if c not in LINEAGE]
+            out[f"{layer}.{row.tableName}"] = Counter(frozen(r) for r in df.select(keep).collect())
     return out
 
 
-@pytest.fixture(scope="module")
-def day_by_day(manifest, spark):
-    """Each day as its own run, as the daily schedule would."""
-    daily = [
-        a
-        for a in defs.assets
-        if a.partitions_def is not None and a.node_def.name != "gold__data_quality_daily"
-    ]
-    for day in DAYS:
-        result = materialize(
-            daily, partition_key=day, resources={"spark": SparkResource(), "dbt": dbt_resource}
+def add_late_customer(settings) -> None:
+    with sqlite3.connect(settings.source_db_path) as con:
+        at, order_at = "2026-06-01 23:59:00", "2026-06-02 00:01:00"
+        con.execute(
+            "INSERT INTO customers VALUES (?, 'Late', 'late@x.com', 'consumer', 'west', ?, ?)",
+            (LATE_CUSTOMER, at, at),
         )
-        assert result.success, day
-    return snapshot(spark)
+        con.execute(
+            "INSERT INTO orders VALUES (?, ?, 1, 2, 20.00, 'placed', ?, ?)",
+            (LATE_ORDER, LATE_CUSTOMER, order_at, order_at),
+        )
 
 
 @pytest.fixture(scope="module")
-def backfill(day_by_day, spark):
-    """All days as one run of the main job: what `make demo` and a UI backfill do."""
+def grace_of_one_day():
+    # One day of grace over three days of data: some held rows end final, some still held.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAKEHOUSE_REFERENCE_GRACE_DAYS", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def manifest(settings, grace_of_one_day):
+    return generate(settings, START, len(DAYS), scale="tiny", seed=11)
+
+
+def run_days(assets, days, instance):
+    results = []
+    for day in days:
+        result = materialize(assets, partition_key=day, resources=RESOURCES, instance=instance)
+        assert result.success, day
+        results.append(result)
+    return results
+
+
+@pytest.fixture(scope="module")
+def day_by_day(manifest, spark, settings):
+    """(b): each day as its own run, in order, into an empty lakehouse."""
+    empty_lakehouse(spark)
+    with sqlite3.connect(settings.source_db_path) as con:
+        con.execute("DELETE FROM orders WHERE order_id = ?", (LATE_ORDER,))
+        con.execute("DELETE FROM customers WHERE customer_id = ?", (LATE_CUSTOMER,))
+    instance = DagsterInstance.ephemeral()
+    # The dimensions are rebuilt whole by every run: only the last run's matter here.
+    results = run_days(DAILY_GRAPH, DAYS[:1], instance)
+    add_late_customer(settings)  # committed after day 1's run, stamped with day 1
+    results += run_days(DAILY_GRAPH, DAYS[1:-1], instance)
+    results += run_days(FULL_GRAPH, DAYS[-1:], instance)
+    late_rows = (
+        spark.table("lakehouse.bronze.customers")
+        .where(f"customer_id = {LATE_CUSTOMER}")
+        .select("_partition_date")
+        .collect()
+    )
+    return {"results": results, "tables": snapshot(spark), "late_customer_bronze": late_rows}
+
+
+@pytest.fixture(scope="module")
+def one_run(day_by_day, spark):
+    """(a): all days as one run of the main job, into an empty lakehouse."""
+    empty_lakehouse(spark)
     job = defs.resolve_job_def("daily_lakehouse")
     result = job.execute_in_process(instance=DagsterInstance.ephemeral(), tags=RANGE_TAGS)
     assert result.success
-    return result
+    return {"result": result, "tables": snapshot(spark)}
 
 
-def in_window(column):
-    return f"{column} between '{DAYS[0]}' and '{DAYS[-1]}'"
+@pytest.fixture(scope="module")
+def reverse_order(one_run, spark):
+    """(c): the days in reverse order, then once more. Bronze and Silver only: their state is
+    what depends on the order of runs; Gold rebuilds the touched days from Silver, which
+    (b) exercises day by day."""
+    empty_lakehouse(spark)
+    instance = DagsterInstance.ephemeral()
+    run_days(BRONZE_AND_SILVER, reversed(DAYS), instance)
+    run_days(BRONZE_AND_SILVER, reversed(DAYS), instance)
+    tables = snapshot(spark)
+    empty_lakehouse(spark)  # leave nothing behind for the modules after this one
+    return tables
 
 
 def injected(manifest, source, kind):
     return sum(day.get(source, {}).get(kind, 0) for day in manifest.per_day.values())
 
 
-def test_every_silver_table_reconciles_with_bronze(backfill):
+def quarantine_by_dirt(tables, manifest):
+    """(caught, injected) per kind of dirt, and per table: every quarantined row's rules."""
+    out = {}
+    for (source, kind), rules in RULE_FOR.items():
+        rows = tables[f"silver.{source}_quarantine"]
+        caught = sum(n for row, n in rows.items() if set(row_rules(row)) & rules)
+        out[(source, kind)] = (caught, injected(manifest, source, kind))
+    return out
+
+
+def row_rules(row):
+    """A quarantine row's rules: its one array column."""
+    return next(value for value in row if isinstance(value, tuple))
+
+
+def test_day_by_day_runs_equal_one_run_in_every_silver_and_gold_table(day_by_day, one_run):
+    a, b = one_run["tables"], day_by_day["tables"]
+    assert set(a) == set(b)
+    assert {"silver.orders", "gold.fct_orders", "gold.low_stock_alerts"} <= set(a)
+    for table in sorted(a):
+        assert b[table] == a[table], table
+    for table in ("silver.orders", "silver.inventory", "gold.fct_orders", "gold.product_funnel"):
+        assert sum(a[table].values()) > 0, table  # the comparison compares something
+
+
+def test_reverse_order_runs_end_in_the_same_state_after_one_more_pass(one_run, reverse_order):
+    a = one_run["tables"]
+    silver = sorted(t for t in a if t.startswith("silver."))
+    assert set(silver) <= set(reverse_order)
+    for table in silver:
+        assert reverse_order[table] == a[table], table
+
+
+def test_quarantine_holds_exactly_the_injected_dirt_in_both(manifest, day_by_day, one_run):
+    for scenario in (one_run, day_by_day):
+        counts = quarantine_by_dirt(scenario["tables"], manifest)
+        for dirt, (caught, expected) in counts.items():
+            assert caught == expected > 0, dirt
+        # ... and nothing else: no valid row is left waiting.
+        for source in ("orders", "clickstream", "inventory"):
+            total = sum(scenario["tables"][f"silver.{source}_quarantine"].values())
+            assert total == sum(e for (s, _), (_, e) in counts.items() if s == source), source
+
+
+def test_held_rows_are_final_only_after_the_grace_period(one_run):
+    # As of 06-03 with one day of grace: rows of 06-01 that still miss their customer or
+    # product are failures; rows of 06-02 and 06-03 are still waiting.
+    rows = one_run["tables"]["silver.orders_quarantine"]
+    held = [row for row in rows.elements() if any("_" in r for r in row_rules(row))]
+    references = [row for row in held if set(row_rules(row)) & REFERENCE_RULES]
+    assert references  # the injected missing customers and products
+    for row in references:
+        final = (date(2026, 6, 3) - row[0]).days > 1
+        expected = {"customer_exists", "product_exists"} if final else AWAITING
+        assert set(row_rules(row)) <= expected, row
+
+
+def test_late_references_were_held_and_released_day_by_day(day_by_day):
+    released = held = 0
+    for result in day_by_day["results"]:
+        for node in ("silver_orders", "silver_clickstream", "silver_inventory"):
+            meta = result.asset_materializations_for_node(node)[0].metadata
+            released += meta["released_rows"].value
+            held += meta["held_rows_rechecked"].value
+    assert released > 0 and held >= released  # the scenario exercises the hold, not luck
+
+
+def test_a_customer_committed_late_reaches_silver_and_gold_once(day_by_day, one_run):
+    # Day 1's run had already read the source; day 2's look-back found the row.
+    assert [r._partition_date for r in day_by_day["late_customer_bronze"]] == [date(2026, 6, 2)]
+    for scenario in (day_by_day, one_run):
+        orders = [r for r in scenario["tables"]["silver.orders"].elements() if r[0] == LATE_ORDER]
+        facts = [r for r in scenario["tables"]["gold.fct_orders"].elements() if r[0] == LATE_ORDER]
+        assert len(orders) == 1 and len(facts) == 1
+
+
+def test_no_blocking_check_fails_on_a_legitimate_day(day_by_day):
+    for result in day_by_day["results"]:
+        failed = [
+            (e.asset_key.to_user_string(), e.check_name)
+            for e in result.get_asset_check_evaluations()
+            if not e.passed and e.severity == AssetCheckSeverity.ERROR
+        ]
+        assert failed == []
+        # dbt's relationship tests among them: a product referenced before it was extracted
+        # is held in Silver, so Gold never points at a product Silver lacks.
+        names = {e.check_name for e in result.get_asset_check_evaluations()}
+        assert any(n.startswith("relationships_product_funnel") for n in names)
+
+
+def test_every_silver_table_reconciles_with_bronze(one_run):
+    result = one_run["result"]
     for node in ("silver_orders", "silver_clickstream", "silver_inventory", "silver_customers"):
-        meta = backfill.asset_materializations_for_node(node)[0].metadata
+        meta = result.asset_materializations_for_node(node)[0].metadata
         bronze, kept = meta["bronze_rows"].value, meta["silver_rows"].value
         assert bronze == kept + meta["quarantined"].value + meta["duplicates_removed"].value
         assert bronze > 0
 
 
-def test_quarantine_counts_equal_the_injected_dirt_per_rule(spark, manifest, backfill):
-    for (source, kind), rule in RULE_FOR.items():
-        table = f"lakehouse.silver.{source}_quarantine"
-        caught = spark.table(table).where(in_window("_partition_date"))
-        caught = caught.where(f"array_contains(rules, '{rule}')").count()
-        assert caught == injected(manifest, source, kind) > 0, (source, kind, rule)
-
-
-def test_duplicates_removed_equal_the_injected_redeliveries(manifest, backfill):
-    meta = backfill.asset_materializations_for_node("silver_clickstream")[0].metadata
+def test_duplicates_removed_equal_the_injected_redeliveries(manifest, one_run):
+    meta = one_run["result"].asset_materializations_for_node("silver_clickstream")[0].metadata
     assert meta["duplicates_removed"].value == injected(manifest, "clickstream", "duplicates")
 
 
-def test_gold_holds_every_valid_order_once(spark, backfill):
-    silver = spark.table("lakehouse.silver.orders").where(in_window("order_date"))
-    gold = spark.table("lakehouse.gold.fct_orders").where(in_window("order_date"))
-    assert gold.count() == silver.count() == gold.select("order_id").distinct().count()
-    revenue = spark.table("lakehouse.gold.agg_daily_sales").where(in_window("order_date"))
-    total = revenue.agg({"revenue": "sum"}).first()[0]
-    expected = gold.where("is_sale").agg({"amount": "sum"}).first()[0]
-    assert total == expected
+def test_gold_holds_every_valid_order_once(one_run):
+    tables = one_run["tables"]
+    silver = {row[0] for row in tables["silver.orders"]}
+    gold = [row[0] for row in tables["gold.fct_orders"].elements()]
+    assert sorted(gold) == sorted(silver) and len(gold) == len(set(gold))
 
 
-def test_a_single_run_backfill_equals_the_day_by_day_runs(spark, day_by_day, backfill):
-    after = snapshot(spark)
-    for table in DAY_TABLES:
-        assert after[table] == day_by_day[table], table
-    # Every day has rows, so the comparison compares something.
-    for table, column in (("bronze.orders", "_partition_date"), ("gold.fct_orders", "order_date")):
-        days = {
-            r[0]
-            for r in spark.table(f"lakehouse.{table}")
-            .where(in_window(column))
-            .select(column)
-            .distinct()
-            .collect()
-        }
-        assert len(days) == len(DAYS), table
-
-
-def test_the_backfill_was_one_run_with_one_step_per_asset(backfill):
-    steps = [e.step_key for e in backfill.all_events if e.event_type_value == "STEP_SUCCESS"]
+def test_the_backfill_was_one_run_with_one_step_per_asset(one_run):
+    result = one_run["result"]
+    steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
     assert steps.count("bronze__orders") == 1 and steps.count("gold_daily") == 1
-    # One step wrote all five days, and Dagster records each day as materialised.
-    materialized = backfill.asset_materializations_for_node("bronze__orders")
+    # One step wrote all the days, and Dagster records each day as materialised.
+    materialized = result.asset_materializations_for_node("bronze__orders")
     assert sorted(m.partition for m in materialized) == list(DAYS)
     assert set(materialized[0].metadata["rows_per_day"].value) == set(DAYS)

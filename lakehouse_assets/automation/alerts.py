@@ -11,6 +11,8 @@ from dagster import (
     run_failure_sensor,
 )
 
+from lakehouse_assets.partitions import RANGE_END, RANGE_START
+
 WEBHOOK_ENV = "LAKEHOUSE_SLACK_WEBHOOK_URL"
 
 
@@ -19,9 +21,7 @@ def failure_message(context: RunFailureSensorContext) -> dict:
     run = context.dagster_run
     tags = run.tags
     days = tags.get("dagster/partition") or (
-        f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
-        if "dagster/asset_partition_range_start" in tags
-        else "unpartitioned"
+        f"{tags[RANGE_START]}..{tags.get(RANGE_END)}" if RANGE_START in tags else "unpartitioned"
     )
     assets = sorted("/".join(k.path) for k in _not_materialized(context))
     failures = [

@@ -3,12 +3,9 @@
 from dagster import DagsterRunStatus, RunRequest, RunStatusSensorContext, run_status_sensor
 
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
+from lakehouse_assets.partitions import RANGE_END, RANGE_START
 
-PARTITION_TAGS = (
-    "dagster/partition",
-    "dagster/asset_partition_range_start",
-    "dagster/asset_partition_range_end",
-)
+PARTITION_TAGS = ("dagster/partition", RANGE_START, RANGE_END)
 
 
 def quality_after(status: DagsterRunStatus, outcome: str):

@@ -9,6 +9,7 @@ from dagster import (
     AssetKey,
     Backoff,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
     RetryPolicy,
@@ -19,6 +20,7 @@ from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource
 from spark_jobs import bronze
 from spark_jobs.bronze import WriteResult
+from spark_jobs.settings import LakehouseSetupError
 
 COVERAGE_CHECK = "source_rows_extracted"
 
@@ -81,9 +83,12 @@ def extract_asset(table: str, description: str):
         context: AssetExecutionContext, config: ExtractConfig, spark: SparkResource
     ) -> MaterializeResult:
         window, settings = window_of(context), spark.settings()
-        result = bronze.extract_source_table(
-            spark.session, settings, table, window, context.run_id, config.full_snapshot
-        )
+        try:
+            result = bronze.extract_source_table(
+                spark.session, settings, table, window, context.run_id, config.full_snapshot
+            )
+        except LakehouseSetupError as exc:  # misconfigured, not flaky: no retries
+            raise Failure(str(exc), allow_retries=False) from None
         source_rows, missing, sample = bronze.source_coverage(
             spark.session, settings, table, window
         )

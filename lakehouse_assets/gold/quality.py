@@ -22,13 +22,18 @@ from dagster import (
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
 from lakehouse_assets.gold.assets import gold_current_state, gold_daily
-from lakehouse_assets.partitions import daily_partitions, single_run, window_of
+from lakehouse_assets.partitions import (
+    RANGE_END,
+    RANGE_START,
+    daily_partitions,
+    single_run,
+    window_of,
+)
 from lakehouse_assets.resources import SparkResource
 from lakehouse_assets.silver import silver_assets
 from spark_jobs import silver, storage
 from spark_jobs.window import DayWindow
 
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 HISTORY = 200  # check executions looked at per check, newest first
 STATUSES = ("passed", "warned", "failed", "not_run")
 

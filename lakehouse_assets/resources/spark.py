@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource, InitResourceContext
+import fcntl
+from typing import IO
+
+from dagster import ConfigurableResource, Failure, InitResourceContext
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
 from spark_jobs.session import build_session, prepare, write_spark_defaults
-from spark_jobs.settings import Settings
+from spark_jobs.settings import LakehouseSetupError, Settings
 
 
 class SparkResource(ConfigurableResource):
@@ -21,6 +24,7 @@ class SparkResource(ConfigurableResource):
     driver_memory: str | None = Field(default=None, description="Overrides SPARK_DRIVER_MEMORY.")
 
     _session: SparkSession | None = PrivateAttr(default=None)
+    _lock: IO | None = PrivateAttr(default=None)
 
     def settings(self) -> Settings:
         return Settings.from_env().with_overrides(
@@ -28,8 +32,19 @@ class SparkResource(ConfigurableResource):
         )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        # Fail before any step starts, with one line saying what to install or set.
-        prepare(self.settings())
+        # Fail before any step starts, with one line saying what to install or set, and
+        # without retries: a missing jar is still missing a minute later.
+        try:
+            settings = self.settings()
+            prepare(settings)
+        except LakehouseSetupError as exc:
+            raise Failure(str(exc), allow_retries=False) from None
+        self._lock = hold_embedded_catalog(settings, context)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     @property
     def session(self) -> SparkSession:
@@ -41,3 +56,24 @@ class SparkResource(ConfigurableResource):
     def conf_dir_for_external_sessions(self) -> str:
         """``SPARK_CONF_DIR`` for processes that start their own Spark (dbt-spark)."""
         return str(write_spark_defaults(self.settings()))
+
+
+def hold_embedded_catalog(settings: Settings, context: InitResourceContext) -> IO | None:
+    """One run at a time writes the embedded SQLite catalog, however it was launched.
+
+    SQLite takes one writer: two runs committing at once fail with SQLITE_BUSY. The daemon's
+    queue already runs one at a time, but the CLI, tests and `materialize` do not go through
+    it, so every run takes this lock on ``$LAKEHOUSE_HOME/catalog.lock`` for its duration. The
+    kernel drops it when the process ends, also after `kill -9`, so it can never be left stuck.
+    A PostgreSQL catalog takes concurrent commits and needs no lock.
+    """
+    if not settings.catalog_uri.startswith("jdbc:sqlite:"):
+        return None
+    lock = (settings.home / "catalog.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if context.log is not None:
+            context.log.info("another run is writing the embedded catalog; waiting for it")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock

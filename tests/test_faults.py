@@ -1,0 +1,313 @@
+"""Operated like production: runs killed with kill -9, runs started together, invalid ranges,
+misconfiguration. Each must end in a clear state: nothing lost, nothing stuck, one-line errors.
+
+The daemon, the code server, the run workers and the CLI processes are real processes on this
+machine, with the instance configuration `make setup` installs (deployment/dagster.yaml).
+Days are February 2026, used by no other module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from http.server import HTTPServer
+from pathlib import Path
+
+import pytest
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+    materialize,
+)
+
+from lakehouse_assets.bronze import bronze_assets
+from lakehouse_assets.definitions import defs
+from lakehouse_assets.generate import generate
+from lakehouse_assets.resources import SparkResource
+from lakehouse_assets.screenshot import free_port
+from spark_jobs.session import prepare, write_spark_defaults
+from spark_jobs.settings import REPO_ROOT, LakehouseSetupError
+from tests.test_automation import _Capture
+
+DAGSTER = [sys.executable, "-m", "dagster"]
+CONCURRENT_DAYS = ("2026-02-02", "2026-02-03", "2026-02-04", "2026-02-05")
+EMPTY_DAY = "2026-02-20"  # no data: the run under the daemon is killed long before it matters
+
+
+def instance_home(tmp_path: Path) -> Path:
+    """A Dagster home set up as `make setup` does: the deployment's config, storage created."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "deployment" / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    subprocess.run([*DAGSTER, "instance", "migrate"], env=env, check=True, capture_output=True)
+    return home
+
+
+def wait_for(what: str, condition, timeout: float, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# ------------------------------------------------------------------ kill -9 under the daemon
+def test_a_run_killed_with_kill_9_is_marked_failed_alerted_and_retried(tmp_path, monkeypatch):
+    home = instance_home(tmp_path)
+    hook = HTTPServer(("127.0.0.1", free_port()), _Capture)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    _Capture.received.clear()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LAKEHOUSE_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{hook.server_port}/hook",
+    }
+    daemon_log = (tmp_path / "daemon.log").open("w")
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=daemon_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its code server and run workers die with its group
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    try:
+        tags = json.dumps({"dagster/partition": EMPTY_DAY})
+        launch = [*DAGSTER, "job", "launch", "-w", "workspace.yaml", "-j", "daily_lakehouse"]
+        subprocess.run(
+            [*launch, "--tags", tags], cwd=REPO_ROOT, env=env, check=True, capture_output=True
+        )
+        with DagsterInstance.get() as instance:
+            [run] = instance.get_runs()
+            from lakehouse_assets.launcher import worker_start
+
+            def first_step_started():
+                records = instance.get_records_for_run(
+                    run.run_id, of_type=DagsterEventType.STEP_START
+                ).records
+                return records and worker_start(instance, run.run_id)
+
+            pid, _ = wait_for("the run's first step", first_step_started, timeout=240)
+            os.kill(pid, signal.SIGKILL)
+
+            def failed():
+                status = instance.get_run_by_id(run.run_id).status
+                return status == DagsterRunStatus.FAILURE
+
+            wait_for("run monitoring to fail the dead run", failed, timeout=120)
+            retries = wait_for(
+                "the daemon's retry of the run",
+                lambda: instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run.run_id})),
+                timeout=120,
+            )
+            assert retries[0].tags["dagster/retry_number"] == "1"
+            wait_for("the failure alert", lambda: _Capture.received, timeout=120)
+            message = instance.get_run_by_id(run.run_id)
+            assert message.status == DagsterRunStatus.FAILURE
+        [payload] = [p for p in _Capture.received if p["run_id"] == run.run_id]
+        assert payload["partition"] == EMPTY_DAY
+        assert "gone" in payload["error"]  # what the launcher's health check found
+    finally:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait(timeout=30)
+        hook.shutdown()
+        daemon_log.close()
+
+
+# ------------------------------------------------------------------ runs started together
+def test_four_runs_started_at_once_all_succeed_and_lose_nothing(tmp_path, settings, spark):
+    home = instance_home(tmp_path)
+    manifest = generate(settings, date(2026, 2, 2), len(CONCURRENT_DAYS), "tiny", seed=5)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    select = "key:bronze/*"  # every layer commits the same way; Bronze keeps the test short
+    logs = [(tmp_path / f"run-{day}.log").open("w") for day in CONCURRENT_DAYS]
+    runs = [
+        subprocess.Popen(
+            [*DAGSTER, "asset", "materialize", "-m", "lakehouse_assets.definitions"]
+            + ["--select", select, "--partition", day],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for day, log in zip(CONCURRENT_DAYS, logs, strict=True)
+    ]
+    codes = [run.wait(timeout=900) for run in runs]
+    for log in logs:
+        log.close()
+    tails = {
+        day: (tmp_path / f"run-{day}.log").read_text()[-2000:]
+        for day, code in zip(CONCURRENT_DAYS, codes, strict=True)
+        if code
+    }
+    assert codes == [0, 0, 0, 0], tails
+    # Every source row and every landed line reached Bronze: none was lost to the collision.
+    with sqlite3.connect(settings.source_db_path) as con:
+        source_orders = {r[0] for r in con.execute("SELECT order_id FROM orders")}
+    window = f"between '{CONCURRENT_DAYS[0]}' and '{CONCURRENT_DAYS[-1]}'"
+    bronze = spark.table("lakehouse.bronze.orders").where(f"_partition_date {window}")
+    assert {r.order_id for r in bronze.select("order_id").collect()} == source_orders
+    lines = spark.table("lakehouse.bronze.clickstream").where(f"_partition_date {window}")
+    per_day = {str(r[0]): r[1] for r in lines.groupBy("_partition_date").count().collect()}
+    assert per_day == {d: c["clickstream"]["lines"] for d, c in manifest.per_day.items()}
+
+
+# ------------------------------------------------------------------ invalid partition ranges
+@pytest.mark.parametrize(
+    ("start", "end", "why"),
+    [
+        ("2026-02-10", "2026-02-08", "ends before it starts"),
+        ("2025-12-30", "2026-01-02", "'2025-12-30' is not a daily partition"),
+    ],
+)
+def test_an_invalid_range_fails_once_before_any_write(start, end, why):
+    tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    job = defs.resolve_job_def("daily_lakehouse")
+    result = job.execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=tags, raise_on_error=False
+    )
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert failures and all(why in e.step_failure_data.error.message for e in failures)
+    assert all("\n" not in e.step_failure_data.user_failure_data.description for e in failures)
+    retried = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retried == []  # no retry can make a range valid
+    assert not result.asset_materializations_for_node("bronze__orders")
+
+
+# ------------------------------------------------------------------ misconfiguration
+def failure_of(result) -> str:
+    """The run's one failure message, as Dagster shows it."""
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_FAILURE:
+            return event.step_failure_data.user_failure_data.description
+        if event.event_type == DagsterEventType.RESOURCE_INIT_FAILURE:
+            message = event.event_specific_data.error.message.strip()
+            return message.removeprefix("dagster._core.definitions.events.Failure: ")
+    raise AssertionError("the run did not fail")
+
+
+def test_a_missing_source_database_fails_in_one_line_and_creates_nothing(
+    tmp_path, monkeypatch, spark
+):
+    missing = tmp_path / "nowhere" / "source.db"
+    monkeypatch.setenv("LAKEHOUSE_SOURCE_URL", f"jdbc:sqlite:{missing}")
+    customers = next(a for a in bronze_assets if a.key.path == ["bronze", "customers"])
+    result = materialize(
+        [customers],
+        partition_key="2026-02-11",
+        resources={"spark": SparkResource()},
+        raise_on_error=False,
+    )
+    message = failure_of(result)
+    assert "does not exist" in message and "make demo" in message and "\n" not in message
+    assert not missing.exists() and not missing.parent.exists()  # no 0-byte file left behind
+    retried = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retried == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("LAKEHOUSE_CATALOG_URI", "thrift://metastore:9083", "is not supported"),
+        ("LAKEHOUSE_CATALOG_URI", "jdbc:sqlite:/nonexistent/lake/catalog.db", "does not exist"),
+        ("PATH", "/nonexistent", "Java not found"),
+    ],
+)
+def test_misconfiguration_fails_before_any_step_in_one_line(monkeypatch, variable, value, says):
+    monkeypatch.setenv(variable, value)
+    customers = next(a for a in bronze_assets if a.key.path == ["bronze", "customers"])
+    result = materialize(
+        [customers],
+        partition_key="2026-02-11",
+        resources={"spark": SparkResource()},
+        raise_on_error=False,
+    )
+    message = failure_of(result)
+    assert says in message and "\n" not in message
+    assert not result.get_step_success_events()
+    assert not Path("/nonexistent").exists()  # nothing was created where the typo points
+
+
+def test_an_embedded_catalog_elsewhere_is_not_created_silently(settings, tmp_path):
+    typo = settings.with_overrides(catalog_uri=f"jdbc:sqlite:{tmp_path}/typo/catalog.db")
+    with pytest.raises(LakehouseSetupError, match="does not exist"):
+        prepare(typo)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_catalog_credentials_are_readable_by_their_owner_only(settings):
+    canary = "canary-7f3a-password"
+    secret = settings.with_overrides(catalog_user="lake", catalog_password=canary)
+    conf_dir = write_spark_defaults(secret)
+    conf = conf_dir / "spark-defaults.conf"
+    assert canary in conf.read_text()  # dbt's and spark-sql's Spark need it...
+    assert conf.stat().st_mode & 0o077 == 0  # ...and no one else may read it
+    assert conf_dir.stat().st_mode & 0o077 == 0
+    write_spark_defaults(settings)  # leave the real configuration behind
+
+
+# ------------------------------------------------------------------ rows that used to vanish
+def test_an_order_without_updated_at_is_extracted_once_and_quarantined_by_name(settings, spark):
+    from lakehouse_assets.silver import silver_assets
+    from tests.builders import write_source_db
+
+    t = "2026-02-12 08:00:00"
+    write_source_db(
+        settings,
+        {
+            "customers": [(4_000_001, "Nil", "nil@example.com", "consumer", "east", t, t)],
+            "products": [(4_000_010, "Pan", "home", 20.00, 9.00, t)],
+            "orders": [
+                (4_100_001, 4_000_001, 4_000_010, 1, 20.00, "placed", t, t),
+                (4_100_002, 4_000_001, 4_000_010, 1, 20.00, "placed", t, None),  # no updated_at
+            ],
+        },
+    )
+    wanted = {("bronze", t) for t in ("customers", "products", "orders")}
+    assets = [a for a in bronze_assets if tuple(a.key.path) in wanted]
+    assets += [a for a in silver_assets if a.node_def.name in {"silver_customers",
+                                                                 "silver_products",
+                                                                 "silver_orders"}]  # fmt: skip
+
+    def run():
+        result = materialize(
+            assets, partition_key="2026-02-12", resources={"spark": SparkResource()}
+        )
+        bronze = spark.table("lakehouse.bronze.orders").where("order_id >= 4100001").collect()
+        held = (
+            spark.table("lakehouse.silver.orders_quarantine")
+            .where("record_key = '4100002'")
+            .collect()
+        )
+        return result, bronze, held
+
+    first, bronze, held = run()
+    assert sorted(r.order_id for r in bronze) == [4_100_001, 4_100_002]
+    assert [(str(r._partition_date), r.rules) for r in held] == [
+        ("2026-02-12", ["updated_at_not_null"])
+    ]
+    meta = first.asset_materializations_for_node("bronze__orders")[0].metadata
+    assert meta["rows_without_change_time"].value == 1
+    [coverage] = [
+        e
+        for e in first.get_asset_check_evaluations()
+        if e.check_name == "source_rows_extracted" and e.asset_key.path == ["bronze", "orders"]
+    ]
+    assert coverage.passed and coverage.metadata["failing_rows"].value == 0
+    _, bronze_again, held_again = run()  # a rerun takes it again, once, on the same day
+    assert len(bronze_again) == 2 and len(held_again) == 1
