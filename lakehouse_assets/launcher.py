@@ -1,9 +1,11 @@
 """A run launcher whose runs the daemon's run monitoring can see die.
 
 Dagster's ``DefaultRunLauncher`` starts each run as a process on this machine but cannot tell
-the monitoring daemon whether that process still lives, so a run worker killed with
-``kill -9`` (the OOM killer, a reboot) leaves its run STARTED forever: no failure, no alert,
-no retry, and a queue limited to one run stays blocked. This launcher answers the health
+the monitoring daemon whether that process still lives. Its code server notices a dead run
+worker while the server itself lives; when both go (`kill -9` of the process tree, the OOM
+killer, a restart), or the run was started from the CLI, which has no code server, the run
+stays STARTED forever: no failure, no alert, no retry, and a queue limited to one run stays
+blocked. This launcher answers the health
 check from the process table: the worker's pid is in the run's own event log ("Started
 process for run (pid: N)"), and a process with that pid must have started before the worker
 wrote that event, so a recycled pid is not mistaken for the worker. Monitoring then marks the
@@ -41,12 +43,15 @@ class LocalRunLauncher(DefaultRunLauncher):
 
 
 def worker_start(instance, run_id: str) -> tuple[int, float] | None:
-    """(pid, when it said so) of the run worker, from the run's engine events."""
+    """(pid, when it said so) of the process executing the run, from its engine events.
+
+    A launched run's worker says "Started process for run (pid: N)"; a run started from the
+    CLI (`dagster job execute`) says "Executing steps in process (pid: N)". Both carry the pid
+    as metadata, so a dead CLI run is failed too, the next time a daemon looks.
+    """
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
-    for record in reversed(records):  # the newest start wins (a resumed run)
+    for record in reversed(records):  # the newest wins (a resumed run)
         event = record.event_log_entry
-        if not (event.message or "").startswith("Started process for run"):
-            continue
         data = event.dagster_event.engine_event_data if event.dagster_event else None
         pid = data.metadata.get("pid") if data is not None else None
         if pid is not None:

@@ -37,6 +37,7 @@ from lakehouse_assets.resources import SparkResource
 from lakehouse_assets.screenshot import free_port
 from spark_jobs.session import prepare, write_spark_defaults
 from spark_jobs.settings import REPO_ROOT, LakehouseSetupError
+from tests.builders import write_source_db
 from tests.test_automation import _Capture
 
 DAGSTER = [sys.executable, "-m", "dagster"]
@@ -65,14 +66,46 @@ def wait_for(what: str, condition, timeout: float, interval: float = 1.0):
 
 
 # ------------------------------------------------------------------ kill -9 under the daemon
-def test_a_run_killed_with_kill_9_is_marked_failed_alerted_and_retried(tmp_path, monkeypatch):
+def started_pid(instance, run_id: str):
+    """The pid executing the run, once its first step has started."""
+    from lakehouse_assets.launcher import worker_start
+
+    steps = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START).records
+    started = worker_start(instance, run_id) if steps else None
+    return started[0] if started else None
+
+
+def marked_failed(instance, run_id: str, what: str) -> str:
+    def failed():
+        return instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
+
+    wait_for(f"{what} to be marked failed", failed, timeout=120)
+    events = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    return events[-1].event_log_entry.message
+
+
+def retried(instance, run_id: str, what: str) -> None:
+    retries = wait_for(
+        f"the daemon's retry of {what}",
+        lambda: instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id})),
+        timeout=120,
+    )
+    assert retries[0].tags["dagster/retry_number"] == "1"
+
+
+def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
+    tmp_path, monkeypatch, settings
+):
     home = instance_home(tmp_path)
+    if not settings.source_db_path.exists():  # this test may run alone: an empty source
+        write_source_db(settings, {})
     hook = HTTPServer(("127.0.0.1", free_port()), _Capture)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     _Capture.received.clear()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
+        "PYTHONPATH": str(REPO_ROOT),  # as `make dev` sets it: the daemon loads the launcher
         "LAKEHOUSE_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{hook.server_port}/hook",
     }
     daemon_log = (tmp_path / "daemon.log").open("w")
@@ -85,47 +118,62 @@ def test_a_run_killed_with_kill_9_is_marked_failed_alerted_and_retried(tmp_path,
         start_new_session=True,  # its code server and run workers die with its group
     )
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    job = ["-w", "workspace.yaml", "-j", "daily_lakehouse"]
+    tags = ["--tags", json.dumps({"dagster/partition": EMPTY_DAY})]
+    cli_log = (tmp_path / "cli-run.log").open("w")
     try:
-        tags = json.dumps({"dagster/partition": EMPTY_DAY})
-        launch = [*DAGSTER, "job", "launch", "-w", "workspace.yaml", "-j", "daily_lakehouse"]
-        subprocess.run(
-            [*launch, "--tags", tags], cwd=REPO_ROOT, env=env, check=True, capture_output=True
-        )
         with DagsterInstance.get() as instance:
-            [run] = instance.get_runs()
-            from lakehouse_assets.launcher import worker_start
-
-            def first_step_started():
-                records = instance.get_records_for_run(
-                    run.run_id, of_type=DagsterEventType.STEP_START
-                ).records
-                return records and worker_start(instance, run.run_id)
-
-            pid, _ = wait_for("the run's first step", first_step_started, timeout=240)
-            os.kill(pid, signal.SIGKILL)
-
-            def failed():
-                status = instance.get_run_by_id(run.run_id).status
-                return status == DagsterRunStatus.FAILURE
-
-            wait_for("run monitoring to fail the dead run", failed, timeout=120)
-            retries = wait_for(
-                "the daemon's retry of the run",
-                lambda: instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run.run_id})),
-                timeout=120,
+            # 1. A run the daemon launched: its worker is killed mid-step.
+            subprocess.run(
+                [*DAGSTER, "job", "launch", *job, *tags],
+                cwd=REPO_ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
             )
-            assert retries[0].tags["dagster/retry_number"] == "1"
-            wait_for("the failure alert", lambda: _Capture.received, timeout=120)
-            message = instance.get_run_by_id(run.run_id)
-            assert message.status == DagsterRunStatus.FAILURE
-        [payload] = [p for p in _Capture.received if p["run_id"] == run.run_id]
-        assert payload["partition"] == EMPTY_DAY
-        assert "gone" in payload["error"]  # what the launcher's health check found
+            [launched] = instance.get_runs()
+            pid = wait_for("the launched run's first step", lambda: started_pid(
+                instance, launched.run_id), timeout=240)  # fmt: skip
+            os.kill(pid, signal.SIGKILL)
+            marked_failed(instance, launched.run_id, "the launched run")
+            retried(instance, launched.run_id, "the launched run")
+
+            # 2. A run started from the CLI, the path the README gives: no code server
+            # watches it, so only run monitoring (the launcher's health check) can see it die.
+            cli = subprocess.Popen(
+                [*DAGSTER, "job", "execute", "-m", "lakehouse_assets.definitions", *job[2:], *tags],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=cli_log,
+                stderr=subprocess.STDOUT,
+            )
+            cli_run = wait_for(
+                "the CLI run",
+                lambda: [r for r in instance.get_runs() if r.tags.get("dagster/partition")
+                         and r.run_id != launched.run_id and "dagster/parent_run_id" not in r.tags],
+            timeout=120)[0]  # fmt: skip
+            wait_for("the CLI run's first step", lambda: started_pid(
+                instance, cli_run.run_id), timeout=240)  # fmt: skip
+            cli.kill()
+            cli.wait(timeout=30)
+            message = marked_failed(instance, cli_run.run_id, "the CLI run")
+            assert "is gone" in message  # what the launcher's health check found
+            # (The daemon retries what it launched; a CLI run has no code location to relaunch
+            # from, so its retry is the operator's: the alert below says which days.)
+
+            def alerted():
+                runs = {p["run_id"] for p in _Capture.received}
+                return {launched.run_id, cli_run.run_id} <= runs
+
+            wait_for("both failure alerts", alerted, timeout=120)
+        payload = next(p for p in _Capture.received if p["run_id"] == cli_run.run_id)
+        assert payload["partition"] == EMPTY_DAY and "is gone" in payload["error"]
     finally:
         os.killpg(daemon.pid, signal.SIGKILL)
         daemon.wait(timeout=30)
         hook.shutdown()
         daemon_log.close()
+        cli_log.close()
 
 
 # ------------------------------------------------------------------ runs started together
@@ -264,7 +312,6 @@ def test_catalog_credentials_are_readable_by_their_owner_only(settings):
 # ------------------------------------------------------------------ rows that used to vanish
 def test_an_order_without_updated_at_is_extracted_once_and_quarantined_by_name(settings, spark):
     from lakehouse_assets.silver import silver_assets
-    from tests.builders import write_source_db
 
     t = "2026-02-12 08:00:00"
     write_source_db(

@@ -77,6 +77,9 @@ def post(url: str, payload: dict, timeout: float = 10.0) -> int:
 @run_failure_sensor(
     name="slack_on_run_failure",
     default_status=DefaultSensorStatus.RUNNING,
+    # Every failed run of the instance, also those started from the CLI (`make demo`), which
+    # belong to a code location of their own.
+    monitor_all_code_locations=True,
     description=f"Posts failed runs to the Slack webhook in ${WEBHOOK_ENV}, when set.",
 )
 def slack_on_run_failure(context: RunFailureSensorContext):
