@@ -286,8 +286,8 @@ def ensure_table(df: DataFrame, name: str, partition_column: str | None) -> None
 
 
 def conform(df: DataFrame, name: str) -> DataFrame:
-    """Match the table's columns: those it gained by evolution come in as NULL; new columns
-    of ``df`` stay, for a write that merges the schema."""
+    """Match the table's columns and their order: those it gained by evolution come in as
+    NULL; new columns of ``df`` stay, last, for a write that merges the schema."""
     from pyspark.sql import functions as F
 
     spark = df.sparkSession
@@ -295,7 +295,10 @@ def conform(df: DataFrame, name: str) -> DataFrame:
         return df
     target = spark.table(name).schema
     missing = {f.name: F.lit(None).cast(f.dataType) for f in target if f.name not in df.columns}
-    return df.withColumns(missing) if missing else df
+    df = df.withColumns(missing) if missing else df
+    # The table's columns in the table's order, then the new ones: Iceberg matches by position.
+    known = [f.name for f in target]
+    return df.select(*known, *[c for c in df.columns if c not in known])
 
 
 def allow_new_columns(spark: SparkSession, name: str) -> None:

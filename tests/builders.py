@@ -60,3 +60,12 @@ def stock_event(offset: int, product_id: int, change: int, level: int, ts: str) 
         "reason": "sale" if change < 0 else "restock",
         "event_ts": ts,
     }
+
+
+def empty_lakehouse(spark) -> None:
+    """Drop every table: the next run starts on an empty lakehouse."""
+    from spark_jobs.settings import NAMESPACES
+
+    for namespace in NAMESPACES:
+        for row in spark.sql(f"SHOW TABLES IN lakehouse.{namespace}").collect():
+            spark.sql(f"DROP TABLE IF EXISTS lakehouse.{namespace}.{row.tableName} PURGE")

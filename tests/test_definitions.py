@@ -80,3 +80,14 @@ def test_gold_has_freshness_checks_and_the_day_is_scheduled_at_six():
     assert (schedule.cron_schedule, schedule.job_name) == ("0 6 * * *", "daily_lakehouse")
     sensors = {s.name for s in defs.sensors}
     assert {"clickstream_landed", "inventory_landed", "slack_on_run_failure"} <= sensors
+
+
+def test_every_schedule_and_sensor_is_on_by_default_as_the_readme_says():
+    from dagster import DefaultScheduleStatus, DefaultSensorStatus
+
+    assert [s.default_status for s in defs.schedules] == [DefaultScheduleStatus.RUNNING]
+    off = [s.name for s in defs.sensors if s.default_status != DefaultSensorStatus.RUNNING]
+    assert off == []
+    assert {"quality_after_success", "quality_after_failure", "gold_freshness"} <= {
+        s.name for s in defs.sensors
+    }

@@ -3,7 +3,7 @@
 Three days of generated data, each scenario into an empty lakehouse:
 (a) one 3-day run of the main job (a single-run backfill: what `make demo` and the UI do);
 (b) three one-day runs in order, as the 06:00 schedule runs a fresh deployment on a source
-    that already holds data: customers and products changed on a later day are extracted
+    that already holds data: a customer and a product changed on a later day are extracted
     on that day, so earlier days' orders, clicks and stock wait for them and are released;
     and a customer committed at 23:59 on day 1 after day 1's extraction arrives on day 2;
 (c) three one-day runs in reverse order, then one more pass.
@@ -27,7 +27,7 @@ from lakehouse_assets.generate import generate
 from lakehouse_assets.gold import gold_current_state, gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
-from spark_jobs.settings import NAMESPACES
+from tests.builders import empty_lakehouse
 
 START = date(2026, 6, 1)
 DAYS = ("2026-06-01", "2026-06-02", "2026-06-03")
@@ -59,12 +59,6 @@ AWAITING = {"awaiting_customer", "awaiting_product"}
 REFERENCE_RULES = AWAITING | {"customer_exists", "product_exists"}
 # Lineage: when and by which run a row was read, first seen or released; not content.
 LINEAGE = {"_run_id", "_ingested_at", "_quarantined_at", "record", "_ingest_date", "_released_on"}
-
-
-def empty_lakehouse(spark) -> None:
-    for namespace in NAMESPACES:
-        for row in spark.sql(f"SHOW TABLES IN lakehouse.{namespace}").collect():
-            spark.sql(f"DROP TABLE IF EXISTS lakehouse.{namespace}.{row.tableName} PURGE")
 
 
 def frozen(value):
@@ -108,9 +102,30 @@ def grace_of_one_day():
         yield
 
 
+def change_later(settings) -> None:
+    """A customer and a product with day-1 orders change on a later day: the source shows
+    them with that day's `updated_at`, so day 1's extraction (made afterwards) misses them."""
+    with sqlite3.connect(settings.source_db_path) as con:
+        day_one = "order_ts < '2026-06-02' AND customer_id < 90000000 AND product_id < 90000000"
+        customer, product = con.execute(
+            f"SELECT customer_id, product_id FROM orders WHERE {day_one} ORDER BY order_id"
+        ).fetchone()
+        con.execute(
+            "UPDATE customers SET segment = 'corporate', updated_at = '2026-06-03 10:00:00' "
+            "WHERE customer_id = ?",
+            (customer,),
+        )
+        con.execute(
+            "UPDATE products SET updated_at = '2026-06-02 10:00:00' WHERE product_id = ?",
+            (product,),
+        )
+
+
 @pytest.fixture(scope="module")
 def manifest(settings, grace_of_one_day):
-    return generate(settings, START, len(DAYS), scale="tiny", seed=11)
+    generated = generate(settings, START, len(DAYS), scale="tiny", seed=11)
+    change_later(settings)
+    return generated
 
 
 def run_days(assets, days, instance):

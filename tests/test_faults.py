@@ -37,12 +37,18 @@ from lakehouse_assets.resources import SparkResource
 from lakehouse_assets.screenshot import free_port
 from spark_jobs.session import prepare, write_spark_defaults
 from spark_jobs.settings import REPO_ROOT, LakehouseSetupError
-from tests.builders import write_source_db
+from tests.builders import empty_lakehouse, write_source_db
 from tests.test_automation import _Capture
 
 DAGSTER = [sys.executable, "-m", "dagster"]
 CONCURRENT_DAYS = ("2026-02-02", "2026-02-03", "2026-02-04", "2026-02-05")
 EMPTY_DAY = "2026-02-20"  # no data: the run under the daemon is killed long before it matters
+
+
+@pytest.fixture(scope="module", autouse=True)
+def leave_nothing_behind(spark):
+    yield
+    empty_lakehouse(spark)  # the modules after this one count customers and days of their own
 
 
 def instance_home(tmp_path: Path) -> Path:
@@ -279,12 +285,16 @@ def test_a_missing_source_database_fails_in_one_line_and_creates_nothing(
 def test_misconfiguration_fails_before_any_step_in_one_line(monkeypatch, variable, value, says):
     monkeypatch.setenv(variable, value)
     customers = next(a for a in bronze_assets if a.key.path == ["bronze", "customers"])
-    result = materialize(
-        [customers],
-        partition_key="2026-02-11",
-        resources={"spark": SparkResource()},
-        raise_on_error=False,
-    )
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [customers],
+            partition_key="2026-02-11",
+            resources={"spark": SparkResource()},
+            instance=instance,
+            raise_on_error=False,
+        )
+        # The daemon must not retry it either: still misconfigured a minute later.
+        assert instance.get_run_by_id(result.run_id).tags["dagster/max_retries"] == "0"
     message = failure_of(result)
     assert says in message and "\n" not in message
     assert not result.get_step_success_events()
@@ -306,6 +316,16 @@ def test_catalog_credentials_are_readable_by_their_owner_only(settings):
     assert canary in conf.read_text()  # dbt's and spark-sql's Spark need it...
     assert conf.stat().st_mode & 0o077 == 0  # ...and no one else may read it
     assert conf_dir.stat().st_mode & 0o077 == 0
+    # No other file the lakehouse wrote (logs, conf, scratch) carries it where others can read.
+    readable = [
+        path
+        for path in settings.home.rglob("*")
+        if path.is_file()
+        and path.stat().st_size < 10_000_000
+        and path.stat().st_mode & 0o044
+        and canary.encode() in path.read_bytes()
+    ]
+    assert readable == []
     write_spark_defaults(settings)  # leave the real configuration behind
 
 

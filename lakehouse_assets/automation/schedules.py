@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from dagster import (
     DefaultScheduleStatus,
+    DefaultSensorStatus,
     build_last_update_freshness_checks,
     build_schedule_from_partitioned_job,
     build_sensor_for_freshness_checks,
@@ -32,5 +33,8 @@ gold_dims_freshness = build_last_update_freshness_checks(
 )
 freshness_checks = [*gold_partition_freshness, *gold_dims_freshness]
 freshness_sensor = build_sensor_for_freshness_checks(
-    freshness_checks=freshness_checks, name="gold_freshness", minimum_interval_seconds=600
+    freshness_checks=freshness_checks,
+    name="gold_freshness",
+    minimum_interval_seconds=600,
+    default_status=DefaultSensorStatus.RUNNING,
 )

@@ -1,6 +1,12 @@
 """Sensors that react to runs of the main job."""
 
-from dagster import DagsterRunStatus, RunRequest, RunStatusSensorContext, run_status_sensor
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunStatusSensorContext,
+    run_status_sensor,
+)
 
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
 from lakehouse_assets.partitions import RANGE_END, RANGE_START
@@ -16,6 +22,7 @@ def quality_after(status: DagsterRunStatus, outcome: str):
         run_status=status,
         monitored_jobs=[daily_lakehouse],
         request_job=quality_report,
+        default_status=DefaultSensorStatus.RUNNING,
         description=f"Scores the days' data quality after the main job's {outcome}.",
     )
     def _sensor(context: RunStatusSensorContext):

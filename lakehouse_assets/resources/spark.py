@@ -38,6 +38,11 @@ class SparkResource(ConfigurableResource):
             settings = self.settings()
             prepare(settings)
         except LakehouseSetupError as exc:
+            # A run that fails here never reaches a step, so neither the steps' retry policy
+            # nor `retry_on_asset_or_op_failure: false` would stop the daemon from retrying
+            # it: the run's own tag does.
+            if context.instance is not None and context.run_id is not None:
+                context.instance.add_run_tags(context.run_id, {"dagster/max_retries": "0"})
             raise Failure(str(exc), allow_retries=False) from None
         self._lock = hold_embedded_catalog(settings, context)
 

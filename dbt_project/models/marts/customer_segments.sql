@@ -7,6 +7,19 @@
 
 with days as (
     {{ touched_days(ref('stg_orders'), 'order_date', 'changed_date') }}
+    {%- if window_bound('end_date') is not none %}
+    union
+    -- A customer that arrived or changed in the window counts in every segment size from
+    -- the day it was created: rebuild those days (those with orders) up to the window's end.
+    select distinct orders.order_date
+    from {{ ref('stg_orders') }} as orders
+    inner join (
+        select to_date(min(created_at)) as since
+        from {{ source('silver', 'customers') }}
+        where {{ in_window('_ingest_date') }}
+    ) as changed on orders.order_date >= changed.since
+    where orders.order_date < {{ window_bound('end_date') }}
+    {%- endif %}
 ),
 
 customers as (
