@@ -778,11 +778,15 @@ def run_table(
     bronze_name = storage.table_name("bronze", table.bronze)
     bronze = _bronze(spark, table.bronze, window).cache()
     rechecked = held.held_rows(spark, table.quarantine, bronze.schema, window, table.holds)
-    rechecked = rechecked.cache() if rechecked is not None else None
+    # Held rows come from the quarantine this run rewrites, and the kept rows may depend on
+    # the Silver table it writes (clickstream's earlier events): Spark re-reads a cached
+    # frame whose table changed, so these are checkpointed, not cached, before any write.
+    rechecked = rechecked.localCheckpoint() if rechecked is not None else None
     batch_rows = bronze if rechecked is None else bronze.unionByName(rechecked)
     lateness = Lateness(held.as_of(spark, bronze_name, window), grace_days)
     split = table.clean(spark, batch_rows, Batch(window, run_id, lateness))
-    valid, quarantined = split.valid.cache(), split.quarantined.cache()
+    valid, quarantined = split.valid.localCheckpoint(), split.quarantined.localCheckpoint()
+    duplicates = split.duplicates.count()
     try:
         bronze_per_day = _rows_per_day(bronze, BRONZE_PARTITION)
         total = sum(bronze_per_day.values())
@@ -817,7 +821,7 @@ def run_table(
             "held_rechecked": n_rechecked,
             "silver_rows": kept[0],
             "quarantined": bad[0],
-            "duplicates_removed": split.duplicates.count(),
+            "duplicates_removed": duplicates,
         }
         released = kept[0] - kept[1]
         # Each rule is judged on the window's own rows; held rows of other days were judged
@@ -851,9 +855,7 @@ def run_table(
             awaiting=awaiting,
         )
     finally:
-        for frame in (bronze, rechecked, valid, quarantined):
-            if frame is not None:
-                frame.unpersist()
+        bronze.unpersist()  # the checkpoints go with their frames
 
 
 def _merge(key: str, partition_column: str | None = None):

@@ -137,7 +137,8 @@ def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
                 check=True,
                 capture_output=True,
             )
-            [launched] = instance.get_runs()
+            # (The sensors that are on by default may have queued runs of their own.)
+            [launched] = instance.get_runs(RunsFilter(job_name="daily_lakehouse"))
             pid = wait_for("the launched run's first step", lambda: started_pid(
                 instance, launched.run_id), timeout=240)  # fmt: skip
             os.kill(pid, signal.SIGKILL)
@@ -155,7 +156,8 @@ def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
             )
             cli_run = wait_for(
                 "the CLI run",
-                lambda: [r for r in instance.get_runs() if r.tags.get("dagster/partition")
+                lambda: [r for r in instance.get_runs(RunsFilter(job_name="daily_lakehouse"))
+                         if r.tags.get("dagster/partition")
                          and r.run_id != launched.run_id and "dagster/parent_run_id" not in r.tags],
             timeout=120)[0]  # fmt: skip
             wait_for("the CLI run's first step", lambda: started_pid(
