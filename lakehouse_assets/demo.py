@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     began = time.monotonic()
-    print(f"running {JOB} for {args.start}..{last} as one run (log: logs/demo-{JOB}.log) ...")
+    log = settings.home / "logs" / f"demo-{JOB}.log"
+    print(f"running {JOB} for {args.start}..{last} as one run (log: {log}) ...")
     run_id = run_job(settings, JOB, args.start, last)
     timings["dagster run"] = time.monotonic() - began
     began = time.monotonic()

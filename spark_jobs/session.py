@@ -114,6 +114,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     if settings.catalog_uri.startswith("jdbc:sqlite:"):
         # A JVM that touched the catalog holds a shared lock; WAL lets dbt and pyiceberg write.
         conf[f"{prefix}.jdbc.journal_mode"] = "WAL"
+        # A commit that finds another JVM writing waits for it, rather than failing at once.
+        conf[f"{prefix}.jdbc.busy_timeout"] = "30000"
     if settings.catalog_user:
         conf[f"{prefix}.jdbc.user"] = settings.catalog_user
         conf[f"{prefix}.jdbc.password"] = settings.catalog_password

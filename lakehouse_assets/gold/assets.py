@@ -6,8 +6,9 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, Output
+from dagster import AssetExecutionContext, AssetKey, Output, RetryRequested
 from dagster_dbt import (
+    DagsterDbtCliRuntimeError,
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliResource,
@@ -49,13 +50,23 @@ def _dbt_build(
         dbt_vars = {"start_date": window.start.isoformat(), "end_date": window.end.isoformat()}
         args += ["--vars", json.dumps(dbt_vars)]
     catalog = open_catalog(spark.settings())
-    for event in dbt.cli(args, context=context).stream():
-        if isinstance(event, Output):
-            # Row counts and the Iceberg snapshot, read through pyiceberg: no JVM needed.
-            key = context.asset_key_for_output(event.output_name)
-            extra = table_metadata(catalog, ".".join(key.path), window)
-            event = event.with_metadata({**event.metadata, **extra})
-        yield event
+    try:
+        for event in dbt.cli(args, context=context).stream():
+            if isinstance(event, Output):
+                # Row counts and the Iceberg snapshot, read through pyiceberg: no JVM needed.
+                key = context.asset_key_for_output(event.output_name)
+                extra = table_metadata(catalog, ".".join(key.path), window)
+                event = event.with_metadata({**event.metadata, **extra})
+            yield event
+    except DagsterDbtCliRuntimeError as exc:
+        # dbt's own Spark lost a commit race on the embedded SQLite catalog (another JVM held
+        # its lock): rebuilding is idempotent, so try again rather than fail the day.
+        if any(sign in str(exc) for sign in CATALOG_BUSY):
+            raise RetryRequested(max_retries=2, seconds_to_wait=5) from exc
+        raise
+
+
+CATALOG_BUSY = ("SQLITE_BUSY", "UncheckedSQLException: Unknown failure")
 
 
 @dbt_assets(
