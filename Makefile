@@ -7,14 +7,23 @@ export DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster
 export PYTHONPATH := $(CURDIR)
 UV ?= uv
 RUN := $(UV) run --frozen
-START ?= 2026-01-01
+START ?=
 DAYS ?= 3
 SCALE ?= small
 
-.PHONY: help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark
+.PHONY: run-job-named help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark
 
-help: ## list the targets
+help: ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo
+	@echo "variables (make demo DAYS=7, make run JOB=silver ARGS=..., ...):"
+	@echo "  START=YYYY-MM-DD  demo: first day (default: the DAYS days that end yesterday)"
+	@echo "  DAYS=3            demo: how many days to generate and run"
+	@echo "  SCALE=small       demo: tiny, small, medium or large (1M events a day)"
+	@echo "  JOB=bronze|silver run: the spark_jobs module to spark-submit; ARGS: its arguments"
+	@echo "  SQL=\"...\"         spark-sql: run this statement instead of opening a shell"
+	@echo "  PYTEST_ARGS=...   test, test-fast: extra pytest arguments (e.g. -k reconcile)"
+	@echo "  LAKEHOUSE_HOME    where all state lives (default: .lakehouse); see README for the rest"
 
 system-deps: ## install Java and the JDBC drivers (Debian), or say what to install
 	@deployment/system-deps.sh
@@ -33,8 +42,8 @@ setup: system-deps env manifest ## everything the demo and the tests need
 	@# CLI would otherwise race to create it and leave it with two schema heads.
 	@$(RUN) dagster instance migrate >/dev/null
 
-demo: setup ## generate DAYS=3 days (SCALE=small) and run the main job over them through Dagster
-	@$(RUN) python -m lakehouse_assets.demo --start $(START) --days $(DAYS) --scale $(SCALE)
+demo: setup ## generate DAYS days ending yesterday (or from START) and run the main job on them
+	@$(RUN) python -m lakehouse_assets.demo $(if $(START),--start $(START)) --days $(DAYS) --scale $(SCALE)
 
 test: setup ## the whole test suite: every test file on one of two workers (own lakehouse, own Spark)
 	@$(RUN) pytest -n 2 --dist loadfile $(PYTEST_ARGS)
@@ -44,7 +53,7 @@ test-fast: env ## transforms, rules, definitions, generator: no servers, no dbt 
 		tests/test_generate_and_setup.py $(PYTEST_ARGS)
 
 dev: setup ## the Dagster UI (and daemon) on the demo's state: http://127.0.0.1:3000
-	@$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	@$(RUN) dg dev --host 127.0.0.1 --port 3000
 
 lint: env ## ruff check and format check
 	@$(RUN) ruff check . && $(RUN) ruff format --check .
@@ -62,12 +71,16 @@ tables: env ## Iceberg tables with row counts, latest snapshots and history (no 
 spark-conf: env
 	@$(RUN) python -c "from spark_jobs.session import prepare, write_spark_defaults; from spark_jobs.settings import Settings; s = Settings.from_env(); prepare(s); write_spark_defaults(s)"
 
-spark-sql: setup spark-conf ## a Spark SQL shell on the lakehouse catalog (try: SHOW TABLES IN gold)
-	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-sql --conf spark.sql.catalogImplementation=in-memory
+spark-sql: setup spark-conf ## a Spark SQL shell on the catalog; SQL="SHOW TABLES IN gold" runs one statement
+	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-sql --conf spark.sql.catalogImplementation=in-memory $(if $(SQL),-e "$(SQL)")
 
-run: setup spark-conf ## spark-submit a job: make run JOB=silver ARGS="--date 2026-01-02"
-	@test -n "$(JOB)" || { echo "usage: make run JOB=<bronze|silver> ARGS=\"--date YYYY-MM-DD\""; exit 2; }
-	@test -f spark_jobs/$(JOB).py || { echo "error: no spark_jobs/$(JOB).py"; exit 2; }
+SPARK_JOBS := $(shell grep -l '^if __name__ == "__main__":' spark_jobs/*.py | xargs -n1 basename | sed 's/\.py$$//' | tr '\n' ' ')
+
+run-job-named: # before any setup: a wrong JOB fails at once, naming the valid ones
+	@test -n "$(JOB)" || { echo "usage: make run JOB=<$(shell echo $(SPARK_JOBS) | tr " " "|")> ARGS=\"--date YYYY-MM-DD\""; exit 2; }
+	@echo " $(SPARK_JOBS) " | grep -q " $(JOB) " || { echo "error: no Spark job '$(JOB)'; the jobs are: $(strip $(SPARK_JOBS))"; exit 2; }
+
+run: run-job-named setup spark-conf ## spark-submit a job: make run JOB=silver ARGS="--date 2026-01-02"
 	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-submit spark_jobs/$(JOB).py $(ARGS)
 
 screenshot: setup ## save the asset graph as seen in the UI to deployment/asset-graph.png

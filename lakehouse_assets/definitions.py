@@ -3,7 +3,7 @@
 Assembly only.
 """
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, in_process_executor, with_source_code_references
 
 from lakehouse_assets.automation import (
     ARRIVAL_JOBS,
@@ -17,14 +17,26 @@ from lakehouse_assets.automation import (
     slack_on_run_failure,
 )
 from lakehouse_assets.bronze import bronze_assets
-from lakehouse_assets.gold import data_quality_daily, gold_current_state, gold_daily
+from lakehouse_assets.gold import (
+    data_quality_daily,
+    gold_current_state,
+    gold_daily,
+    gold_schema_checks,
+)
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
+from lakehouse_assets.sources import source_specs
+from spark_jobs.settings import Settings
 
 defs = Definitions(
-    assets=[*bronze_assets, *silver_assets, gold_daily, gold_current_state, data_quality_daily],
-    asset_checks=freshness_checks,
+    assets=[
+        *source_specs(Settings.from_env()),
+        *with_source_code_references(
+            [*bronze_assets, *silver_assets, gold_daily, gold_current_state, data_quality_daily]
+        ),
+    ],
+    asset_checks=[*freshness_checks, *gold_schema_checks],
     jobs=[daily_lakehouse, quality_report, *ARRIVAL_JOBS.values()],
     schedules=[daily_schedule],
     sensors=[

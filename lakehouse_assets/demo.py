@@ -1,9 +1,12 @@
 """The demo: generate days of data, run the main job over them through Dagster, report.
 
+    python -m lakehouse_assets.demo --days 3            # the 3 days that end yesterday
     python -m lakehouse_assets.demo --start 2026-01-01 --days 3
 
 The job runs through the ``dagster`` CLI against the instance in ``DAGSTER_HOME``, the same
 code path as a launch from the UI, so ``make dev`` shows the runs, metadata and check results.
+The days end yesterday by default (the last daily partition), so the UI opens on fresh,
+filled partitions; each step is printed as it starts and ends.
 """
 
 from __future__ import annotations
@@ -11,16 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from lakehouse_assets.generate import SCALES, generate
-from lakehouse_assets.partitions import RANGE_END, RANGE_START
+from lakehouse_assets.partitions import RANGE_END, RANGE_START, START_DATE, TIMEZONE
 from lakehouse_assets.resources.catalog import open_catalog
 from spark_jobs.settings import NAMESPACES, REPO_ROOT, Settings
 
@@ -40,7 +45,19 @@ def run_job(settings: Settings, job: str, start: date, last: date) -> str:
     cmd = [sys.executable, "-m", "dagster", "job", "execute"]
     cmd += ["-m", "lakehouse_assets.definitions", "-j", job, "--tags", json.dumps(tags)]
     with log.open("w") as out:
-        done = subprocess.run(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each step's line as it happens
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        progress = Progress()
+        for line in done.stdout:
+            out.write(line)
+            progress.feed(line)
+        done.wait()
     if done.returncode != 0:
         tail = log.read_text().splitlines()[-25:]
         sys.exit("\n".join(tail) + f"\n\nerror: the {job} run failed; full log in {log}")
@@ -48,6 +65,40 @@ def run_job(settings: Settings, job: str, start: date, last: date) -> str:
 
     with DagsterInstance.get() as instance:
         return instance.get_runs(limit=1)[0].run_id
+
+
+# Dagster's log line for an event: "... - <run id> - <step key> - <EVENT_TYPE> - <message>".
+_STEP_EVENT = re.compile(
+    r" - [0-9a-f-]{36} - (?:\d+ - )?(?P<step>[\w.\[\]-]+) - "
+    r"(?P<event>STEP_START|STEP_SUCCESS|STEP_FAILURE|STEP_UP_FOR_RETRY) - "
+)
+
+
+class Progress:
+    """Print each step of a run as Dagster starts and ends it, with the elapsed time."""
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+        self.started: dict[str, float] = {}
+
+    def feed(self, line: str) -> None:
+        match = _STEP_EVENT.search(line)
+        if not match:
+            return
+        step, event, now = match["step"], match["event"], time.monotonic()
+        if event == "STEP_START":
+            self.started[step] = now
+            print(f"  {now - self.began:6.1f}s  {step} started", flush=True)
+            return
+        took = now - self.started.get(step, now)
+        word = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}.get(event, "will retry")
+        print(f"  {now - self.began:6.1f}s  {step} {word} ({took:.1f}s)", flush=True)
+
+
+def default_start(days: int) -> date:
+    """The first of ``days`` days that end yesterday, in the partitions' timezone."""
+    yesterday = datetime.now(ZoneInfo(TIMEZONE)).date() - timedelta(days=1)
+    return max(yesterday - timedelta(days=days - 1), date.fromisoformat(START_DATE))
 
 
 def stage_times(run_id: str) -> dict[str, float]:
@@ -109,10 +160,16 @@ def report(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
+    parser.add_argument(
+        "--start",
+        type=lambda text: date.fromisoformat(text) if text else None,
+        default=None,
+        help="first day (default: the DAYS days that end yesterday)",
+    )
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
     args = parser.parse_args(argv)
+    args.start = args.start or default_start(args.days)
     settings = Settings.from_env()
     os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster"))
     last = args.start + timedelta(days=args.days - 1)

@@ -2,20 +2,16 @@
 
 from dagster import AssetKey, AssetSelection, define_asset_job
 
-from lakehouse_assets.partitions import daily_partitions
-
 QUALITY_REPORT = AssetKey(["gold", "data_quality_daily"])
 
 daily_lakehouse = define_asset_job(
     "daily_lakehouse",
     selection=AssetSelection.all() - AssetSelection.assets(QUALITY_REPORT),
-    partitions_def=daily_partitions,
     description="Bronze, Silver and Gold for a day, or a range of days in one run.",
 )
 
 quality_report = define_asset_job(
     "quality_report",
     selection=AssetSelection.assets(QUALITY_REPORT),
-    partitions_def=daily_partitions,
     description="The daily quality score, after the main job has run (whatever its outcome).",
 )

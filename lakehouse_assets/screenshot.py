@@ -32,8 +32,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def webserver(timeout: float = 120.0) -> Iterator[str]:
-    """``dagster-webserver`` for workspace.yaml on a free loopback port; yields its URL."""
+def webserver(timeout: float = 120.0, dagster_home: Path | None = None) -> Iterator[str]:
+    """``dagster-webserver`` for workspace.yaml on a free loopback port; yields its URL.
+
+    ``dagster_home`` serves another instance's runs (a test's), not ``$DAGSTER_HOME``'s.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [
@@ -41,8 +44,14 @@ def webserver(timeout: float = 120.0) -> Iterator[str]:
         "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port),
     ]  # fmt: skip
     with tempfile.TemporaryFile() as log:
+        env = {**os.environ, **({"DAGSTER_HOME": str(dagster_home)} if dagster_home else {})}
         server = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             _wait_until_up(url, server, log, timeout)

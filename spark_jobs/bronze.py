@@ -31,6 +31,7 @@ class WriteResult:
     rows_per_day: dict[str, int]
     snapshot_id: int | None
     detail: dict = field(default_factory=dict)
+    table_rows: int | None = None  # every day's rows, after the write
 
 
 def with_lineage(df: DataFrame, source: str, run_id: str) -> DataFrame:
@@ -83,13 +84,8 @@ def write_bronze(
         per_day = rows_per_day(df)
     finally:
         df.unpersist()
-    return WriteResult(
-        name,
-        sum(per_day.values()),
-        per_day,
-        storage.latest_snapshot_id(df.sparkSession, name),
-        detail or {},
-    )
+    snapshot_id, table_rows = storage.latest_snapshot(df.sparkSession, name)
+    return WriteResult(name, sum(per_day.values()), per_day, snapshot_id, detail or {}, table_rows)
 
 
 def _bronze_if_exists(spark: SparkSession, table: str) -> DataFrame | None:

@@ -108,6 +108,11 @@ class Verdict:
     sample: list[str] = field(default_factory=list)
     per_day: dict[str, int] = field(default_factory=dict)
     detail: dict = field(default_factory=dict)
+    scope: Literal["day", "window"] = "window"
+    """``day``: ``per_day`` says what failed on each day; ``window``: the verdict is about the
+    whole batch (a duplicate key, a missing column) and holds for each of its days."""
+    fail_above: float | None = None
+    sample_per_day: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -115,6 +120,47 @@ class Verdict:
         if self.passed:
             return "passed"
         return "failed" if self.severity == "ERROR" else "warned"
+
+    def on_day(self, day: str, batch_rows: int) -> Verdict:
+        """This verdict for one day of its window, judged on that day's ``batch_rows``.
+
+        A range run records one result per day, so each day's check shows what that day's
+        rows did, and a bad day blocks even when the window's proportion would not.
+        """
+        if self.scope == "window":
+            return replace(self, detail={**self.detail, "judged_on": "window"})
+        n = self.per_day.get(day, 0)
+        sample = self.sample_per_day.get(day, [day] if n else [])
+        detail = {name: _of_day(value, day) for name, value in self.detail.items()}
+        detail["batch_rows"] = batch_rows
+        if "held_rows" in self.detail:  # held rows wait; they are not a failure
+            return replace(self, per_day={day: n}, sample=sample, detail={**detail, "held_rows": n})
+        too_many = self.fail_above is not None and batch_rows and n / batch_rows > self.fail_above
+        failed = bool(n) and (self.action == "fail" or (self.action == "drop" and too_many))
+        return replace(
+            self,
+            passed=n == 0,
+            severity="ERROR" if failed else "WARN",
+            failing_rows=n,
+            sample=sample,
+            per_day={day: n},
+            detail=detail,
+        )
+
+
+def _of_day(value, day: str):
+    """A detail given per day (``{"2026-01-01": ...}``) narrowed to ``day``; others as they are."""
+    if isinstance(value, dict) and value and all(_is_day(k) for k in value):
+        return value.get(day)
+    return value
+
+
+def _is_day(text) -> bool:
+    try:
+        date.fromisoformat(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 # ------------------------------------------------------------------ row rules
@@ -380,17 +426,22 @@ def rule_stats(flagged: DataFrame, rules_column: str, key: str, day: str) -> dic
     )
     stats: dict[str, dict] = {}
     for row in per_day.collect():
-        entry = stats.setdefault(row["rule"], {"rows": 0, "sample": [], "per_day": {}})
+        entry = stats.setdefault(
+            row["rule"], {"rows": 0, "sample": [], "per_day": {}, "sample_per_day": {}}
+        )
+        keys = [k for k in row["keys"] if k]
         entry["rows"] += row["n"]
         entry["per_day"][row["day"]] = row["n"]
-        entry["sample"] = (entry["sample"] + [k for k in row["keys"] if k])[:SAMPLE_SIZE]
+        entry["sample_per_day"][row["day"]] = keys
+        entry["sample"] = (entry["sample"] + keys)[:SAMPLE_SIZE]
     return stats
 
 
 def judge_rule(rule: Rule, stats: dict | None, batch_rows: int) -> Verdict:
     """A rule's verdict from the rows it flagged in a batch of ``batch_rows``."""
-    stats = stats or {"rows": 0, "sample": [], "per_day": {}}
+    stats = stats or {"rows": 0, "sample": [], "per_day": {}, "sample_per_day": {}}
     n = stats["rows"]
+    by_day = {"per_day": stats["per_day"], "sample_per_day": stats["sample_per_day"]}
     if not rule.final:
         # Held rows are not a failure: they are counted, and released when they can be.
         return Verdict(
@@ -401,8 +452,9 @@ def judge_rule(rule: Rule, stats: dict | None, batch_rows: int) -> Verdict:
             failing_rows=0,
             description=rule.description,
             sample=stats["sample"],
-            per_day=stats["per_day"],
             detail={"batch_rows": batch_rows, "kind": rule.kind, "held_rows": n},
+            scope="day",
+            **by_day,
         )
     severity: Literal["WARN", "ERROR"] = "WARN"
     if rule.action == "fail" and n:
@@ -418,8 +470,10 @@ def judge_rule(rule: Rule, stats: dict | None, batch_rows: int) -> Verdict:
         failing_rows=n,
         description=rule.description,
         sample=stats["sample"],
-        per_day=stats["per_day"],
         detail={"batch_rows": batch_rows, "kind": rule.kind},
+        scope="day",
+        fail_above=rule.fail_above,
+        **by_day,
     )
 
 
@@ -434,6 +488,7 @@ def _verdict(check: TableCheck, failing: int, sample=(), per_day=None, **detail)
         sample=list(sample)[:SAMPLE_SIZE],
         per_day=per_day or {},
         detail={"kind": check.kind, **detail},
+        scope="window" if per_day is None else "day",
     )
 
 

@@ -138,7 +138,20 @@ def write_spark_defaults(settings: Settings) -> Path:
     with os.fdopen(fd, "w") as out:
         out.write("\n".join(lines) + "\n")
     partial.replace(target)
+    (conf_dir / "log4j2.properties").write_text(LOG4J2)
     return conf_dir
+
+
+# Spark's own INFO lines (about 70 per start) drown what a job prints: warnings and errors only.
+LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+"""
 
 
 CATALOG_SCHEMES = ("jdbc:sqlite:", "jdbc:postgresql://")

@@ -98,6 +98,19 @@ class SilverResult:
     held_rechecked: int = 0  # held rows of earlier days, evaluated again
     released: int = 0  # of those, rows whose reference has arrived: now in Silver
     awaiting: int = 0  # rows of any day still held, after this run
+    # Per day of the window: Bronze rows read, rows kept, quarantined and dropped as
+    # duplicates (these reconcile), and the table rows the day's batch wrote (events become
+    # one row per product and warehouse in silver.inventory).
+    bronze_per_day: dict[str, int] = field(default_factory=dict)
+    kept_per_day: dict[str, int] = field(default_factory=dict)
+    quarantined_per_day: dict[str, int] = field(default_factory=dict)
+    duplicates_per_day: dict[str, int] = field(default_factory=dict)
+    written_per_day: dict[str, int] = field(default_factory=dict)
+    table_rows: int | None = None  # the Silver table's rows after the write
+
+    def batch_rows_on(self, day: str) -> int:
+        """The window's rows of ``day`` that were judged: kept or quarantined."""
+        return self.kept_per_day.get(day, 0) + self.quarantined_per_day.get(day, 0)
 
     @property
     def reconciles(self) -> bool:
@@ -673,6 +686,14 @@ def _rows_per_day(df: DataFrame, column: str) -> dict[str, int]:
     return {str(r[0]): r[1] for r in df.groupBy(column).count().collect()}
 
 
+def _split_by_day(df: DataFrame, column: str, inside: Column) -> tuple[int, dict[str, int]]:
+    """All rows, and the rows of each day of the window (``inside``), in one pass."""
+    F = _F()
+    day = F.when(inside, F.col(column).cast("string"))
+    counts = {r[0]: r[1] for r in df.groupBy(day).count().collect()}
+    return sum(counts.values()), {d: n for d, n in counts.items() if d is not None}
+
+
 def _keys(df: DataFrame | None, limit: int = q.SAMPLE_SIZE) -> tuple[int, list[str]]:
     if df is None:
         return 0, []
@@ -786,7 +807,13 @@ def run_table(
     lateness = Lateness(held.as_of(spark, bronze_name, window), grace_days)
     split = table.clean(spark, batch_rows, Batch(window, run_id, lateness))
     valid, quarantined = split.valid.localCheckpoint(), split.quarantined.localCheckpoint()
-    duplicates = split.duplicates.count()
+    in_window = storage.window_condition(BRONZE_PARTITION, window)
+    valid_in_window = storage.window_condition(table.batch_day, window)
+    # A dropped duplicate keeps its Bronze row in ``_bronze``: its day is that row's day.
+    day_of_duplicate = f"_bronze.{BRONZE_PARTITION}"
+    duplicates, duplicates_per_day = _split_by_day(
+        split.duplicates, day_of_duplicate, storage.window_condition(day_of_duplicate, window)
+    )
     try:
         bronze_per_day = _rows_per_day(bronze, BRONZE_PARTITION)
         total = sum(bronze_per_day.values())
@@ -806,31 +833,30 @@ def run_table(
         if table.holds:
             out = held.mark_released(out, table.batch_day, window)
         table.write(out, name, window)
+        _, written_per_day = _split_by_day(out, table.batch_day, valid_in_window)
         held_days = (
             [r[0] for r in rechecked.select(BRONZE_PARTITION).distinct().collect()]
             if rechecked is not None
             else []
         )
         held.write_quarantine(quarantined, table.quarantine, window, table.holds, held_days)
-        in_window = storage.window_condition(BRONZE_PARTITION, window)
-        valid_in_window = storage.window_condition(table.batch_day, window)
-        kept = valid.agg(F.count(F.lit(1)), F.count_if(valid_in_window)).first()
-        bad = quarantined.agg(F.count(F.lit(1)), F.count_if(in_window)).first()
+        n_kept, kept_per_day = _split_by_day(valid, table.batch_day, valid_in_window)
+        n_bad, bad_per_day = _split_by_day(quarantined, BRONZE_PARTITION, in_window)
         counts = {
             "bronze_rows": total,
             "held_rechecked": n_rechecked,
-            "silver_rows": kept[0],
-            "quarantined": bad[0],
+            "silver_rows": n_kept,
+            "quarantined": n_bad,
             "duplicates_removed": duplicates,
         }
-        released = kept[0] - kept[1]
+        released = n_kept - sum(kept_per_day.values())
         # Each rule is judged on the window's own rows; held rows of other days were judged
         # when they came in, and are counted here as re-checked and released.
         window_bad = quarantined.where(in_window)
         dropped = q.rule_stats(window_bad, "rules", "record_key", BRONZE_PARTITION)
         warned = valid.where(valid_in_window).withColumn("_no_key", F.lit(None).cast("string"))
         flagged = dropped | q.rule_stats(warned, WARNINGS_COLUMN, "_no_key", table.batch_day)
-        batch = kept[1] + bad[1]
+        batch = sum(kept_per_day.values()) + sum(bad_per_day.values())
         verdicts = [schema]
         verdicts += [q.judge_rule(r, flagged.get(r.name), batch) for r in table.quality.rows]
         verdicts += _table_verdicts(spark, table, window, valid, split, counts, bronze_per_day)
@@ -841,6 +867,7 @@ def run_table(
                 .where(F.exists("rules", lambda r: r.startswith("awaiting_")))
                 .count()
             )
+        snapshot_id, table_rows = storage.latest_snapshot(spark, name)
         return SilverResult(
             table=name,
             bronze_rows=total,
@@ -848,11 +875,17 @@ def run_table(
             quarantined=counts["quarantined"],
             duplicates=counts["duplicates_removed"],
             rules={rule: stats["rows"] for rule, stats in dropped.items()},
-            snapshot_id=storage.latest_snapshot_id(spark, name),
+            snapshot_id=snapshot_id,
             verdicts=verdicts,
             held_rechecked=n_rechecked,
             released=released,
             awaiting=awaiting,
+            bronze_per_day=bronze_per_day,
+            kept_per_day=kept_per_day,
+            quarantined_per_day=bad_per_day,
+            duplicates_per_day=duplicates_per_day,
+            written_per_day=written_per_day,
+            table_rows=table_rows,
         )
     finally:
         bronze.unpersist()  # the checkpoints go with their frames

@@ -363,14 +363,18 @@ def insert_missing(df: DataFrame, name: str, keys: Sequence[str]) -> None:
         df.sparkSession.catalog.dropTempView(view)
 
 
-def latest_snapshot_id(spark: SparkSession, name: str) -> int | None:
+def latest_snapshot(spark: SparkSession, name: str) -> tuple[int | None, int | None]:
+    """The table's current snapshot id and its total rows, from the snapshot summary (no scan)."""
     from pyspark.sql import functions as F
 
     rows = (
         spark.table(f"{name}.snapshots")
         .orderBy(F.col("committed_at").desc())
-        .select("snapshot_id")
+        .select("snapshot_id", F.col("summary")["total-records"])
         .limit(1)
         .collect()
     )
-    return rows[0][0] if rows else None
+    if not rows:
+        return None, None
+    snapshot_id, total = rows[0]
+    return snapshot_id, int(total) if total is not None else None

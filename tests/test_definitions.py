@@ -23,7 +23,11 @@ def keys(layer: str) -> set[str]:
     return {k.path[1] for k in GRAPH.get_all_asset_keys() if k.path[0] == layer}
 
 
+SOURCES = {"customers", "products", "orders", "clickstream_landing", "inventory_landing"}
+
+
 def test_every_table_is_an_asset_keyed_layer_table():
+    assert keys("source") == SOURCES
     assert keys("bronze") == BRONZE
     assert keys("silver") == SILVER | {f"{t}_quarantine" for t in SILVER}
     assert keys("gold") == GOLD_DAILY | GOLD_DIMS | GOLD_QUALITY
@@ -40,7 +44,7 @@ def test_group_is_the_layer_and_every_asset_has_a_description():
 def test_daily_data_is_daily_partitioned_with_single_run_backfills():
     for key in GRAPH.get_all_asset_keys():
         node = GRAPH.get(key)
-        if key.path[1] in GOLD_DIMS:
+        if key.path[1] in GOLD_DIMS or not node.is_materializable:  # dimensions, sources
             assert node.partitions_def is None
             continue
         assert isinstance(node.partitions_def, DailyPartitionsDefinition), key
@@ -76,7 +80,8 @@ def test_main_job_runs_in_one_process():
 def test_gold_has_freshness_checks_and_the_day_is_scheduled_at_six():
     fresh = {k.asset_key.path[1] for k in GRAPH.asset_check_keys if "freshness" in k.name}
     assert fresh >= GOLD_DAILY | GOLD_DIMS
-    [schedule] = defs.schedules
+    [unresolved] = defs.schedules
+    schedule = defs.resolve_schedule_def(unresolved.name)
     assert (schedule.cron_schedule, schedule.job_name) == ("0 6 * * *", "daily_lakehouse")
     sensors = {s.name for s in defs.sensors}
     assert {"clickstream_landed", "inventory_landed", "slack_on_run_failure"} <= sensors
@@ -91,3 +96,42 @@ def test_every_schedule_and_sensor_is_on_by_default_as_the_readme_says():
     assert {"quality_after_success", "quality_after_failure", "gold_freshness"} <= {
         s.name for s in defs.sensors
     }
+
+
+def test_lineage_starts_at_the_sources_as_external_assets():
+    for name in SOURCES:
+        node = GRAPH.get(AssetKey(["source", name]))
+        assert not node.is_materializable, name  # Dagster reads them, never writes them
+    database = GRAPH.get(AssetKey(["source", "orders"]))
+    assert database.kinds == {"sqlite"}  # the embedded default; postgres by configuration
+    assert AssetKey(["source", "orders"]) in GRAPH.get(AssetKey(["bronze", "orders"])).parent_keys
+    landing = AssetKey(["source", "clickstream_landing"])
+    assert landing in GRAPH.get(AssetKey(["bronze", "clickstream"])).parent_keys
+
+
+def test_every_asset_has_an_owner_a_layer_tag_and_a_link_to_its_code():
+    for key in GRAPH.get_all_asset_keys():
+        node = GRAPH.get(key)
+        assert "team:data-platform" in node.owners, key
+        assert node.tags.get("layer") == key.path[0], key
+        if node.is_materializable:
+            references = node.metadata["dagster/code_references"].code_references
+            files = {ref.file_path.split("/lakehouse/")[-1].rsplit("/", 1)[-1] for ref in references}
+            assert files, key
+    silver = GRAPH.get(AssetKey(["silver", "orders"])).metadata["dagster/code_references"]
+    assert any(r.file_path.endswith("spark_jobs/silver.py") for r in silver.code_references)
+    fct = GRAPH.get(AssetKey(["gold", "fct_orders"])).metadata["dagster/code_references"]
+    assert any(r.file_path.endswith("fct_orders.sql") for r in fct.code_references)
+
+
+def test_dbt_descriptions_are_the_model_docs_not_their_sql():
+    for name in GOLD_DAILY | GOLD_DIMS:
+        description = GRAPH.get(AssetKey(["gold", name])).description
+        assert "Raw SQL" not in description and "{{" not in description, name
+
+
+def test_gold_tables_warn_when_their_columns_change():
+    changed = {
+        k.asset_key.path[1] for k in GRAPH.asset_check_keys if k.name == "column_schema_change"
+    }
+    assert changed == GOLD_DAILY | GOLD_DIMS

@@ -26,6 +26,7 @@ from lakehouse_assets.definitions import defs
 from lakehouse_assets.generate import generate
 from lakehouse_assets.gold import gold_current_state, gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
+from lakehouse_assets.screenshot import graphql, webserver
 from lakehouse_assets.silver import silver_assets
 from tests.builders import empty_lakehouse
 
@@ -160,13 +161,38 @@ def day_by_day(manifest, spark, settings):
 
 
 @pytest.fixture(scope="module")
-def one_run(day_by_day, spark):
-    """(a): all days as one run of the main job, into an empty lakehouse."""
+def one_run(day_by_day, spark, tmp_path_factory):
+    """(a): all days as one run of the main job, into an empty lakehouse. Its instance is
+    kept on disk, so a webserver can show the run as the UI would."""
     empty_lakehouse(spark)
     job = defs.resolve_job_def("daily_lakehouse")
-    result = job.execute_in_process(instance=DagsterInstance.ephemeral(), tags=RANGE_TAGS)
+    home = tmp_path_factory.mktemp("dagster_home")
+    with DagsterInstance.local_temp(str(home)) as instance:
+        result = job.execute_in_process(instance=instance, tags=RANGE_TAGS)
     assert result.success
-    return {"result": result, "tables": snapshot(spark)}
+    return {
+        "result": result,
+        "tables": snapshot(spark),
+        "dagster_home": home,
+        "rows_per_day": {
+            table: rows_per_day(spark, f"lakehouse.silver.{table}", column)
+            for table, column in (("clickstream", "ingest_date"), ("inventory", "snapshot_date"))
+        },
+        "quarantined_per_day": quarantined_per_day(spark, "clickstream"),
+    }
+
+
+def rows_per_day(spark, table: str, column: str) -> dict[str, int]:
+    return {str(r[0]): r[1] for r in spark.table(table).groupBy(column).count().collect()}
+
+
+def quarantined_per_day(spark, table: str) -> dict[tuple[str, str], int]:
+    """(day, rule) -> rows of the quarantine that broke the rule on that day."""
+    rows = spark.sql(
+        f"SELECT _partition_date, rule, count(*) FROM lakehouse.silver.{table}_quarantine "
+        "LATERAL VIEW explode(rules) r AS rule GROUP BY 1, 2"
+    ).collect()
+    return {(str(r[0]), r[1]): r[2] for r in rows}
 
 
 @pytest.fixture(scope="module")
@@ -278,18 +304,31 @@ def test_no_blocking_check_fails_on_a_legitimate_day(day_by_day):
         assert any(n.startswith("relationships_product_funnel") for n in names)
 
 
-def test_every_silver_table_reconciles_with_bronze(one_run):
-    result = one_run["result"]
-    for node in ("silver_orders", "silver_clickstream", "silver_inventory", "silver_customers"):
-        meta = result.asset_materializations_for_node(node)[0].metadata
-        bronze, kept = meta["bronze_rows"].value, meta["silver_rows"].value
-        assert bronze == kept + meta["quarantined"].value + meta["duplicates_removed"].value
-        assert bronze > 0
+def silver_days(result, table: str) -> dict[str, dict]:
+    """Each day's materialisation metadata of silver.<table> in a run, by partition."""
+    return {
+        m.partition: {name: value.value for name, value in m.metadata.items()}
+        for m in result.asset_materializations_for_node(f"silver_{table}")
+        if m.asset_key.path == ["silver", table]
+    }
+
+
+def test_every_silver_table_reconciles_with_bronze_on_each_day(one_run):
+    for table in ("orders", "clickstream", "inventory", "customers"):
+        days = silver_days(one_run["result"], table)
+        assert sorted(days) == list(DAYS)
+        for meta in [*days.values(), days[DAYS[0]]["run_totals"]]:
+            kept, bad, dupes = meta["silver_rows"], meta["quarantined"], meta["duplicates_removed"]
+            assert meta["bronze_rows"] == kept + bad + dupes, (table, meta)
+        assert days[DAYS[0]]["run_totals"]["bronze_rows"] == sum(
+            meta["bronze_rows"] for meta in days.values()
+        )
 
 
 def test_duplicates_removed_equal_the_injected_redeliveries(manifest, one_run):
-    meta = one_run["result"].asset_materializations_for_node("silver_clickstream")[0].metadata
-    assert meta["duplicates_removed"].value == injected(manifest, "clickstream", "duplicates")
+    days = silver_days(one_run["result"], "clickstream")
+    removed = sum(meta["duplicates_removed"] for meta in days.values())
+    assert removed == injected(manifest, "clickstream", "duplicates")
 
 
 def test_gold_holds_every_valid_order_once(one_run):
@@ -307,3 +346,64 @@ def test_the_backfill_was_one_run_with_one_step_per_asset(one_run):
     materialized = result.asset_materializations_for_node("bronze__orders")
     assert sorted(m.partition for m in materialized) == list(DAYS)
     assert set(materialized[0].metadata["rows_per_day"].value) == set(DAYS)
+
+
+UI_QUERY = """
+fragment execution on AssetCheckExecution {
+  partition status
+  evaluation { severity metadataEntries { label ... on IntMetadataEntry { intValue } } }
+}
+fragment materializations on AssetOrError {
+  ... on Asset {
+    assetMaterializations(limit: 10) {
+      partition metadataEntries { label ... on IntMetadataEntry { intValue } }
+    }
+  }
+}
+{
+  malformed: assetCheckExecutions(
+    assetKey: {path: ["silver", "clickstream"]}, checkName: "malformed_json", limit: 10
+  ) { ...execution }
+  unique: assetCheckExecutions(
+    assetKey: {path: ["silver", "clickstream"]}, checkName: "unique_event_id", limit: 10
+  ) { ...execution }
+  awaiting: assetCheckExecutions(
+    assetKey: {path: ["silver", "orders"]}, checkName: "awaiting_customer", limit: 10
+  ) { ...execution }
+  coverage: assetCheckExecutions(
+    assetKey: {path: ["bronze", "orders"]}, checkName: "source_rows_extracted", limit: 10
+  ) { ...execution }
+  clickstream: assetOrError(assetKey: {path: ["silver", "clickstream"]}) { ...materializations }
+  inventory: assetOrError(assetKey: {path: ["silver", "inventory"]}) { ...materializations }
+}
+"""
+
+
+def _ints(entries) -> dict[str, int]:
+    return {e["label"]: e["intValue"] for e in entries if "intValue" in e}
+
+
+def test_the_ui_shows_each_days_checks_and_rows_after_a_range_run(one_run):
+    """What the UI reads (the webserver's GraphQL API) after one 3-day run: every day of every
+    check has its own result, not "Skipped", and each day's row count is that day's."""
+    with webserver(dagster_home=one_run["dagster_home"]) as url:
+        data = graphql(url, UI_QUERY)
+    for name in ("malformed", "unique", "awaiting", "coverage"):
+        by_day = {e["partition"]: e["status"] for e in data[name]}
+        assert sorted(by_day) == list(DAYS), name
+        assert set(by_day.values()) <= {"SUCCEEDED", "FAILED"}, (name, by_day)
+    # A drop rule on each day: that day's quarantined rows, warned (not failed) where any.
+    expected = one_run["quarantined_per_day"]
+    for execution in data["malformed"]:
+        day, evaluation = execution["partition"], execution["evaluation"]
+        failing = _ints(evaluation["metadataEntries"])["failing_rows"]
+        assert failing == expected.get((day, "malformed_json"), 0), day
+        assert execution["status"] == ("FAILED" if failing else "SUCCEEDED")
+        assert evaluation["severity"] == "WARN"
+    assert sum(expected.get((d, "malformed_json"), 0) for d in DAYS) > 0  # dirt was injected
+    for asset, table in (("clickstream", "clickstream"), ("inventory", "inventory")):
+        rows = {
+            m["partition"]: _ints(m["metadataEntries"])["dagster/row_count"]
+            for m in data[asset]["assetMaterializations"]
+        }
+        assert rows == {d: one_run["rows_per_day"][table].get(d, 0) for d in DAYS}, asset

@@ -56,6 +56,29 @@ def test_a_drop_rule_escalates_when_most_of_the_batch_breaks_it(spark):
     assert v["status_accepted"].severity == "ERROR"
 
 
+def test_each_day_of_a_range_is_judged_on_its_own_rows(spark):
+    # Two of six rows break the rule: a third of the window (dirt), but all of day d1's rows
+    # (an outage that day). A range run must show d1 failed and d2 passed, not one verdict.
+    rows = [(1, "lost", 1.0, "d1"), (2, "lost", 1.0, "d1")]
+    rows += [(n, "placed", 1.0, "d2") for n in range(3, 7)]
+    _, _, v = flagged(spark, [q.accepted_values("status", ["placed"])], rows)
+    window = v["status_accepted"]
+    assert (window.failing_rows, window.status) == (2, "warned")
+    d1, d2 = window.on_day("d1", batch_rows=2), window.on_day("d2", batch_rows=4)
+    assert (d1.failing_rows, d1.status, sorted(d1.sample)) == (2, "failed", ["1", "2"])
+    assert (d2.failing_rows, d2.status, d2.sample) == (0, "passed", [])
+    assert d1.detail["batch_rows"] == 2
+
+
+def test_a_whole_batch_check_holds_for_each_of_its_days(spark):
+    check = q.unique(["id"])
+    verdict = q.judge_unique(check, frame(spark, [(1, "a", 1.0, "d1"), (1, "b", 1.0, "d2")]))
+    for day in ("d1", "d2"):
+        judged = verdict.on_day(day, batch_rows=1)
+        assert (judged.failing_rows, judged.status) == (2, "failed")
+        assert judged.detail["judged_on"] == "window"
+
+
 def test_a_missing_reference_is_held_then_final_after_the_grace_period(spark):
     F = q._F()
     rows = (
@@ -149,6 +172,9 @@ def test_freshness_wants_the_day_covered_to_its_end():
         },
     )
     assert (verdict.failing_rows, verdict.sample) == (2, ["2026-01-02", "2026-01-03"])
+    first, second = verdict.on_day("2026-01-01", 10), verdict.on_day("2026-01-02", 10)
+    assert first.passed and first.detail["latest"] == "2026-01-01T23:10:00"
+    assert (second.failing_rows, second.sample, second.status) == (1, ["2026-01-02"], "warned")
 
 
 def test_every_silver_table_declares_schema_reconciliation_and_uniqueness():

@@ -28,7 +28,6 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from lakehouse_assets.jobs import QUALITY_REPORT
-from lakehouse_assets.partitions import daily_partitions
 from spark_jobs.settings import Settings
 from spark_jobs.storage import LandingZone, day_of_object
 
@@ -129,7 +128,6 @@ def arrival_job(source: str, table: str):
         f"{source}_arrival",
         selection=AssetSelection.assets(AssetKey(["bronze", table])).downstream()
         - AssetSelection.assets(QUALITY_REPORT),
-        partitions_def=daily_partitions,
         description=f"Bronze {table} and everything downstream, for a day whose files landed.",
     )
 

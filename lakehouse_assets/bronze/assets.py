@@ -2,8 +2,6 @@
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
@@ -11,15 +9,19 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
-    MetadataValue,
     RetryPolicy,
     asset,
 )
 
+from lakehouse_assets import sources
+from lakehouse_assets.annotations import OWNERS, code_reference, layer
+from lakehouse_assets.checks import day_results
 from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource
+from lakehouse_assets.resources.catalog import spark_column_schema
 from spark_jobs import bronze
 from spark_jobs.bronze import WriteResult
+from spark_jobs.quality import Verdict
 from spark_jobs.settings import LakehouseSetupError
 
 COVERAGE_CHECK = "source_rows_extracted"
@@ -44,14 +46,34 @@ class ExtractConfig(Config):
     first load does this by itself."""
 
 
-def _metadata(result: WriteResult, context: AssetExecutionContext) -> dict:
+def _metadata(result: WriteResult, context: AssetExecutionContext, spark: SparkResource) -> dict:
+    """The run's metadata; each day's materialisation also gets that day's row count."""
+    for day in context.partition_keys:
+        context.add_asset_metadata(
+            {"dagster/row_count": result.rows_per_day.get(day, 0)}, partition_key=day
+        )
     return {
-        "dagster/row_count": result.rows,
+        "table_rows": result.table_rows,
         "dagster/table_name": result.table,
+        "dagster/column_schema": spark_column_schema(spark.session, result.table),
         "snapshot_id": str(result.snapshot_id),
         "rows_per_day": result.rows_per_day,
         "window": str(window_of(context)),
         **result.detail,
+    }
+
+
+def _bronze_asset(logic: str) -> dict:
+    """What every Bronze asset shares: daily, one run per backfill, retried, annotated."""
+    return {
+        "group_name": "bronze",
+        "partitions_def": daily_partitions,
+        "backfill_policy": single_run,
+        "retry_policy": EXTRACT_RETRIES,
+        "kinds": {"spark", "iceberg"},
+        "owners": OWNERS,
+        "tags": layer("bronze"),
+        "metadata": code_reference("spark_jobs/bronze.py", logic, "Bronze logic"),
     }
 
 
@@ -71,17 +93,12 @@ def extract_asset(table: str, description: str):
 
     @asset(
         key=key,
-        group_name="bronze",
         description=description,
-        partitions_def=daily_partitions,
-        backfill_policy=single_run,
-        retry_policy=EXTRACT_RETRIES,
-        kinds={"spark", "iceberg"},
+        deps=[sources.database_table(table)],
         check_specs=[_coverage_check(key)],
+        **_bronze_asset("def extract_source_table"),
     )
-    def _bronze(
-        context: AssetExecutionContext, config: ExtractConfig, spark: SparkResource
-    ) -> MaterializeResult:
+    def _bronze(context: AssetExecutionContext, config: ExtractConfig, spark: SparkResource):
         window, settings = window_of(context), spark.settings()
         try:
             result = bronze.extract_source_table(
@@ -92,18 +109,20 @@ def extract_asset(table: str, description: str):
         source_rows, missing, sample = bronze.source_coverage(
             spark.session, settings, table, window
         )
-        check = AssetCheckResult(
-            check_name=COVERAGE_CHECK,
+        coverage = Verdict(
+            name=COVERAGE_CHECK,
+            action="warn",
             passed=missing == 0,
-            severity=AssetCheckSeverity.WARN,
-            metadata={
-                "source_rows": source_rows,
-                "failing_rows": missing,
-                "sample_failing_keys": MetadataValue.json(sample),
-            },
-            description=None if not missing else f"{missing} source rows not in Bronze",
+            severity="WARN",
+            failing_rows=missing,
+            description="source rows changed up to the window's end are in Bronze",
+            sample=sample,
+            detail={"source_rows": source_rows},
         )
-        return MaterializeResult(metadata=_metadata(result, context), check_results=[check])
+        yield MaterializeResult(metadata=_metadata(result, context, spark))
+        yield from day_results(
+            context, key, [coverage], lambda day: result.rows_per_day.get(day, 0)
+        )
 
     return _bronze
 
@@ -113,18 +132,15 @@ def landing_asset(table: str, description: str, source: str):
 
     @asset(
         key=["bronze", table],
-        group_name="bronze",
         description=description,
-        partitions_def=daily_partitions,
-        backfill_policy=single_run,
-        retry_policy=EXTRACT_RETRIES,
-        kinds={"spark", "iceberg"},
+        deps=[sources.landing_feed(source)],
+        **_bronze_asset("def ingest_landing"),
     )
     def _bronze(context: AssetExecutionContext, spark: SparkResource) -> MaterializeResult:
         result = bronze.ingest_landing(
             spark.session, spark.settings(), source, table, window_of(context), context.run_id
         )
-        return MaterializeResult(metadata=_metadata(result, context))
+        return MaterializeResult(metadata=_metadata(result, context, spark))
 
     return _bronze
 

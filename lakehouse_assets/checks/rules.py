@@ -5,7 +5,19 @@ rows were quarantined and block when more than ``fail_above`` of a batch broke t
 ``fail`` checks block everything downstream of the table when anything breaks them.
 """
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+from collections.abc import Callable, Iterable, Iterator
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    MetadataValue,
+    Output,
+)
 
 from lakehouse_assets.partitions import daily_partitions
 from spark_jobs.quality import TableRules, Verdict
@@ -25,7 +37,7 @@ def check_specs(quality: TableRules, asset_key: AssetKey) -> list[AssetCheckSpec
     ]
 
 
-def check_result(verdict: Verdict, asset_key: AssetKey) -> AssetCheckResult:
+def _metadata(verdict: Verdict) -> dict:
     metadata = {
         "action": verdict.action,
         "failing_rows": verdict.failing_rows,
@@ -35,14 +47,59 @@ def check_result(verdict: Verdict, asset_key: AssetKey) -> AssetCheckResult:
     if verdict.per_day:
         metadata["failing_rows_per_day"] = MetadataValue.json(verdict.per_day)
     for name, value in verdict.detail.items():
+        if value is None:
+            continue
         metadata[name] = MetadataValue.json(value) if isinstance(value, dict | list) else value
+    return metadata
+
+
+def _summary(verdict: Verdict) -> str | None:
+    return None if verdict.passed else f"{verdict.failing_rows} failing: {verdict.description}"
+
+
+def check_result(verdict: Verdict, asset_key: AssetKey) -> AssetCheckResult:
+    """The verdict of an unpartitioned check (or of a one-partition run) as a check result."""
     return AssetCheckResult(
         asset_key=asset_key,
         check_name=verdict.name,
         passed=verdict.passed,
         severity=AssetCheckSeverity(verdict.severity),
-        metadata=metadata,
-        description=None
-        if verdict.passed
-        else f"{verdict.failing_rows} failing: {verdict.description}",
+        metadata=_metadata(verdict),
+        description=_summary(verdict),
     )
+
+
+def day_results(
+    context: AssetExecutionContext,
+    asset_key: AssetKey,
+    verdicts: Iterable[Verdict],
+    batch_rows_on: Callable[[str], int],
+) -> Iterator[Output | AssetCheckEvaluation]:
+    """Each verdict as one check evaluation per day of the run, each with that day's counts.
+
+    A range run (a single-run backfill) has no partition key of its own, so an
+    ``AssetCheckResult`` would be recorded once without a partition and every day's planned
+    check would read "Skipped" in the UI. Dagster plans one execution per day; this records
+    one result per day against it: passed, warned or failed by that day's rows. A blocking
+    failure on any day fails the step, as a failed ``AssetCheckResult`` would.
+    """
+    assets_def = context.assets_def
+    days = context.partition_keys
+    for verdict in verdicts:
+        key = AssetCheckKey(asset_key, verdict.name)
+        if key not in context.selected_asset_check_keys:
+            continue
+        spec = assets_def.get_spec_for_check_key(key)
+        yield Output(None, output_name=assets_def.get_output_name_for_asset_check_key(key))
+        for day in days:
+            judged = verdict.on_day(day, batch_rows_on(day))
+            yield AssetCheckEvaluation(
+                asset_key=asset_key,
+                check_name=verdict.name,
+                passed=judged.passed,
+                severity=AssetCheckSeverity(judged.severity),
+                metadata=_metadata(judged),
+                description=_summary(judged),
+                blocking=spec.blocking,
+                partition=day,
+            )

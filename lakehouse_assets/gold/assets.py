@@ -3,10 +3,16 @@
 # No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, Output, RetryRequested
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    Output,
+    RetryRequested,
+    build_column_schema_change_checks,
+)
 from dagster_dbt import (
     DagsterDbtCliRuntimeError,
     DagsterDbtTranslator,
@@ -15,6 +21,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from lakehouse_assets.annotations import OWNERS, layer
 from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource, dbt_project
 from lakehouse_assets.resources.catalog import open_catalog, table_metadata
@@ -32,8 +39,23 @@ class LakehouseTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "gold" if dbt_resource_props["resource_type"] == "model" else None
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # The model's own description only: its SQL (Jinja and all) is one click away through
+        # the code reference, and pasted below the text it buries what a reader came for.
+        return dbt_resource_props.get("description") or super().get_description(
+            dbt_resource_props
+        )
 
-translator = LakehouseTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str]:
+        return [*(super().get_owners(dbt_resource_props) or []), *OWNERS]
+
+    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
+        return {**super().get_tags(dbt_resource_props), **layer("gold")}
+
+
+translator = LakehouseTranslator(
+    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_code_references=True)
+)
 
 
 def _dbt_build(
@@ -53,9 +75,12 @@ def _dbt_build(
     try:
         for event in dbt.cli(args, context=context).stream():
             if isinstance(event, Output):
-                # Row counts and the Iceberg snapshot, read through pyiceberg: no JVM needed.
+                # Row counts, columns and the Iceberg snapshot, read through pyiceberg: no JVM.
                 key = context.asset_key_for_output(event.output_name)
                 extra = table_metadata(catalog, ".".join(key.path), window)
+                for day, rows in extra.get("rows_per_day", {}).items():
+                    if day in context.partition_keys:  # each day's plot point: its own rows
+                        context.add_asset_metadata({"dagster/row_count": rows}, key, day)
                 event = event.with_metadata({**event.metadata, **extra})
             yield event
     except DagsterDbtCliRuntimeError as exc:
@@ -95,3 +120,9 @@ def gold_daily(context: AssetExecutionContext, dbt: DbtCliResource, spark: Spark
 def gold_current_state(context: AssetExecutionContext, dbt: DbtCliResource, spark: SparkResource):
     """Dimensions: current state, rebuilt whole on every run."""
     yield from _dbt_build(context, dbt, spark, None)
+
+
+# A Gold table whose columns change (a model edit, a dbt upgrade) warns, naming the columns
+# added, removed or retyped since its previous materialisation: downstream readers break on
+# exactly that. The schema is the dagster/column_schema each materialisation records.
+gold_schema_checks = build_column_schema_change_checks(assets=[gold_daily, gold_current_state])

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from datetime import date
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckKey,
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -19,8 +20,8 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
+from lakehouse_assets.annotations import OWNERS, layer
 from lakehouse_assets.gold.assets import gold_current_state, gold_daily
 from lakehouse_assets.partitions import (
     RANGE_END,
@@ -140,6 +141,8 @@ QUALITY_SCHEMA = (
     backfill_policy=single_run,
     deps=[AssetKey(["silver", f"{name}_quarantine"]) for name in silver.TABLES],
     kinds={"spark", "iceberg"},
+    owners=OWNERS,
+    tags=layer("gold"),
 )
 def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> MaterializeResult:
     """Per day and table: checks passed, warned and failed, rows quarantined by rule, a score."""
@@ -170,6 +173,12 @@ def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> 
         overall[iso] = score(total)
     frame = spark.session.createDataFrame(rows, QUALITY_SCHEMA)
     storage.replace_window(frame, storage.table_name("gold", "data_quality_daily"), "day", window)
+    for day in window.days:  # each day's plot point is that day's own score and rows
+        iso = day.isoformat()
+        per_day = {"dagster/row_count": sum(1 for r in rows if r[0] == day)}
+        if overall[iso] is not None:
+            per_day["score"] = overall[iso]
+        context.add_asset_metadata(per_day, partition_key=iso)
     known = [s for s in overall.values() if s is not None]
     table_md = "\n".join(
         [
@@ -184,10 +193,8 @@ def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> 
     )
     return MaterializeResult(
         metadata={
-            # One number per materialisation: the UI plots it across partitions.
-            "score": float(sum(known) / len(known)) if known else 0.0,
+            "window_score": round(sum(known) / len(known), 1) if known else None,
             "score_by_day": MetadataValue.json(overall),
-            "dagster/row_count": len(rows),
             "summary": MetadataValue.md(table_md),
         }
     )

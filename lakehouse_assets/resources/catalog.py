@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import date, timedelta
+
+from dagster import TableColumn, TableColumnConstraints, TableSchema
 from pyiceberg.catalog.sql import SqlCatalog
 
 from spark_jobs.settings import CATALOG, LakehouseSetupError, Settings
@@ -23,40 +27,102 @@ def sqlalchemy_uri(settings: Settings) -> str:
     )
 
 
+class _SharedSchemaIsV0(logging.Filter):
+    """Spark's Iceberg JDBC catalog creates and uses the v0 catalog schema; pyiceberg reads it
+    as it is (migrating it would be for Spark to do), so its warning about it is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "detected a v0 schema" not in record.getMessage()
+
+
+logging.getLogger("pyiceberg.catalog.sql").addFilter(_SharedSchemaIsV0())
+
+
 def open_catalog(settings: Settings) -> SqlCatalog:
     # The name must equal Spark's catalog name: the JDBC catalog stores it with every table.
     return SqlCatalog(CATALOG, uri=sqlalchemy_uri(settings), warehouse=settings.warehouse)
 
 
 def table_metadata(catalog: SqlCatalog, identifier: str, window: DayWindow | None) -> dict:
-    """Row count, window row count (partitioned tables) and snapshot id, read without Spark.
+    """Rows (the table's, and per day of the window for a day-partitioned table), snapshot id
+    and column schema, read without Spark.
 
     Counts come from Iceberg's metadata, not from reading data: the snapshot summary holds
     the table's rows, and a partition filter on the day column selects whole data files.
     """
-    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
-
     table = catalog.load_table(identifier)
     snapshot = table.current_snapshot()
     summary = snapshot.summary if snapshot is not None else None
     total = int(summary["total-records"]) if summary and "total-records" in summary else 0
     meta = {
         "dagster/table_name": f"{CATALOG}.{identifier}",
+        "dagster/column_schema": column_schema(table),
         "snapshot_id": str(snapshot.snapshot_id) if snapshot else "none",
         "table_rows": total,
+        "dagster/row_count": total,
     }
-    fields = table.spec().fields
-    if window is not None and fields and snapshot is not None:
-        column = table.schema().find_field(fields[0].source_id).name
-        in_window = And(
-            GreaterThanOrEqual(column, window.start.isoformat()),
-            LessThan(column, window.end.isoformat()),
-        )
-        tasks = table.scan(row_filter=in_window).plan_files()
-        if any(task.delete_files for task in tasks):  # merge-on-read deletes: count the rows
-            meta["dagster/row_count"] = table.scan(row_filter=in_window).count()
-        else:
-            meta["dagster/row_count"] = sum(task.file.record_count for task in tasks)
-    else:
-        meta["dagster/row_count"] = total
+    per_day = rows_per_day(table, window) if window is not None and snapshot else None
+    if per_day is not None:
+        meta["rows_per_day"] = per_day
     return meta
+
+
+def rows_per_day(table, window: DayWindow) -> dict[str, int] | None:
+    """Rows of each day of the window in a table partitioned by its day column; None for a
+    table that is not. File record counts, unless deletes make a scan necessary."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+    from pyiceberg.transforms import IdentityTransform
+
+    fields = table.spec().fields
+    if not fields or not isinstance(fields[0].transform, IdentityTransform):
+        return None
+    column = table.schema().find_field(fields[0].source_id).name
+    in_window = And(
+        GreaterThanOrEqual(column, window.start.isoformat()),
+        LessThan(column, window.end.isoformat()),
+    )
+    counts = dict.fromkeys((d.isoformat() for d in window.days), 0)
+    tasks = list(table.scan(row_filter=in_window, selected_fields=(column,)).plan_files())
+    if any(task.delete_files for task in tasks):  # merge-on-read deletes: count the rows
+        days = table.scan(row_filter=in_window, selected_fields=(column,)).to_arrow()[column]
+        for day in days.to_pylist():
+            counts[day.isoformat()] = counts.get(day.isoformat(), 0) + 1
+        return counts
+    for task in tasks:
+        value = task.file.partition[0]  # a date partition value: days since 1970 in Iceberg
+        day = value if isinstance(value, date) else EPOCH + timedelta(days=value)
+        counts[day.isoformat()] = counts.get(day.isoformat(), 0) + task.file.record_count
+    return counts
+
+
+EPOCH = date(1970, 1, 1)
+
+
+def column_schema(table) -> TableSchema:
+    """The Iceberg schema as Dagster's column schema: names, types, required and docs."""
+    return TableSchema(
+        columns=[
+            TableColumn(
+                field.name,
+                str(field.field_type),
+                description=field.doc,
+                constraints=TableColumnConstraints(nullable=not field.required),
+            )
+            for field in table.schema().fields
+        ]
+    )
+
+
+def spark_column_schema(spark, name: str) -> TableSchema:
+    """A table's columns as Spark reads them (the same Iceberg schema), without a scan."""
+    return TableSchema(
+        columns=[
+            TableColumn(
+                field.name,
+                field.dataType.simpleString(),
+                description=field.metadata.get("comment"),
+                constraints=TableColumnConstraints(nullable=field.nullable),
+            )
+            for field in spark.table(name).schema.fields
+        ]
+    )

@@ -14,9 +14,11 @@ from dagster import (
     multi_asset,
 )
 
-from lakehouse_assets.checks import check_result, check_specs
+from lakehouse_assets.annotations import OWNERS, code_reference, layer
+from lakehouse_assets.checks import check_specs, day_results
 from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource
+from lakehouse_assets.resources.catalog import spark_column_schema
 from spark_jobs import silver
 
 
@@ -67,23 +69,24 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
     deps = [AssetKey(list(key)) for key in spec.upstream]
     main_key = AssetKey(["silver", spec.name])
     quarantine_key = AssetKey(["silver", f"{spec.name}_quarantine"])
+    common = {
+        "deps": deps,
+        "group_name": "silver",
+        "kinds": {"spark", "iceberg"},
+        "owners": OWNERS,
+        "tags": layer("silver"),
+        # The table's rules, cleaning and writer are declared in one place in spark_jobs.
+        "metadata": code_reference("spark_jobs/silver.py", f'"{spec.name}": SilverTable(', "rules"),
+    }
 
     @multi_asset(
         name=f"silver_{spec.name}",
         specs=[
-            AssetSpec(
-                main_key,
-                deps=deps,
-                group_name="silver",
-                description=spec.description,
-                kinds={"spark", "iceberg"},
-            ),
+            AssetSpec(main_key, description=spec.description, **common),
             AssetSpec(
                 quarantine_key,
-                deps=deps,
-                group_name="silver",
                 description=f"Rows of silver.{spec.name} that broke a rule, with the rules.",
-                kinds={"spark", "iceberg"},
+                **common,
             ),
         ],
         check_specs=check_specs(table.quality, main_key),
@@ -100,7 +103,7 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
             evolve_schema=config.evolve_schema,
             grace_days=spark.settings().reference_grace_days,
         )
-        checks = [check_result(v, main_key) for v in result.verdicts]
+        checks = list(day_results(context, main_key, result.verdicts, result.batch_rows_on))
         if not result.written:
             yield from checks
             broken = [v for v in result.verdicts if not v.passed]
@@ -108,14 +111,33 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
                 f"silver.{spec.name} not written for {window}: "
                 + "; ".join(f"{v.name}: {v.failing_rows} failing ({v.description})" for v in broken)
             )
-        accounting = {
+        # What the partition plots show: each day's materialisation carries that day's figures
+        # (they reconcile per day: Bronze = kept + quarantined + duplicates); the run's totals
+        # and the table's size are the same on every day of the run.
+        for day in context.partition_keys:
+            context.add_asset_metadata(
+                {
+                    "dagster/row_count": result.written_per_day.get(day, 0),
+                    "bronze_rows": result.bronze_per_day.get(day, 0),
+                    "silver_rows": result.kept_per_day.get(day, 0),
+                    "quarantined": result.quarantined_per_day.get(day, 0),
+                    "duplicates_removed": result.duplicates_per_day.get(day, 0),
+                },
+                main_key,
+                day,
+            )
+            context.add_asset_metadata(
+                {"dagster/row_count": result.quarantined_per_day.get(day, 0)}, quarantine_key, day
+            )
+        run_totals = {
             "bronze_rows": result.bronze_rows,
             "silver_rows": result.rows,
             "quarantined": result.quarantined,
             "duplicates_removed": result.duplicates,
         }
+        held = {}
         if table.holds:
-            accounting |= {
+            held = {
                 "held_rows_rechecked": result.held_rechecked,
                 "released_rows": result.released,
                 "awaiting_rows": result.awaiting,
@@ -123,19 +145,23 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
         yield MaterializeResult(
             asset_key=main_key,
             metadata={
-                "dagster/row_count": result.rows,
+                "table_rows": result.table_rows,
                 "dagster/table_name": result.table,
+                "dagster/column_schema": spark_column_schema(spark.session, result.table),
                 "snapshot_id": str(result.snapshot_id),
                 "window": str(window),
-                **accounting,
+                "run_totals": run_totals,
+                **held,
             },
-            check_results=checks,
         )
+        yield from checks
         yield MaterializeResult(
             asset_key=quarantine_key,
             metadata={
-                "dagster/row_count": result.quarantined,
                 "dagster/table_name": f"{result.table}_quarantine",
+                "dagster/column_schema": spark_column_schema(
+                    spark.session, f"{result.table}_quarantine"
+                ),
                 "window": str(window),
                 "rows_by_rule": dict(sorted(result.rules.items())),
             },
