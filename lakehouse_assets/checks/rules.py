@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckKey,
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
@@ -55,18 +54,6 @@ def _metadata(verdict: Verdict) -> dict:
 
 def _summary(verdict: Verdict) -> str | None:
     return None if verdict.passed else f"{verdict.failing_rows} failing: {verdict.description}"
-
-
-def check_result(verdict: Verdict, asset_key: AssetKey) -> AssetCheckResult:
-    """The verdict of an unpartitioned check (or of a one-partition run) as a check result."""
-    return AssetCheckResult(
-        asset_key=asset_key,
-        check_name=verdict.name,
-        passed=verdict.passed,
-        severity=AssetCheckSeverity(verdict.severity),
-        metadata=_metadata(verdict),
-        description=_summary(verdict),
-    )
 
 
 def day_results(

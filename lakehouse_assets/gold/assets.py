@@ -42,9 +42,7 @@ class LakehouseTranslator(DagsterDbtTranslator):
     def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
         # The model's own description only: its SQL (Jinja and all) is one click away through
         # the code reference, and pasted below the text it buries what a reader came for.
-        return dbt_resource_props.get("description") or super().get_description(
-            dbt_resource_props
-        )
+        return dbt_resource_props.get("description") or super().get_description(dbt_resource_props)
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str]:
         return [*(super().get_owners(dbt_resource_props) or []), *OWNERS]
