@@ -40,12 +40,14 @@ setup: system-deps env manifest ## everything the demo and the tests need
 	@cp deployment/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	@# Create (or upgrade) the instance's storage once, here: runs started together from the
 	@# CLI would otherwise race to create it and leave it with two schema heads.
-	@$(RUN) dagster instance migrate >/dev/null
+	@out=$$($(RUN) dagster instance migrate 2>&1) || { echo "$$out"; exit 1; }
 
 demo: setup ## generate DAYS days ending yesterday (or from START) and run the main job on them
 	@$(RUN) python -m lakehouse_assets.demo $(if $(START),--start $(START)) --days $(DAYS) --scale $(SCALE)
 
 test: setup ## the whole test suite: every test file on one of two workers (own lakehouse, own Spark)
+	@# Real servers the tests start: PostgreSQL; headless Chromium for the UI's pictures.
+	@deployment/system-deps.sh postgresql chromium
 	@$(RUN) pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: env ## transforms, rules, definitions, generator: no servers, no dbt (about a minute)
@@ -83,9 +85,9 @@ run-job-named: # before any setup: a wrong JOB fails at once, naming the valid o
 run: run-job-named setup spark-conf ## spark-submit a job: make run JOB=silver ARGS="--date 2026-01-02"
 	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-submit spark_jobs/$(JOB).py $(ARGS)
 
-screenshot: setup ## save the asset graph as seen in the UI to deployment/asset-graph.png
+screenshot: setup ## after make demo: the Silver graph and silver.orders' checks as the UI shows them (deployment/*.png)
 	@deployment/system-deps.sh chromium
-	@$(RUN) python -m lakehouse_assets.screenshot deployment/asset-graph.png
+	@$(RUN) python -m lakehouse_assets.screenshot deployment/
 
 benchmark: setup ## time the generator (1M events) and the pipeline over 3 days
 	@$(RUN) python -m lakehouse_assets.benchmark --scale large --pipeline-days 3

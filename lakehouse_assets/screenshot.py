@@ -1,8 +1,10 @@
-"""Serve the Dagster UI on a free port and save a picture of the asset graph.
+"""Serve the Dagster UI on a free port and save pictures of what it shows after a run.
 
-    python -m lakehouse_assets.screenshot deployment/asset-graph.png
+    python -m lakehouse_assets.screenshot deployment/
 
-Uses Debian's headless Chromium; `make screenshot` installs it when it can.
+saves ``asset-graph.png`` (the Silver group's graph, expanded: each asset's checks, partitions
+and kinds) and ``silver-checks.png`` (silver.orders' checks). Uses Debian's headless Chromium;
+`make screenshot` installs it when it can.
 """
 
 from __future__ import annotations
@@ -95,8 +97,15 @@ for (const b of document.querySelectorAll('button')) {
 """
 
 
-async def _capture(debug_port: int, url: str, target: Path) -> None:
-    """Drive the page over the DevTools protocol: dismiss the welcome dialog, then capture."""
+PAGES = {
+    "asset-graph.png": "/locations/lakehouse/asset-groups/silver",
+    "silver-checks.png": "/assets/silver/orders?view=checks",
+}
+
+
+async def _capture(debug_port: int, url: str, target: Path) -> str:
+    """Drive the page over the DevTools protocol: dismiss the welcome dialog, capture it, and
+    return the page's text (what a reader of the picture sees, for a test to check)."""
     import asyncio
     import base64
 
@@ -115,7 +124,7 @@ async def _capture(debug_port: int, url: str, target: Path) -> None:
                 if reply.get("id") == msg_id:
                     return reply.get("result", {})
 
-        await call("Emulation.setDeviceMetricsOverride", width=1600, height=900,
+        await call("Emulation.setDeviceMetricsOverride", width=1600, height=1000,
                    deviceScaleFactor=1, mobile=False)  # fmt: skip
         await call("Page.navigate", url=url)
         await asyncio.sleep(12)
@@ -123,9 +132,12 @@ async def _capture(debug_port: int, url: str, target: Path) -> None:
         await asyncio.sleep(2)
         shot = await call("Page.captureScreenshot", format="png")
         target.write_bytes(base64.b64decode(shot["data"]))
+        text = await call("Runtime.evaluate", expression="document.body.innerText")
+        return text["result"]["value"]
 
 
-def screenshot(url: str, target: Path) -> None:
+def screenshot(url: str, target: Path) -> str:
+    """Save a picture of the page at ``url`` in headless Chromium; return the page's text."""
     import asyncio
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -155,7 +167,7 @@ def screenshot(url: str, target: Path) -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.3)
-            asyncio.run(_capture(port, url, target))
+            return asyncio.run(_capture(port, url, target))
         finally:
             chrome.terminate()
             chrome.wait(timeout=30)
@@ -163,11 +175,12 @@ def screenshot(url: str, target: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", type=Path)
+    parser.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     with webserver() as url:
-        screenshot(f"{url}/asset-groups", args.target)
-    print(f"saved {args.target}")
+        for name, page in PAGES.items():
+            screenshot(f"{url}{page}", args.folder / name)
+            print(f"saved {args.folder / name}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ test's; the module empties the lakehouse before each scenario and after the last
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import Counter
 from datetime import date
@@ -383,11 +384,17 @@ def _ints(entries) -> dict[str, int]:
     return {e["label"]: e["intValue"] for e in entries if "intValue" in e}
 
 
-def test_the_ui_shows_each_days_checks_and_rows_after_a_range_run(one_run):
+@pytest.fixture(scope="module")
+def ui(one_run):
+    """The Dagster webserver on the one-run scenario's instance: what a user opens next."""
+    with webserver(dagster_home=one_run["dagster_home"]) as url:
+        yield url
+
+
+def test_the_ui_shows_each_days_checks_and_rows_after_a_range_run(one_run, ui):
     """What the UI reads (the webserver's GraphQL API) after one 3-day run: every day of every
     check has its own result, not "Skipped", and each day's row count is that day's."""
-    with webserver(dagster_home=one_run["dagster_home"]) as url:
-        data = graphql(url, UI_QUERY)
+    data = graphql(ui, UI_QUERY)
     for name in ("malformed", "unique", "awaiting", "coverage"):
         by_day = {e["partition"]: e["status"] for e in data[name]}
         assert sorted(by_day) == list(DAYS), name
@@ -407,3 +414,43 @@ def test_the_ui_shows_each_days_checks_and_rows_after_a_range_run(one_run):
             for m in data[asset]["assetMaterializations"]
         }
         assert rows == {d: one_run["rows_per_day"][table].get(d, 0) for d in DAYS}, asset
+
+    schemas = graphql(ui, SCHEMA_QUERY)
+    for layer, table, column, kind in (
+        ("bronze", "orders", "updated_at", "string"),
+        ("silver", "orders", "amount", "decimal(12, 2)"),
+        ("gold", "fct_orders", "profit", "decimal(14, 2)"),
+    ):
+        [materialization] = schemas[f"{layer}_{table}"]["assetMaterializations"]
+        [entry] = [e for e in materialization["metadataEntries"] if "schema" in e]
+        columns = {c["name"]: c["type"] for c in entry["schema"]["columns"]}
+        assert columns.get(column) == kind, (layer, table, columns)
+
+
+SCHEMA_QUERY = (
+    "{"
+    + "".join(
+        f"""
+  {layer}_{table}: assetOrError(assetKey: {{path: ["{layer}", "{table}"]}}) {{
+    ... on Asset {{ assetMaterializations(limit: 1) {{ metadataEntries {{
+      label ... on TableSchemaMetadataEntry {{ schema {{ columns {{ name type }} }} }}
+    }} }} }}
+  }}"""
+        for layer, table in (("bronze", "orders"), ("silver", "orders"), ("gold", "fct_orders"))
+    )
+    + "}"
+)
+
+
+def test_the_ui_pictures_show_checks_that_ran(ui, tmp_path):
+    """Headless Chromium on the same UI: the Silver graph and silver.orders' checks show
+    passed and warned checks with counts, none of them "Skipped"."""
+    from lakehouse_assets.screenshot import PAGES, screenshot
+
+    texts = {name: screenshot(f"{ui}{page}", tmp_path / name) for name, page in PAGES.items()}
+    for name, text in texts.items():
+        assert (tmp_path / name).stat().st_size > 20_000, name  # a rendered page, not blank
+        assert "Skipped" not in text, name
+    graph, checks = texts["asset-graph.png"], texts["silver-checks.png"]
+    assert re.search(r"\b(\d+) / \1 Passed", graph)  # a Silver table whose checks all passed
+    assert "amount_non_negative" in checks and "Succeeded" in checks

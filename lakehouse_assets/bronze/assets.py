@@ -18,7 +18,7 @@ from lakehouse_assets.annotations import OWNERS, code_reference, layer
 from lakehouse_assets.checks import day_results
 from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource
-from lakehouse_assets.resources.catalog import spark_column_schema
+from lakehouse_assets.resources.catalog import table_column_schema
 from spark_jobs import bronze
 from spark_jobs.bronze import WriteResult
 from spark_jobs.quality import Verdict
@@ -55,7 +55,7 @@ def _metadata(result: WriteResult, context: AssetExecutionContext, spark: SparkR
     return {
         "table_rows": result.table_rows,
         "dagster/table_name": result.table,
-        "dagster/column_schema": spark_column_schema(spark.session, result.table),
+        "dagster/column_schema": table_column_schema(spark.settings(), result.table),
         "snapshot_id": str(result.snapshot_id),
         "rows_per_day": result.rows_per_day,
         "window": str(window_of(context)),

@@ -113,16 +113,8 @@ def column_schema(table) -> TableSchema:
     )
 
 
-def spark_column_schema(spark, name: str) -> TableSchema:
-    """A table's columns as Spark reads them (the same Iceberg schema), without a scan."""
-    return TableSchema(
-        columns=[
-            TableColumn(
-                field.name,
-                field.dataType.simpleString(),
-                description=field.metadata.get("comment"),
-                constraints=TableColumnConstraints(nullable=field.nullable),
-            )
-            for field in spark.table(name).schema.fields
-        ]
-    )
+def table_column_schema(settings: Settings, name: str) -> TableSchema:
+    """The column schema of ``lakehouse.<layer>.<table>`` (or ``<layer>.<table>``), from its
+    Iceberg metadata: the same type names for every layer, whoever wrote the table."""
+    identifier = name.removeprefix(f"{CATALOG}.")
+    return column_schema(open_catalog(settings).load_table(identifier))

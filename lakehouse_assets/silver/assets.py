@@ -18,7 +18,7 @@ from lakehouse_assets.annotations import OWNERS, code_reference, layer
 from lakehouse_assets.checks import check_specs, day_results
 from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource
-from lakehouse_assets.resources.catalog import spark_column_schema
+from lakehouse_assets.resources.catalog import table_column_schema
 from spark_jobs import silver
 
 
@@ -147,7 +147,7 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
             metadata={
                 "table_rows": result.table_rows,
                 "dagster/table_name": result.table,
-                "dagster/column_schema": spark_column_schema(spark.session, result.table),
+                "dagster/column_schema": table_column_schema(spark.settings(), result.table),
                 "snapshot_id": str(result.snapshot_id),
                 "window": str(window),
                 "run_totals": run_totals,
@@ -159,8 +159,8 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
             asset_key=quarantine_key,
             metadata={
                 "dagster/table_name": f"{result.table}_quarantine",
-                "dagster/column_schema": spark_column_schema(
-                    spark.session, f"{result.table}_quarantine"
+                "dagster/column_schema": table_column_schema(
+                    spark.settings(), f"{result.table}_quarantine"
                 ),
                 "window": str(window),
                 "rows_by_rule": dict(sorted(result.rules.items())),
