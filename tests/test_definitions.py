@@ -137,3 +137,17 @@ def test_gold_tables_warn_when_their_columns_change():
         k.asset_key.path[1] for k in GRAPH.asset_check_keys if k.name == "column_schema_change"
     }
     assert changed == GOLD_DAILY | GOLD_DIMS
+
+
+def test_every_dbt_test_says_what_it_asserts_in_the_check_list():
+    dbt_checks = [
+        GRAPH.get_check_spec(key)
+        for key in GRAPH.asset_check_keys
+        if key.asset_key.path[0] == "gold"
+        and "dagster_dbt/unique_id" in str(GRAPH.get_check_spec(key).metadata)
+    ]
+    assert len(dbt_checks) > 20
+    for spec in dbt_checks:
+        assert spec.description.startswith(("[dbt fail] ", "[dbt warn] ")), spec.name
+    by_name = {spec.name: spec.description for spec in dbt_checks}
+    assert by_name["unique_fct_orders_order_id"] == "[dbt fail] one row per order_id"

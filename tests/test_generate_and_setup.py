@@ -104,3 +104,45 @@ def test_job_command_line_takes_a_day_or_a_range():
     )
     with pytest.raises(SystemExit):
         parse_args("t", ["--date", "2026-13-01"])
+
+
+def test_the_demo_days_end_yesterday_in_the_partitions_timezone():
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from lakehouse_assets.demo import default_start
+    from lakehouse_assets.partitions import TIMEZONE, daily_partitions
+
+    yesterday = datetime.now(ZoneInfo(TIMEZONE)).date() - timedelta(days=1)
+    assert default_start(3) == yesterday - timedelta(days=2)
+    assert daily_partitions.get_last_partition_key() == yesterday.isoformat()
+    assert default_start(10_000) == date(2026, 1, 1)  # never before the first partition
+
+
+def test_the_demo_prints_each_step_as_dagster_logs_it(capsys):
+    from lakehouse_assets.demo import Progress
+
+    run = "b1262aaf-c6cf-4f01-b74b-9c8db17c3ac7"
+    progress = Progress()
+    for event in ("STEP_START", "STEP_SUCCESS"):
+        progress.feed(
+            f"2026-12-01 22:04:11 +0000 - dagster - DEBUG - daily_lakehouse - {run} - 19311 - "
+            f'silver_orders - {event} - Started execution of step "silver_orders".\n'
+        )
+    progress.feed("2026-12-01 22:04:11 +0000 - dagster - DEBUG - a line about something else\n")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("s  ", 1)[1] for line in lines] == [
+        "silver_orders started",
+        "silver_orders done (0.0s)",
+    ]
+
+
+def test_a_wrong_spark_job_name_fails_at_once_with_the_valid_ones():
+    import subprocess
+
+    done = subprocess.run(
+        ["make", "run", "JOB=nope"], cwd=Path(__file__).parents[1], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "no Spark job 'nope'; the jobs are: bronze silver" in done.stdout
+    assert "uv" not in done.stdout + done.stderr  # no setup ran before the answer

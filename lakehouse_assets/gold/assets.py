@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -44,11 +45,47 @@ class LakehouseTranslator(DagsterDbtTranslator):
         # the code reference, and pasted below the text it buries what a reader came for.
         return dbt_resource_props.get("description") or super().get_description(dbt_resource_props)
 
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return spec._replace(description=describe_test(manifest["nodes"][unique_id]))
+
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str]:
         return [*(super().get_owners(dbt_resource_props) or []), *OWNERS]
 
     def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
         return {**super().get_tags(dbt_resource_props), **layer("gold")}
+
+
+def _relation(text: str) -> str:
+    """``source('silver', 'orders')`` or ``ref('x')`` as a reader names it: silver.orders, x."""
+    names = re.findall(r"'([^']+)'", text)
+    return ".".join(names) or text
+
+
+def describe_test(test: Mapping[str, Any]) -> str:
+    """A dbt test in words, from its own metadata, for the check list in the UI: what it
+    asserts and whether it warns or fails (dbt's severity)."""
+    if test.get("description"):
+        return test["description"]
+    meta = test.get("test_metadata") or {}
+    kind, args = meta.get("name", test["name"]), meta.get("kwargs", {})
+    column = test.get("column_name") or args.get("column_name")
+    said = {
+        "not_null": f"{column} is never null",
+        "unique": f"one row per {column}",
+        "accepted_values": f"{column} is one of {', '.join(map(str, args.get('values', [])))}",
+        "relationships": f"every {column} is a {args.get('field')} of "
+        f"{_relation(args.get('to', ''))}",
+        "expression_is_true": f"every row has {args.get('expression')}",
+        "unique_combination_of_columns": "one row per "
+        + ", ".join(args.get("combination_of_columns", [])),
+        "has_every_row_of": f"every row of {_relation(args.get('source_relation', ''))} changed "
+        f"in the run's window is here (by {args.get('key')})",
+    }.get(kind, kind.replace("_", " "))
+    severity = (test.get("config", {}).get("severity") or "error").lower()
+    return f"[dbt {'warn' if severity == 'warn' else 'fail'}] {said}"
 
 
 translator = LakehouseTranslator(
