@@ -20,7 +20,7 @@ from tests.builders import click, stock_event, write_landing, write_source_db
 DAY = date(2026, 3, 10)
 PARTITION = DAY.isoformat()
 ALICE, BOB = 1_000_001, 1_000_002
-LAMP, BOOK = 1_000_010, 1_000_011
+LAMP, BOOK, GLOBE = 1_000_010, 1_000_011, 1_000_012
 T = "2026-03-10 08:00:00"
 
 ASSETS = [*bronze_assets, *silver_assets, gold_daily, gold_current_state]
@@ -38,6 +38,7 @@ def hand_built_day(settings):
             "products": [
                 (LAMP, "Lamp", "home", 19.99, 8.50, T),
                 (BOOK, "Book", "books", 12.50, 5.25, T),
+                (GLOBE, "Globe", "home", 30.00, 12.00, T),
             ],
             "orders": [
                 (
@@ -116,6 +117,8 @@ def hand_built_day(settings):
             click("c6", "purchase", LAMP, "2026-03-10T09:00:00Z"),
             click("c7", "view", BOOK, "2026-03-10T09:05:00Z"),
             click("c7", "view", BOOK, "2026-03-10T09:05:00Z"),  # redelivered
+            click("c9", "view", GLOBE, "2026-03-10T11:00:00Z"),  # in the cart, never ordered
+            click("c10", "add_to_cart", GLOBE, "2026-03-10T11:01:00Z"),
             '{"event_id": "c8", "user_id": 1, "event_type": "vi',  # truncated
         ],
     )
@@ -175,7 +178,7 @@ def test_bad_rows_are_quarantined_and_accounted_for(spark, day_materialised):
     clicks = rows(spark, "silver.clickstream_quarantine", f"_partition_date = '{PARTITION}'")
     assert [r.rules for r in clicks] == [["malformed_json"]]
     meta = day_materialised.asset_materializations_for_node("silver_clickstream")[0].metadata
-    assert (meta["bronze_rows"].value, meta["silver_rows"].value) == (9, 7)
+    assert (meta["bronze_rows"].value, meta["silver_rows"].value) == (11, 9)
     assert (meta["quarantined"].value, meta["duplicates_removed"].value) == (1, 1)
 
 
@@ -197,7 +200,18 @@ def test_product_funnel_counts(spark, day_materialised):
         r.product_id: (r.views, r.add_to_carts, r.purchase_events, r.orders, r.units)
         for r in rows(spark, "gold.product_funnel", f"event_date = '{PARTITION}'")
     }
-    assert funnel == {LAMP: (3, 2, 1, 3, 6), BOOK: (1, 0, 0, 2, 2)}
+    assert funnel == {LAMP: (3, 2, 1, 3, 6), BOOK: (1, 0, 0, 2, 2), GLOBE: (1, 1, 0, 0, 0)}
+
+
+def test_product_funnel_rates_count_a_day_that_did_not_convert(spark, day_materialised):
+    rates = {
+        r.product_id: (r.view_to_cart_rate, r.cart_to_order_rate)
+        for r in rows(spark, "gold.product_funnel", f"event_date = '{PARTITION}'")
+    }
+    # The globe was put in a cart and not ordered: it converted at 0, not at "unknown".
+    assert rates[GLOBE] == (Decimal("1.0000"), Decimal("0.0000"))
+    assert rates[BOOK] == (Decimal("0.0000"), None)  # no add-to-cart: no rate to speak of
+    assert rates[LAMP] == (Decimal("0.6667"), Decimal("1.5000"))
 
 
 def test_low_stock_alerts_flag_the_lamp_only(spark, day_materialised):

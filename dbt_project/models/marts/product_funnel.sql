@@ -51,7 +51,9 @@ final as (
         coalesce(purchases.orders, 0) as orders,
         coalesce(purchases.units, 0) as units,
         cast(clicks.add_to_carts / nullif(clicks.views, 0) as decimal(9, 4)) as view_to_cart_rate,
-        cast(purchases.orders / nullif(clicks.add_to_carts, 0) as decimal(9, 4))
+        -- A day with add-to-carts and no order converted at 0, not at an unknown rate: an
+        -- average over days must count it.
+        cast(coalesce(purchases.orders, 0) / nullif(clicks.add_to_carts, 0) as decimal(9, 4))
             as cart_to_order_rate,
         coalesce(clicks.event_date, purchases.event_date) as event_date
     from clicks
