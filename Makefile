@@ -74,8 +74,9 @@ spark-conf: env
 	@$(RUN) python -c "from spark_jobs.session import prepare, write_spark_defaults; from spark_jobs.settings import Settings; s = Settings.from_env(); prepare(s); write_spark_defaults(s)"
 
 spark-sql: setup spark-conf ## a Spark SQL shell on the catalog; SQL="SHOW TABLES IN gold" runs one statement
-	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-sql --conf spark.sql.catalogImplementation=in-memory $(if $(SQL),-e "$(SQL)")
+	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-sql --conf spark.sql.catalogImplementation=in-memory $(if $(SQL),-e "$$SQL")
 
+export SQL
 SPARK_JOBS := $(shell grep -l '^if __name__ == "__main__":' spark_jobs/*.py | xargs -n1 basename | sed 's/\.py$$//' | tr '\n' ' ')
 
 run-job-named: # before any setup: a wrong JOB fails at once, naming the valid ones

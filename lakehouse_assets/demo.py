@@ -71,7 +71,7 @@ def run_job(settings: Settings, job: str, start: date, last: date) -> str:
 # Dagster's log line for an event: "... - <run id> - <step key> - <EVENT_TYPE> - <message>".
 _STEP_EVENT = re.compile(
     r" - [0-9a-f-]{36} - (?:\d+ - )?(?P<step>[\w.\[\]-]+) - "
-    r"(?P<event>STEP_START|STEP_SUCCESS|STEP_FAILURE|STEP_UP_FOR_RETRY) - "
+    r"(?P<event>STEP_START|STEP_RESTARTED|STEP_SUCCESS|STEP_FAILURE|STEP_UP_FOR_RETRY) - "
 )
 
 
@@ -87,19 +87,24 @@ class Progress:
         if not match:
             return
         step, event, now = match["step"], match["event"], time.monotonic()
-        if event == "STEP_START":
+        if event in ("STEP_START", "STEP_RESTARTED"):
             self.started[step] = now
-            print(f"  {now - self.began:6.1f}s  {step} started", flush=True)
+            word = "started" if event == "STEP_START" else "restarted"
+            print(f"  {now - self.began:6.1f}s  {step} {word}", flush=True)
             return
         took = now - self.started.get(step, now)
         word = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}.get(event, "will retry")
         print(f"  {now - self.began:6.1f}s  {step} {word} ({took:.1f}s)", flush=True)
 
 
+def yesterday() -> date:
+    """The last daily partition: yesterday in the partitions' timezone."""
+    return datetime.now(ZoneInfo(TIMEZONE)).date() - timedelta(days=1)
+
+
 def default_start(days: int) -> date:
-    """The first of ``days`` days that end yesterday, in the partitions' timezone."""
-    yesterday = datetime.now(ZoneInfo(TIMEZONE)).date() - timedelta(days=1)
-    return max(yesterday - timedelta(days=days - 1), date.fromisoformat(START_DATE))
+    """The first of ``days`` days that end yesterday (never before the first partition)."""
+    return max(yesterday() - timedelta(days=days - 1), date.fromisoformat(START_DATE))
 
 
 def previous_demo(settings: Settings) -> tuple[str, int, str] | None:
@@ -111,8 +116,33 @@ def previous_demo(settings: Settings) -> tuple[str, int, str] | None:
     return manifest["start"], manifest["days"], manifest["scale"]
 
 
+def embedded(settings: Settings) -> bool:
+    """Whether the catalog, warehouse, landing zone and Dagster instance are the embedded
+    defaults under ``LAKEHOUSE_HOME``: the only state the demo may empty by itself."""
+    inside = [
+        Path(settings.catalog_uri.removeprefix("jdbc:sqlite:"))
+        if settings.catalog_uri.startswith("jdbc:sqlite:")
+        else None,
+        _local_path(settings.warehouse),
+        Path(settings.landing) if "://" not in settings.landing else None,
+        Path(os.environ["DAGSTER_HOME"]),
+    ]
+    home = settings.home.resolve()
+    return all(p is not None and p.resolve().is_relative_to(home) for p in inside)
+
+
+def _local_path(uri: str) -> Path | None:
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(url2pathname(parsed.path))
+    return Path(uri) if not parsed.scheme else None
+
+
 def reset(settings: Settings) -> None:
-    """Empty the lakehouse and the instance's run history for a new demo data set.
+    """Empty the embedded lakehouse and the instance's run history for a new data set.
 
     Another day's demo generates a different source database and landing files under the same
     ids; mixed with the previous demo's tables, counts would no longer match the dirt the
@@ -128,12 +158,9 @@ def reset(settings: Settings) -> None:
             continue
         for identifier in catalog.list_tables(namespace):
             catalog.drop_table(identifier)
-    if settings.warehouse.startswith("file:"):
-        for namespace in NAMESPACES:
-            folder = Path(settings.warehouse.removeprefix("file://")) / namespace
-            shutil.rmtree(folder, ignore_errors=True)
-    if "://" not in settings.landing:  # a local landing folder; a bucket is not the demo's
-        shutil.rmtree(settings.landing, ignore_errors=True)
+    for namespace in NAMESPACES:
+        shutil.rmtree(_local_path(settings.warehouse) / namespace, ignore_errors=True)
+    shutil.rmtree(settings.landing, ignore_errors=True)
     with DagsterInstance.get() as instance:
         instance.wipe()
 
@@ -212,8 +239,17 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster"))
     last = args.start + timedelta(days=args.days - 1)
 
+    if last > yesterday():
+        sys.exit(
+            f"error: {args.days} days from {args.start} end on {last}, after yesterday "
+            f"({yesterday()}), the last daily partition: pick fewer days or an earlier START"
+        )
     before = previous_demo(settings)
     if before not in (None, (args.start.isoformat(), args.days, args.scale)):
+        if not embedded(settings):
+            sys.exit(f"error: the lakehouse holds another demo's data ({before[0]}, {before[1]} "
+                     "days) and is not the embedded default under LAKEHOUSE_HOME: empty it, or "
+                     "set LAKEHOUSE_HOME to a new folder")  # fmt: skip
         print(f"the lakehouse holds another demo's data ({before[0]}, {before[1]} days, "
               f"{before[2]}): emptying it and the run history first")  # fmt: skip
         reset(settings)

@@ -146,3 +146,21 @@ def test_a_wrong_spark_job_name_fails_at_once_with_the_valid_ones():
     assert done.returncode == 2
     assert "no Spark job 'nope'; the jobs are: bronze silver" in done.stdout
     assert "uv" not in done.stdout + done.stderr  # no setup ran before the answer
+
+
+def test_the_demo_empties_only_the_embedded_lakehouse(tmp_path, monkeypatch):
+    from lakehouse_assets.demo import embedded
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    for name in ("LAKEHOUSE_CATALOG_URI", "LAKEHOUSE_WAREHOUSE", "LAKEHOUSE_LANDING"):
+        monkeypatch.delenv(name, raising=False)
+    assert embedded(Settings.from_env())
+    monkeypatch.setenv("LAKEHOUSE_CATALOG_URI", "jdbc:postgresql://db:5432/iceberg")
+    assert not embedded(Settings.from_env())  # a shared catalog is never the demo's to empty
+    monkeypatch.delenv("LAKEHOUSE_CATALOG_URI")
+    monkeypatch.setenv("LAKEHOUSE_WAREHOUSE", "s3://bucket/warehouse")
+    assert not embedded(Settings.from_env())
+    monkeypatch.delenv("LAKEHOUSE_WAREHOUSE")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path.parent / "elsewhere"))
+    assert not embedded(Settings.from_env())

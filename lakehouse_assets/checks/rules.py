@@ -14,8 +14,14 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
     MetadataValue,
     Output,
+)
+
+# Not exported by dagster; AssetCheckResult fills it in the same way for a one-partition step.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as Target,
 )
 
 from lakehouse_assets.partitions import daily_partitions
@@ -69,9 +75,13 @@ def day_results(
     check would read "Skipped" in the UI. Dagster plans one execution per day; this records
     one result per day against it: passed, warned or failed by that day's rows. A blocking
     failure on any day fails the step, as a failed ``AssetCheckResult`` would.
+
+    Call it after the asset's materialisation is yielded: each day's result points at that
+    day's materialisation, which is what makes it the current result of the day's check.
     """
     assets_def = context.assets_def
     days = context.partition_keys
+    targets = {day: _latest_materialization(context, asset_key, day) for day in days}
     for verdict in verdicts:
         key = AssetCheckKey(asset_key, verdict.name)
         if key not in context.selected_asset_check_keys:
@@ -89,4 +99,18 @@ def day_results(
                 description=_summary(judged),
                 blocking=spec.blocking,
                 partition=day,
+                target_materialization_data=targets[day],
             )
+
+
+def _latest_materialization(
+    context: AssetExecutionContext, asset_key: AssetKey, day: str
+) -> Target | None:
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[day]), limit=1
+    ).records
+    if not records:
+        return None  # nothing written (a blocked table): the result stands on its own
+    latest = records[0]
+    run_id = latest.event_log_entry.run_id
+    return Target(storage_id=latest.storage_id, run_id=run_id, timestamp=latest.timestamp)

@@ -103,7 +103,7 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
             evolve_schema=config.evolve_schema,
             grace_days=spark.settings().reference_grace_days,
         )
-        checks = list(day_results(context, main_key, result.verdicts, result.batch_rows_on))
+        checks = day_results(context, main_key, result.verdicts, result.batch_rows_on)
         if not result.written:
             yield from checks
             broken = [v for v in result.verdicts if not v.passed]
