@@ -21,7 +21,7 @@ from dagster import (
     materialize,
 )
 
-from lakehouse_assets.automation import daily_schedule, landing_sensors, slack_on_run_failure
+from lakehouse_assets.automation import landing_sensors, slack_on_run_failure
 from lakehouse_assets.automation.landing import LandedObject, LandingResource, plan_runs
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
@@ -36,6 +36,8 @@ def free_port() -> int:
 
 
 def test_the_schedule_runs_yesterday_at_six():
+    # The job's partitions come from its assets: the definitions resolve the schedule.
+    daily_schedule = defs.resolve_schedule_def("daily_lakehouse_at_6")
     assert daily_schedule.cron_schedule == "0 6 * * *"
     assert daily_schedule.job_name == "daily_lakehouse"
     context = build_schedule_context(

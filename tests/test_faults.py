@@ -160,8 +160,10 @@ def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
                          if r.tags.get("dagster/partition")
                          and r.run_id != launched.run_id and "dagster/parent_run_id" not in r.tags],
             timeout=120)[0]  # fmt: skip
+            # The daemon's retry of the first run may hold the embedded catalog's lock: the
+            # CLI run waits for it ("another run is writing the embedded catalog").
             wait_for("the CLI run's first step", lambda: started_pid(
-                instance, cli_run.run_id), timeout=240)  # fmt: skip
+                instance, cli_run.run_id), timeout=600)  # fmt: skip
             cli.kill()
             cli.wait(timeout=30)
             message = marked_failed(instance, cli_run.run_id, "the CLI run")
