@@ -293,9 +293,16 @@ def test_a_customer_committed_late_reaches_silver_and_gold_once(day_by_day, one_
 
 def test_no_blocking_check_fails_on_a_legitimate_day(day_by_day):
     for result in day_by_day["results"]:
-        failed = [
-            (e.asset_key.to_user_string(), e.check_name)
+        # What the UI shows as current: each check's last result in the run. A dbt step that
+        # lost a commit race on the embedded catalog is retried (RetryRequested), and the
+        # retry's results replace the first attempt's.
+        latest = {
+            (e.asset_key.to_user_string(), e.check_name, e.partition): e
             for e in result.get_asset_check_evaluations()
+        }
+        failed = [
+            key
+            for key, e in latest.items()
             if not e.passed and e.severity == AssetCheckSeverity.ERROR
         ]
         assert failed == []
