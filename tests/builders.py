@@ -8,8 +8,8 @@ import sqlite3
 from datetime import date
 from pathlib import Path
 
-from lakehouse_assets.generate import DDL
 from spark_jobs.settings import Settings
+from tools.generate import DDL
 
 
 def write_source_db(settings: Settings, tables: dict[str, list[tuple]]) -> None:

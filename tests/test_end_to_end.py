@@ -24,12 +24,12 @@ from dagster import AssetCheckSeverity, DagsterInstance, materialize
 
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
-from lakehouse_assets.generate import generate
 from lakehouse_assets.gold import gold_current_state, gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
-from lakehouse_assets.screenshot import graphql, webserver
 from lakehouse_assets.silver import silver_assets
 from tests.builders import empty_lakehouse
+from tools.generate import generate
+from tools.screenshot import graphql, webserver
 
 START = date(2026, 6, 1)
 DAYS = ("2026-06-01", "2026-06-02", "2026-06-03")
@@ -470,7 +470,7 @@ SCHEMA_QUERY = (
 def test_the_ui_pictures_show_checks_that_ran(ui, tmp_path):
     """Headless Chromium on the same UI: the Silver graph and silver.orders' checks show
     passed and warned checks with counts, none of them "Skipped"."""
-    from lakehouse_assets.screenshot import PAGES, screenshot
+    from tools.screenshot import PAGES, screenshot
 
     texts = {name: screenshot(f"{ui}{page}", tmp_path / name) for name, page in PAGES.items()}
     for name, text in texts.items():

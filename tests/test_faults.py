@@ -32,13 +32,13 @@ from dagster import (
 
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
-from lakehouse_assets.generate import generate
 from lakehouse_assets.resources import SparkResource
-from lakehouse_assets.screenshot import free_port
 from spark_jobs.session import prepare, write_spark_defaults
 from spark_jobs.settings import REPO_ROOT, LakehouseSetupError
 from tests.builders import empty_lakehouse, write_source_db
 from tests.test_automation import _Capture
+from tools.generate import generate
+from tools.screenshot import free_port
 
 DAGSTER = [sys.executable, "-m", "dagster"]
 CONCURRENT_DAYS = ("2026-02-02", "2026-02-03", "2026-02-04", "2026-02-05")
@@ -74,7 +74,7 @@ def wait_for(what: str, condition, timeout: float, interval: float = 1.0):
 # ------------------------------------------------------------------ kill -9 under the daemon
 def started_pid(instance, run_id: str):
     """The pid executing the run, once its first step has started."""
-    from lakehouse_assets.launcher import worker_start
+    from tools.launcher import worker_start
 
     steps = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START).records
     started = worker_start(instance, run_id) if steps else None

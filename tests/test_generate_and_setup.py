@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_assets.generate import Dirt, generate
 from spark_jobs.session import required_jars, spark_conf
 from spark_jobs.settings import LakehouseSetupError, Settings
 from spark_jobs.window import DayWindow, parse_args
+from tools.generate import Dirt, generate
 
 
 def fingerprint(home: Path) -> str:
@@ -110,8 +110,8 @@ def test_the_demo_days_end_yesterday_in_the_partitions_timezone():
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from lakehouse_assets.demo import default_start
     from lakehouse_assets.partitions import TIMEZONE, daily_partitions
+    from tools.demo import default_start
 
     yesterday = datetime.now(ZoneInfo(TIMEZONE)).date() - timedelta(days=1)
     assert default_start(3) == yesterday - timedelta(days=2)
@@ -120,7 +120,7 @@ def test_the_demo_days_end_yesterday_in_the_partitions_timezone():
 
 
 def test_the_demo_prints_each_step_as_dagster_logs_it(capsys):
-    from lakehouse_assets.demo import Progress
+    from tools.demo import Progress
 
     run = "b1262aaf-c6cf-4f01-b74b-9c8db17c3ac7"
     progress = Progress()
@@ -149,7 +149,7 @@ def test_a_wrong_spark_job_name_fails_at_once_with_the_valid_ones():
 
 
 def test_the_demo_empties_only_the_embedded_lakehouse(tmp_path, monkeypatch):
-    from lakehouse_assets.demo import embedded
+    from tools.demo import embedded
 
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lakehouse_assets.screenshot import graphql, webserver
+from tools.screenshot import graphql, webserver
 
 QUERY = """
 {

@@ -37,7 +37,7 @@ def describe(history: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--history", type=int, default=3, help="snapshots to show per table")
     describe(parser.parse_args(argv).history)
 

@@ -1,7 +1,7 @@
 """The demo: generate days of data, run the main job over them through Dagster, report.
 
-    python -m lakehouse_assets.demo --days 3            # the 3 days that end yesterday
-    python -m lakehouse_assets.demo --start 2026-01-01 --days 3
+    python -m tools.demo --days 3            # the 3 days that end yesterday
+    python -m tools.demo --start 2026-01-01 --days 3
 
 The job runs through the ``dagster`` CLI against the instance in ``DAGSTER_HOME``, the same
 code path as a launch from the UI, so ``make dev`` shows the runs, metadata and check results.
@@ -25,10 +25,10 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from lakehouse_assets.generate import SCALES, generate
 from lakehouse_assets.partitions import RANGE_END, RANGE_START, START_DATE, TIMEZONE
 from lakehouse_assets.resources.catalog import open_catalog
 from spark_jobs.settings import NAMESPACES, REPO_ROOT, Settings
+from tools.generate import SCALES, generate
 
 JOB = "daily_lakehouse"
 REPORT_JOB = "quality_report"
@@ -55,6 +55,7 @@ def run_job(settings: Settings, job: str, start: date, last: date) -> str:
             text=True,
         )
         progress = Progress()
+        assert done.stdout is not None  # stdout=PIPE
         for line in done.stdout:
             out.write(line)
             progress.feed(line)
@@ -152,6 +153,8 @@ def reset(settings: Settings) -> None:
 
     from dagster import DagsterInstance
 
+    warehouse = _local_path(settings.warehouse)
+    assert warehouse is not None, "only the embedded lakehouse is reset"
     catalog = open_catalog(settings)
     for namespace in NAMESPACES:
         if (namespace,) not in catalog.list_namespaces():
@@ -159,7 +162,7 @@ def reset(settings: Settings) -> None:
         for identifier in catalog.list_tables(namespace):
             catalog.drop_table(identifier)
     for namespace in NAMESPACES:
-        shutil.rmtree(_local_path(settings.warehouse) / namespace, ignore_errors=True)
+        shutil.rmtree(warehouse / namespace, ignore_errors=True)
     shutil.rmtree(settings.landing, ignore_errors=True)
     with DagsterInstance.get() as instance:
         instance.wipe()
@@ -191,7 +194,7 @@ def report(settings: Settings) -> None:
     for _, table in sorted(catalog.list_tables("silver")):
         if not table.endswith("_quarantine"):
             continue
-        frame = pl.from_arrow(catalog.load_table(f"silver.{table}").scan().to_arrow())
+        frame = catalog.load_table(f"silver.{table}").scan().to_polars()
         if frame.is_empty():
             print(f"  silver.{table}: none")
             continue
@@ -208,7 +211,7 @@ def report(settings: Settings) -> None:
     print(
         "  injected by the generator: " + ", ".join(f"{k} {v}" for k, v in sorted(injected.items()))
     )
-    quality = pl.from_arrow(catalog.load_table("gold.data_quality_daily").scan().to_arrow())
+    quality = catalog.load_table("gold.data_quality_daily").scan().to_polars()
     print("\ngold.data_quality_daily: score per day (100 = every check passed, a warning half)")
     overall = quality.filter(pl.col("table_name") == "all").sort("day")
     for row in overall.iter_rows(named=True):
@@ -217,14 +220,14 @@ def report(settings: Settings) -> None:
             f"  warned {row['checks_warned']:2}  failed {row['checks_failed']}"
             f"  quarantined {row['rows_quarantined']:,}"
         )
-    sales = pl.from_arrow(catalog.load_table("gold.agg_daily_sales").scan().to_arrow())
+    sales = catalog.load_table("gold.agg_daily_sales").scan().to_polars()
     print("\ngold.agg_daily_sales: top 10 by revenue")
     with pl.Config(tbl_rows=10, tbl_cols=12, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
         print(sales.sort(["revenue", "order_date"], descending=[True, False]).head(10))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--start",
         type=lambda text: date.fromisoformat(text) if text else None,

@@ -1,6 +1,6 @@
 """Deterministic e-commerce data for the lakehouse's three sources.
 
-    python -m lakehouse_assets.generate --start 2026-01-01 --days 3 --scale small
+    python -m tools.generate --start 2026-01-01 --days 3 --scale small
 
 writes, under ``LAKEHOUSE_HOME``:
 - ``source.db``: the operational database (customers, products, orders), current state, as an
@@ -319,7 +319,7 @@ class Generator:
                     {
                         "product_id": pl.Series(np.where(is_search, 0, prod)).replace(0, None),
                         "order_id": pl.Series(order_col.tolist(), dtype=pl.Int64),
-                        "query": pl.Series(np.where(is_search, "gift ideas", None).tolist()),
+                        "query": pl.Series(np.where(is_search, "gift ideas", None).tolist()),  # pyright: ignore[reportCallIssue, reportArgumentType] - numpy's stubs reject None
                     }
                 ).to_struct(),
             }
@@ -538,7 +538,7 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")

@@ -1,6 +1,6 @@
 """Serve the Dagster UI on a free port and save pictures of what it shows after a run.
 
-    python -m lakehouse_assets.screenshot deployment/
+    python -m tools.screenshot deployment/
 
 saves ``asset-graph.png`` (the Silver group's graph, expanded: each asset's checks, partitions
 and kinds) and ``silver-checks.png`` (silver.orders' checks). Uses Debian's headless Chromium;
@@ -174,7 +174,7 @@ def screenshot(url: str, target: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     with webserver() as url:

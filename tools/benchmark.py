@@ -1,6 +1,6 @@
 """Timing claims, measured: `make benchmark` (never a timed test).
 
-    python -m lakehouse_assets.benchmark [--scale large] [--pipeline-days 3]
+    python -m tools.benchmark [--scale large] [--pipeline-days 3]
 
 1. The generator at a scale (large = 1,000,000 clickstream events and 50,000 orders a day).
 2. Optionally, the main job over N days of the `small` scale as one Dagster run, in a
@@ -19,8 +19,8 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from lakehouse_assets.generate import SCALES, generate
 from spark_jobs.settings import REPO_ROOT, Settings
+from tools.generate import SCALES, generate
 
 
 def time_generator(scale: str, days: int) -> None:
@@ -46,7 +46,7 @@ def time_pipeline(days: int) -> None:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "LAKEHOUSE_HOME": home, "DAGSTER_HOME": f"{home}/dagster"}
         Path(home, "dagster").mkdir()
-        cmd = [sys.executable, "-m", "lakehouse_assets.demo", "--days", str(days)]
+        cmd = [sys.executable, "-m", "tools.demo", "--days", str(days)]
         began = time.perf_counter()
         out = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - began
@@ -58,7 +58,7 @@ def time_pipeline(days: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="large")
     parser.add_argument("--days", type=int, default=1, help="days for the generator")
     parser.add_argument("--pipeline-days", type=int, default=0, help="0: skip the pipeline")
