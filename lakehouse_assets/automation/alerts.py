@@ -11,7 +11,7 @@ from dagster import (
     run_failure_sensor,
 )
 
-from lakehouse_assets.partitions import RANGE_END, RANGE_START
+from lakehouse_assets.partitions import days_of_run
 
 WEBHOOK_ENV = "LAKEHOUSE_SLACK_WEBHOOK_URL"
 
@@ -19,10 +19,8 @@ WEBHOOK_ENV = "LAKEHOUSE_SLACK_WEBHOOK_URL"
 def failure_message(context: RunFailureSensorContext) -> dict:
     """Slack payload: which job, which assets (left stale) and days, which steps failed, why."""
     run = context.dagster_run
-    tags = run.tags
-    days = tags.get("dagster/partition") or (
-        f"{tags[RANGE_START]}..{tags.get(RANGE_END)}" if RANGE_START in tags else "unpartitioned"
-    )
+    span = days_of_run(run.tags)
+    days = "unpartitioned" if span is None else span[0] if span[0] == span[1] else "..".join(span)
     assets = sorted("/".join(k.path) for k in _not_materialized(context))
     failures = [
         f"{event.step_key}: {_error_text(event)[:500]}"
@@ -47,7 +45,7 @@ def failure_message(context: RunFailureSensorContext) -> dict:
 
 def _keys(context: RunFailureSensorContext, event_type: DagsterEventType) -> set:
     records = context.instance.get_records_for_run(context.dagster_run.run_id, of_type=event_type)
-    return {r.event_log_entry.dagster_event.asset_key for r in records.records}
+    return {r.event_log_entry.get_dagster_event().asset_key for r in records.records}
 
 
 def _not_materialized(context: RunFailureSensorContext) -> set:

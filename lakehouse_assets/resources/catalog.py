@@ -53,7 +53,8 @@ def table_metadata(catalog: SqlCatalog, identifier: str, window: DayWindow | Non
     table = catalog.load_table(identifier)
     snapshot = table.current_snapshot()
     summary = snapshot.summary if snapshot is not None else None
-    total = int(summary["total-records"]) if summary and "total-records" in summary else 0
+    records = summary["total-records"] if summary else None  # None when the key is missing
+    total = int(records) if records is not None else 0
     meta = {
         "dagster/table_name": f"{CATALOG}.{identifier}",
         "dagster/column_schema": column_schema(table),
@@ -78,8 +79,8 @@ def rows_per_day(table, window: DayWindow) -> dict[str, int] | None:
         return None
     column = table.schema().find_field(fields[0].source_id).name
     in_window = And(
-        GreaterThanOrEqual(column, window.start.isoformat()),
-        LessThan(column, window.end.isoformat()),
+        GreaterThanOrEqual(column, window.start.isoformat()),  # pyright: ignore[reportCallIssue] - pyiceberg's stubs miss the positional form
+        LessThan(column, window.end.isoformat()),  # pyright: ignore[reportCallIssue] - as above
     )
     counts = dict.fromkeys((d.isoformat() for d in window.days), 0)
     tasks = list(table.scan(row_filter=in_window, selected_fields=(column,)).plan_files())

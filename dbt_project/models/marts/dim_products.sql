@@ -26,8 +26,10 @@ final as (
         products.unit_price,
         products.unit_cost,
         cast(
-            case when products.unit_price = 0 then null
-            else 100 * (products.unit_price - products.unit_cost) / products.unit_price end
+            case
+                when products.unit_price = 0 then null
+                else 100 * (products.unit_price - products.unit_cost) / products.unit_price
+            end
             as decimal(7, 2)
         ) as list_margin_pct,
         coalesce(sold.units_sold, 0) as units_sold,
