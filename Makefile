@@ -43,7 +43,7 @@ setup: system-deps env manifest ## everything the demo and the tests need
 	@out=$$($(RUN) dagster instance migrate 2>&1) || { echo "$$out"; exit 1; }
 
 demo: setup ## generate DAYS days ending yesterday (or from START) and run the main job on them
-	@$(RUN) python -m lakehouse_assets.demo $(if $(START),--start $(START)) --days $(DAYS) --scale $(SCALE)
+	@$(RUN) python -m tools.demo $(if $(START),--start $(START)) --days $(DAYS) --scale $(SCALE)
 
 test: setup ## the whole test suite: every test file on one of two workers (own lakehouse, own Spark)
 	@# Real servers the tests start: PostgreSQL; headless Chromium for the UI's pictures.
@@ -57,18 +57,18 @@ test-fast: env ## transforms, rules, definitions, generator: no servers, no dbt 
 dev: setup ## the Dagster UI (and daemon) on the demo's state: http://127.0.0.1:3000
 	@$(RUN) dg dev --host 127.0.0.1 --port 3000
 
-lint: env ## ruff check and format check
-	@$(RUN) ruff check . && $(RUN) ruff format --check .
+lint: env ## ruff check and format check, sqlfluff on the dbt models, pyright
+	@$(RUN) ruff check . && $(RUN) ruff format --check . && $(RUN) sqlfluff lint dbt_project/models && $(RUN) pyright
 
-format: env ## ruff fix and format
-	@$(RUN) ruff check --fix . && $(RUN) ruff format .
+format: env ## ruff fix and format, sqlfluff fix on the dbt models
+	@$(RUN) ruff check --fix . && $(RUN) ruff format . && $(RUN) sqlfluff fix dbt_project/models
 
 clean: ## remove generated state (.lakehouse, dbt target and logs); never source files
 	rm -rf $(LAKEHOUSE_HOME) dbt_project/target dbt_project/logs .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 
 tables: env ## Iceberg tables with row counts, latest snapshots and history (no JVM)
-	@$(RUN) python -m lakehouse_assets.tables --history $(or $(HISTORY),3)
+	@$(RUN) python -m tools.tables --history $(or $(HISTORY),3)
 
 spark-conf: env
 	@$(RUN) python -c "from spark_jobs.session import prepare, write_spark_defaults; from spark_jobs.settings import Settings; s = Settings.from_env(); prepare(s); write_spark_defaults(s)"
@@ -77,18 +77,19 @@ spark-sql: setup spark-conf ## a Spark SQL shell on the catalog; SQL="SHOW TABLE
 	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-sql --conf spark.sql.catalogImplementation=in-memory $(if $(SQL),-e "$$SQL")
 
 export SQL
-SPARK_JOBS := $(shell grep -l '^if __name__ == "__main__":' spark_jobs/*.py | xargs -n1 basename | sed 's/\.py$$//' | tr '\n' ' ')
+# The layers spark_jobs/cli.py runs (its JOBS), read here so a wrong JOB fails before any setup.
+SPARK_JOBS := $(shell sed -n 's/^JOBS = (\(.*\))/\1/p' spark_jobs/cli.py | tr -d '",')
 
 run-job-named: # before any setup: a wrong JOB fails at once, naming the valid ones
 	@test -n "$(JOB)" || { echo "usage: make run JOB=<$(shell echo $(SPARK_JOBS) | tr " " "|")> ARGS=\"--date YYYY-MM-DD\""; exit 2; }
 	@echo " $(SPARK_JOBS) " | grep -q " $(JOB) " || { echo "error: no Spark job '$(JOB)'; the jobs are: $(strip $(SPARK_JOBS))"; exit 2; }
 
 run: run-job-named setup spark-conf ## spark-submit a job: make run JOB=silver ARGS="--date 2026-01-02"
-	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-submit spark_jobs/$(JOB).py $(ARGS)
+	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-submit spark_jobs/cli.py $(JOB) $(ARGS)
 
 screenshot: setup ## after make demo: the Silver graph and silver.orders' checks as the UI shows them (deployment/*.png)
 	@deployment/system-deps.sh chromium
-	@$(RUN) python -m lakehouse_assets.screenshot deployment/
+	@$(RUN) python -m tools.screenshot deployment/
 
 benchmark: setup ## time the generator (1M events) and the pipeline over 3 days
-	@$(RUN) python -m lakehouse_assets.benchmark --scale large --pipeline-days 3
+	@$(RUN) python -m tools.benchmark --scale large --pipeline-days 3

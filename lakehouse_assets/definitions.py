@@ -6,17 +6,17 @@ Assembly only.
 from dagster import Definitions, in_process_executor, with_source_code_references
 
 from lakehouse_assets.automation import (
-    ARRIVAL_JOBS,
     LandingResource,
+    build_arrival_jobs,
+    build_landing_sensors,
     daily_schedule,
     freshness_checks,
     freshness_sensor,
-    landing_sensors,
     quality_after_failure,
     quality_after_success,
     slack_on_run_failure,
 )
-from lakehouse_assets.bronze import bronze_assets
+from lakehouse_assets.bronze import build_bronze_assets
 from lakehouse_assets.gold import (
     data_quality_daily,
     gold_current_state,
@@ -25,28 +25,43 @@ from lakehouse_assets.gold import (
 )
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
 from lakehouse_assets.resources import SparkResource, dbt_resource
-from lakehouse_assets.silver import silver_assets
+from lakehouse_assets.silver import build_silver_assets
 from lakehouse_assets.sources import source_specs
+from spark_jobs.registry import SOURCES, Source
 from spark_jobs.settings import Settings
 
-defs = Definitions(
-    assets=[
-        *source_specs(Settings.from_env()),
-        *with_source_code_references(
-            [*bronze_assets, *silver_assets, gold_daily, gold_current_state, data_quality_daily]
-        ),
-    ],
-    asset_checks=[*freshness_checks, *gold_schema_checks],
-    jobs=[daily_lakehouse, quality_report, *ARRIVAL_JOBS.values()],
-    schedules=[daily_schedule],
-    sensors=[
-        *landing_sensors,
-        quality_after_success,
-        quality_after_failure,
-        slack_on_run_failure,
-        freshness_sensor,
-    ],
-    resources={"spark": SparkResource(), "dbt": dbt_resource, "landing": LandingResource()},
-    # One process, hence one Spark JVM, per run: the PySpark assets share a session.
-    executor=in_process_executor,
-)
+
+def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
+    """The code location for a registry of sources (``spark_jobs.registry``): its sources,
+    Bronze and Silver assets, landing sensors and arrival jobs all come from it."""
+    arrival_jobs = build_arrival_jobs(registered)
+    return Definitions(
+        assets=[
+            *source_specs(Settings.from_env(), registered),
+            *with_source_code_references(
+                [
+                    *build_bronze_assets(registered),
+                    *build_silver_assets(registered),
+                    gold_daily,
+                    gold_current_state,
+                    data_quality_daily,
+                ]
+            ),
+        ],
+        asset_checks=[*freshness_checks, *gold_schema_checks],
+        jobs=[daily_lakehouse, quality_report, *arrival_jobs.values()],
+        schedules=[daily_schedule],
+        sensors=[
+            *build_landing_sensors(arrival_jobs, registered),
+            quality_after_success,
+            quality_after_failure,
+            slack_on_run_failure,
+            freshness_sensor,
+        ],
+        resources={"spark": SparkResource(), "dbt": dbt_resource, "landing": LandingResource()},
+        # One process, hence one Spark JVM, per run: the PySpark assets share a session.
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,14 +1,27 @@
 """Daily partitions, shared by every time-partitioned asset, and the window a run covers."""
 
 import os
+from collections.abc import Mapping
 from datetime import date, timedelta
 
 from dagster import AssetExecutionContext, BackfillPolicy, DailyPartitionsDefinition, Failure
 
 from spark_jobs.window import DayWindow
 
-# The tags of a single-run backfill over a range of partitions (Dagster's names).
+# The run tags that say which days a run covers (Dagster's names; the one place they are
+# typed): one partition, or the range of a single-run backfill.
+PARTITION = "dagster/partition"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+PARTITION_TAGS = (PARTITION, RANGE_START, RANGE_END)
+
+
+def days_of_run(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    """(first day, last day) a run's tags cover; None for an unpartitioned run."""
+    if RANGE_START in tags:
+        return tags[RANGE_START], tags.get(RANGE_END, tags[RANGE_START])
+    day = tags.get(PARTITION)
+    return (day, day) if day else None
+
 
 # The first day the lakehouse can hold. The demo generates data from this day on.
 START_DATE = "2026-01-01"

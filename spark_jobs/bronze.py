@@ -1,22 +1,19 @@
 """Bronze: the sources as they were, plus lineage. Nothing is parsed, fixed or dropped here.
 
-spark-submit spark_jobs/bronze.py --date 2026-01-01
+spark-submit spark_jobs/cli.py bronze --date 2026-01-01
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-if __package__ in (None, ""):  # run as a script by spark-submit
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pyspark.sql import functions as F
 
-from spark_jobs import storage  # noqa: E402
-from spark_jobs.settings import LakehouseSetupError, Settings  # noqa: E402
-from spark_jobs.window import DayWindow  # noqa: E402
+from spark_jobs import registry, storage
+from spark_jobs.settings import LakehouseSetupError, Settings
+from spark_jobs.window import DayWindow
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -36,8 +33,6 @@ class WriteResult:
 
 def with_lineage(df: DataFrame, source: str, run_id: str) -> DataFrame:
     """Add where a row came from, when it was ingested and by which run."""
-    from pyspark.sql import functions as F
-
     return df.withColumns(
         {
             "_source": F.lit(source),
@@ -49,8 +44,6 @@ def with_lineage(df: DataFrame, source: str, run_id: str) -> DataFrame:
 
 def change_time() -> Column:
     """The row's ``updated_at`` as a timestamp; NULL when it is missing or not a timestamp."""
-    from pyspark.sql import functions as F
-
     return F.to_timestamp(F.col("updated_at").cast("string"))
 
 
@@ -61,8 +54,6 @@ def extracted_rows(df: DataFrame, window: DayWindow) -> DataFrame:
     with a NULL or unparseable ``updated_at``) belongs to the window's first day: the day it
     was first seen. Silver quarantines the unplaceable ones by name.
     """
-    from pyspark.sql import functions as F
-
     changed = change_time()
     placed = changed.isNotNull() & (F.to_date(changed) >= F.lit(window.start))
     return df.withColumn(
@@ -98,8 +89,6 @@ def is_first_load(spark: SparkSession, table: str, window: DayWindow) -> bool:
 
     Also true when the first day is run again, so rerunning it takes the same rows.
     """
-    from pyspark.sql import functions as F
-
     bronze = _bronze_if_exists(spark, table)
     if bronze is None:
         return True
@@ -125,8 +114,6 @@ def extract_source_table(
     A row taken by a catch-up belongs to the window's first day, the day it was first seen,
     unless another day of Bronze already holds that version.
     """
-    from pyspark.sql import functions as F
-
     dialect = storage.source_dialect(settings.source_url)
     if dialect == "sqlite" and not settings.source_db_path.is_file():
         # The SQLite driver would create an empty file there and fail on the missing table.
@@ -166,6 +153,7 @@ def extract_source_table(
             F.count_if(changed.isNull()).alias("unplaced"),
             F.count_if(F.to_date(changed) < F.lit(window.start)).alias("caught_up"),
         ).first()
+        assert stats is not None, "a global aggregate always returns one row"
         detail = {
             "extraction": "first load: full snapshot" if first_load else "incremental",
             "rows_changed_before_window": int(stats["caught_up"] or 0),
@@ -184,8 +172,6 @@ def source_coverage(
     A row missing from Bronze means a day was never run (or a row slipped past extraction):
     Silver cannot know about it.
     """
-    from pyspark.sql import functions as F
-
     dialect = storage.source_dialect(settings.source_url)
     key = storage.SOURCE_KEYS[table]
     source = storage.read_source_rows(
@@ -202,6 +188,7 @@ def source_coverage(
     stats = missing.agg(
         F.count(F.lit(1)), F.slice(F.collect_list(F.col(key).cast("string")), 1, 5)
     ).first()
+    assert stats is not None, "a global aggregate always returns one row"
     return source.count(), int(stats[0]), list(stats[1] or [])
 
 
@@ -213,28 +200,20 @@ def ingest_landing(
     return write_bronze(with_lineage(lines, f"landing.{source}", run_id), table, window)
 
 
-LANDING_TABLES = {"clickstream": "clickstream", "inventory": "inventory_events"}
-
-
 def run(
-    spark: SparkSession, settings: Settings, window: DayWindow, run_id: str
+    spark: SparkSession,
+    settings: Settings,
+    window: DayWindow,
+    run_id: str,
+    sources: tuple[registry.Source, ...] = registry.SOURCES,
 ) -> list[WriteResult]:
+    """Every source of the registry into its Bronze table, database tables first."""
     results = [
-        extract_source_table(spark, settings, table, window, run_id)
-        for table in storage.SOURCE_TABLES
+        extract_source_table(spark, settings, s.name, window, run_id)
+        for s in registry.database_tables(sources)
     ]
     results += [
-        ingest_landing(spark, settings, source, table, window, run_id)
-        for source, table in LANDING_TABLES.items()
+        ingest_landing(spark, settings, s.name, s.bronze, window, run_id)
+        for s in registry.landing_feeds(sources)
     ]
     return results
-
-
-def main(argv: list[str] | None = None) -> None:
-    from spark_jobs.cli import run_job
-
-    run_job("bronze", run, argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,22 +1,44 @@
-"""The command line every job shares: ``spark-submit spark_jobs/<job>.py --date YYYY-MM-DD``."""
+"""The command line of the Spark jobs, one per layer, as spark-submit runs them:
+
+    spark-submit spark_jobs/cli.py silver --date 2026-01-01
+    spark-submit spark_jobs/cli.py bronze --start 2026-01-01 --end 2026-01-03
+
+(``make run JOB=silver ARGS="--date 2026-01-01"`` does the same with the project's Spark
+configuration; the repo root must be on ``PYTHONPATH``, which ``make`` sets.)
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from spark_jobs.session import build_session
-from spark_jobs.settings import LakehouseSetupError, Settings
-from spark_jobs.window import parse_args
+JOBS = ("bronze", "silver")
 
 
-def run_job(name: str, run: Callable, argv: Sequence[str] | None = None) -> None:
+def run_job(name: str, argv: Sequence[str] | None = None) -> None:
+    from spark_jobs.session import build_session
+    from spark_jobs.settings import LakehouseSetupError, Settings
+    from spark_jobs.window import parse_args
+
     window = parse_args(f"{name}: run the {name} layer for a day or a range of days", argv)
     try:
         settings = Settings.from_env()
         spark = build_session(settings, app_name=f"lakehouse-{name}")
     except LakehouseSetupError as exc:
         sys.exit(f"error: {exc}")
-    for result in run(spark, settings, window, f"spark-submit-{uuid.uuid4().hex[:12]}"):
+    job = importlib.import_module(f"spark_jobs.{name}")
+    for result in job.run(spark, settings, window, f"spark-submit-{uuid.uuid4().hex[:12]}"):
         print(f"{result.table}: {result.rows} rows, snapshot {result.snapshot_id}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in JOBS:
+        sys.exit(f"usage: spark_jobs/cli.py <{'|'.join(JOBS)}> --date YYYY-MM-DD")
+    run_job(args[0], args[1:])
+
+
+if __name__ == "__main__":
+    main()

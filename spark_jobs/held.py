@@ -15,13 +15,16 @@ from collections.abc import Collection
 from datetime import date
 from typing import TYPE_CHECKING
 
+from pyspark.sql import functions as F
+
 from spark_jobs import storage
-from spark_jobs.quality import TableRules
 from spark_jobs.window import DayWindow
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
+
+    from spark_jobs.silver.checks import TableRules
 
 DAY = "_partition_date"
 RELEASED_ON = "_released_on"  # the last day of the run that released a held row; else NULL
@@ -34,8 +37,6 @@ def reference_rules(quality: TableRules) -> list[str]:
 
 def only_held_for(rules: Collection[str]) -> Column:
     """True for quarantine rows whose every broken rule is a missing reference."""
-    from pyspark.sql import functions as F
-
     names = list(rules)
     return F.forall(F.col("rules"), lambda rule: rule.isin(names))
 
@@ -48,8 +49,6 @@ def held_rows(
     rules: Collection[str],
 ) -> DataFrame | None:
     """The held rows of days outside the window, as the Bronze rows they were."""
-    from pyspark.sql import functions as F
-
     if not rules or not spark.catalog.tableExists(quarantine):
         return None
     held = spark.table(quarantine).where(
@@ -60,9 +59,9 @@ def held_rows(
 
 def as_of(spark: SparkSession, bronze: str, window: DayWindow) -> date:
     """The newest day the lakehouse holds for a table: what a held row's age is measured to."""
-    from pyspark.sql import functions as F
-
-    newest = spark.table(bronze).agg(F.max(DAY)).first()[0]
+    row = spark.table(bronze).agg(F.max(DAY)).first()
+    assert row is not None, "a global aggregate always returns one row"
+    newest = row[0]
     last = window.days[-1]
     return max(newest, last) if newest else last
 
@@ -70,8 +69,6 @@ def as_of(spark: SparkSession, bronze: str, window: DayWindow) -> date:
 def mark_released(df: DataFrame, day_column: str, window: DayWindow) -> DataFrame:
     """Rows of days outside the window were held and are released by this run: say so, so
     the Gold models rebuild the days they belong to (dbt reads ``_released_on`` as a change)."""
-    from pyspark.sql import functions as F
-
     released = ~storage.window_condition(day_column, window)
     return df.withColumn(
         RELEASED_ON, F.when(released, F.lit(window.days[-1])).otherwise(F.lit(None).cast("date"))
@@ -83,8 +80,6 @@ def write_quarantine(
 ) -> None:
     """Replace the window's quarantine days with ``rows``, and on each day a held row came
     from, replace its held rows with what is still held; all in one atomic commit."""
-    from pyspark.sql import functions as F
-
     outside = sorted(set(held_days) - set(window.days))
     if not outside:
         storage.replace_window(rows, name, DAY, window)

@@ -8,9 +8,8 @@ A row rule is a name, a condition that is true when the row *fails*, and an acti
 - ``fail``: quarantine the row and fail the check with ERROR severity, which blocks everything
   downstream of the table for that run.
 
-A table check looks at the whole batch or table (uniqueness, row-count band, freshness,
-schema, reconciliation). Both become Dagster asset checks; this module knows nothing of
-Dagster, only of DataFrames and verdicts.
+A table check (``spark_jobs.silver.checks``) looks at the whole batch or table. Both become
+Dagster asset checks; this module knows nothing of Dagster, only of DataFrames and verdicts.
 
 Conditions that evaluate to NULL count as passing, so each rule says how it treats NULL
 (the ``*_not_null`` rules do).
@@ -20,8 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Literal
+
+from pyspark.sql import functions as F
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -30,12 +31,6 @@ Action = Literal["warn", "drop", "fail"]
 RULES_COLUMN = "_rules_failed"
 WARNINGS_COLUMN = "_rules_warned"
 SAMPLE_SIZE = 5
-
-
-def _F():
-    from pyspark.sql import functions as F
-
-    return F
 
 
 @dataclass(frozen=True)
@@ -66,33 +61,6 @@ class Rule:
         """The same rule, applied only to rows for which ``guard`` is true."""
         inner = self.fails
         return replace(self, fails=lambda: guard() & inner())
-
-
-@dataclass(frozen=True)
-class TableCheck:
-    """A check on the whole batch or table: unique, row_count_band, freshness, schema, ..."""
-
-    name: str
-    kind: str
-    action: Action
-    description: str
-    params: dict = field(default_factory=dict, hash=False, compare=False)
-
-    @property
-    def blocking(self) -> bool:
-        return self.action == "fail"
-
-
-@dataclass(frozen=True)
-class TableRules:
-    """Every rule and check of one table, in one declaration."""
-
-    rows: tuple[Rule, ...] = ()
-    checks: tuple[TableCheck, ...] = ()
-
-    @property
-    def all(self) -> list[Rule | TableCheck]:
-        return [*self.rows, *self.checks]
 
 
 @dataclass(frozen=True)
@@ -171,7 +139,7 @@ def not_null(column: str, action: Action = "drop", raw: str | None = None) -> Ru
     return Rule(
         f"{column}_not_null",
         "not_null",
-        lambda: _F().col(tested).isNull(),
+        lambda: F.col(tested).isNull(),
         action,
         f"{column} is present",
     )
@@ -182,7 +150,7 @@ def accepted_values(column: str, values: Sequence[str], action: Action = "drop")
     return Rule(
         f"{column}_accepted",
         "accepted_values",
-        lambda: _F().col(column).isNotNull() & ~_F().col(column).isin(allowed),
+        lambda: F.col(column).isNotNull() & ~F.col(column).isin(allowed),
         action,
         f"{column} in {sorted(allowed)}",
     )
@@ -198,7 +166,6 @@ def between(
     action: Action = "drop",
 ) -> Rule:
     def fails() -> Column:
-        F = _F()
         out = F.lit(False)
         if low is not None:
             out = out | (F.col(column) <= low if strict_low else F.col(column) < low)
@@ -222,7 +189,7 @@ def parses(raw: str, typed: str, action: Action = "drop") -> Rule:
     return Rule(
         f"{typed}_valid",
         "parses",
-        lambda: _F().col(raw).isNotNull() & _F().col(typed).isNull(),
+        lambda: F.col(raw).isNotNull() & F.col(typed).isNull(),
         action,
         f"{raw} converts to its type",
     )
@@ -245,15 +212,13 @@ def references(
     """
 
     def missing() -> Column:
-        F = _F()
         return F.col(column).isNotNull() & F.col(found).isNull()
 
-    past = lambda: _F().col(PAST_GRACE)  # noqa: E731
     return (
         Rule(
             f"awaiting_{reference}",
             "awaiting",
-            lambda: missing() & ~past(),
+            lambda: missing() & ~F.col(PAST_GRACE),
             "drop",
             f"{column} not yet in {target}: held, re-checked every run",
             fail_above=None,
@@ -261,7 +226,7 @@ def references(
         Rule(
             f"{reference}_exists",
             "references",
-            lambda: missing() & past(),
+            lambda: missing() & F.col(PAST_GRACE),
             action,
             f"{column} references {target} (after the grace period)",
         ),
@@ -282,7 +247,6 @@ def within_days(
     a year ahead is dirt, not a new partition."""
 
     def fails() -> Column:
-        F = _F()
         day_start = F.to_timestamp(F.col(day))
         late = F.col(column) > day_start + F.expr(f"INTERVAL {int(24 + after_hours)} HOURS")
         if before_days is None:
@@ -299,74 +263,6 @@ def within_days(
     )
 
 
-# ------------------------------------------------------------------ table checks
-def unique(columns: Sequence[str], action: Action = "fail") -> TableCheck:
-    cols = list(columns)
-    return TableCheck(
-        f"unique_{'_'.join(cols)}",
-        "unique",
-        action,
-        f"one row per {', '.join(cols)}",
-        {"columns": cols},
-    )
-
-
-def row_count_band(low: float = 0.5, high: float = 2.0, lookback_days: int = 7) -> TableCheck:
-    return TableCheck(
-        "row_count_in_band",
-        "row_count_band",
-        "warn",
-        f"each day's rows within {low}x..{high}x the mean of the previous {lookback_days} days",
-        {"low": low, "high": high, "lookback_days": lookback_days},
-    )
-
-
-def freshness(column: str, max_lag_hours: float, action: Action = "warn") -> TableCheck:
-    return TableCheck(
-        f"{column}_fresh",
-        "freshness",
-        action,
-        f"each day's latest {column} is within {max_lag_hours}h of the day's end",
-        {"column": column, "max_lag_hours": max_lag_hours},
-    )
-
-
-def schema(
-    required: dict[str, str], action: Action = "fail", max_mistyped: float = 0.01
-) -> TableCheck:
-    """Expected source columns (or JSON fields) and types. A removed field fails; a retyped
-    value fails only above ``max_mistyped`` of the batch (below, it is row dirt, quarantined
-    by its ``<field>_valid`` rule)."""
-    return TableCheck(
-        "schema",
-        "schema",
-        action,
-        "required fields present with their types: "
-        + ", ".join(f"{k} {v}" for k, v in required.items())
-        + f"; at most {max_mistyped:.0%} of rows with a value of another type",
-        {"required": dict(required), "max_mistyped": max_mistyped},
-    )
-
-
-def new_fields(known: Sequence[str]) -> TableCheck:
-    return TableCheck(
-        "no_new_fields",
-        "new_fields",
-        "warn",
-        "incoming records carry no fields beyond the known ones (Bronze keeps them anyway)",
-        {"known": list(known)},
-    )
-
-
-def reconciles() -> TableCheck:
-    return TableCheck(
-        "bronze_reconciles",
-        "reconciles",
-        "fail",
-        "Bronze rows = Silver rows + quarantined rows + duplicates removed",
-    )
-
-
 # ------------------------------------------------------------------ applying row rules
 def apply_rules(df: DataFrame, rules: Sequence[Rule]) -> tuple[DataFrame, DataFrame]:
     """Split into (kept rows, quarantined rows).
@@ -374,7 +270,6 @@ def apply_rules(df: DataFrame, rules: Sequence[Rule]) -> tuple[DataFrame, DataFr
     Kept rows carry ``_rules_warned`` (names of warn rules they broke); quarantined rows carry
     ``_rules_failed`` (names of drop/fail rules they broke, warn rules excluded).
     """
-    F = _F()
 
     def names(selected: Sequence[Rule]) -> Column:
         flagged = [F.when(F.coalesce(r.fails(), F.lit(False)), F.lit(r.name)) for r in selected]
@@ -402,7 +297,6 @@ def keep_first(
     """
     from pyspark.sql import Window
 
-    F = _F()
     has_key = F.lit(True)
     for key in keys:
         has_key = has_key & F.col(key).isNotNull()
@@ -415,7 +309,6 @@ def keep_first(
 
 def rule_stats(flagged: DataFrame, rules_column: str, key: str, day: str) -> dict[str, dict]:
     """Per rule: rows, a sample of keys and rows per day, in one pass over the flagged rows."""
-    F = _F()
     exploded = flagged.select(
         F.explode(rules_column).alias("rule"),
         F.col(key).cast("string").alias("key"),
@@ -475,67 +368,3 @@ def judge_rule(rule: Rule, stats: dict | None, batch_rows: int) -> Verdict:
         fail_above=rule.fail_above,
         **by_day,
     )
-
-
-def _verdict(check: TableCheck, failing: int, sample=(), per_day=None, **detail) -> Verdict:
-    return Verdict(
-        name=check.name,
-        action=check.action,
-        passed=failing == 0,
-        severity="ERROR" if check.action == "fail" else "WARN",
-        failing_rows=failing,
-        description=check.description,
-        sample=list(sample)[:SAMPLE_SIZE],
-        per_day=per_day or {},
-        detail={"kind": check.kind, **detail},
-        scope="window" if per_day is None else "day",
-    )
-
-
-def judge_unique(check: TableCheck, df: DataFrame) -> Verdict:
-    """Rows that share their key with another row (all of them, not one per key)."""
-    F = _F()
-    cols = check.params["columns"]
-    dupes = df.groupBy(*cols).count().where(F.col("count") > 1)
-    stats = dupes.agg(
-        F.coalesce(F.sum("count"), F.lit(0)).alias("rows"),
-        F.slice(F.collect_list(F.concat_ws("|", *[F.col(c).cast("string") for c in cols])), 1, 5),
-    ).first()
-    return _verdict(check, int(stats[0]), stats[1] or [])
-
-
-def judge_row_count_band(
-    check: TableCheck, per_day: dict[str, int], history: dict[str, int]
-) -> Verdict:
-    """Each day's rows against the mean of the previous days that have rows."""
-    low, high, lookback = (check.params[k] for k in ("low", "high", "lookback_days"))
-    outside, ratios = {}, {}
-    for day, rows in sorted(per_day.items()):
-        start = date.fromisoformat(day) - timedelta(days=lookback)
-        earlier = [n for d, n in history.items() if start.isoformat() <= d < day and n > 0]
-        if not earlier:
-            continue  # no history yet: nothing to compare with
-        ratio = rows / (sum(earlier) / len(earlier))
-        ratios[day] = round(ratio, 3)
-        if not low <= ratio <= high:
-            outside[day] = rows
-    return _verdict(
-        check, sum(outside.values()), sorted(outside), outside, ratio_to_recent_mean=ratios
-    )
-
-
-def judge_freshness(check: TableCheck, latest_per_day: dict[str, datetime | None]) -> Verdict:
-    """Days whose latest record is older than ``max_lag_hours`` before the day's end."""
-    lag = timedelta(hours=check.params["max_lag_hours"])
-    stale = {}
-    for day, latest in sorted(latest_per_day.items()):
-        day_end = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time())
-        if latest is None or latest < day_end - lag:
-            stale[day] = 1
-    latest_text = {d: (t.isoformat() if t else None) for d, t in latest_per_day.items()}
-    return _verdict(check, len(stale), sorted(stale), stale, latest=latest_text)
-
-
-def judge_counts(check: TableCheck, failing: int, sample: Sequence[str] = (), **detail) -> Verdict:
-    """A check whose evaluation the caller has already counted (schema, reconciliation)."""
-    return _verdict(check, failing, sample, **detail)

@@ -1,10 +1,10 @@
-"""Reading the sources and writing Iceberg tables. Transforms live in bronze.py and silver.py."""
+"""Reading the sources and writing Iceberg tables. Transforms live in bronze.py and silver/."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 from pyarrow import fs as pafs
+from pyspark.sql import functions as F
 
+from spark_jobs import registry
 from spark_jobs.settings import CATALOG, LakehouseSetupError, Settings
 from spark_jobs.window import DayWindow
 
@@ -21,9 +23,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 # Each operational table and its key: the unit of "has Bronze seen this row".
-SOURCE_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id"}
-SOURCE_TABLES = tuple(SOURCE_KEYS)
-LANDING_SOURCES = ("clickstream", "inventory")
+SOURCE_KEYS = {s.name: s.key for s in registry.database_tables() if s.key}
+LANDING_SOURCES = tuple(s.name for s in registry.landing_feeds())
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 JDBC_DRIVERS = {"jdbc:sqlite:": "org.sqlite.JDBC", "jdbc:postgresql:": "org.postgresql.Driver"}
@@ -101,8 +102,8 @@ def unplaced_predicate(column: str = "updated_at", dialect: str = "postgresql") 
 def read_source_rows(spark: SparkSession, settings: Settings, table: str, predicates: list[str]):
     """Rows of an operational table matching any of ``predicates`` (disjoint, one partition
     each)."""
-    if table not in SOURCE_TABLES:
-        raise ValueError(f"unknown source table {table!r}; expected one of {SOURCE_TABLES}")
+    if table not in tuple(SOURCE_KEYS):
+        raise ValueError(f"unknown source table {table!r}; expected one of {tuple(SOURCE_KEYS)}")
     props = {"driver": _jdbc_driver(settings.source_url)}
     if settings.source_user:
         props |= {"user": settings.source_user, "password": settings.source_password}
@@ -227,7 +228,7 @@ def _line_reader(zone: LandingZone):
     no hadoop-aws) share one code path. Lines are split in C, never looped over in Python.
     """
 
-    def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def read(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         filesystem = zone.filesystem()
         for batch in batches:
             days = batch.column("day").to_pylist()
@@ -267,15 +268,11 @@ def read_landing_lines(
 
 # ------------------------------------------------------------------ Iceberg writes
 def window_condition(column: str, window: DayWindow) -> Column:
-    from pyspark.sql import functions as F
-
     return (F.col(column) >= F.lit(window.start)) & (F.col(column) < F.lit(window.end))
 
 
 def ensure_table(df: DataFrame, name: str, partition_column: str | None) -> None:
     """Create the Iceberg table from the frame's schema if it does not exist yet."""
-    from pyspark.sql import functions as F
-
     spark = df.sparkSession
     if spark.catalog.tableExists(name):
         return
@@ -288,8 +285,6 @@ def ensure_table(df: DataFrame, name: str, partition_column: str | None) -> None
 def conform(df: DataFrame, name: str) -> DataFrame:
     """Match the table's columns and their order: those it gained by evolution come in as
     NULL; new columns of ``df`` stay, last, for a write that merges the schema."""
-    from pyspark.sql import functions as F
-
     spark = df.sparkSession
     if not spark.catalog.tableExists(name):
         return df
@@ -365,8 +360,6 @@ def insert_missing(df: DataFrame, name: str, keys: Sequence[str]) -> None:
 
 def latest_snapshot(spark: SparkSession, name: str) -> tuple[int | None, int | None]:
     """The table's current snapshot id and its total rows, from the snapshot summary (no scan)."""
-    from pyspark.sql import functions as F
-
     rows = (
         spark.table(f"{name}.snapshots")
         .orderBy(F.col("committed_at").desc())

@@ -121,7 +121,7 @@ def test_every_asset_has_an_owner_a_layer_tag_and_a_link_to_its_code():
             assert all(Path(ref.file_path).is_file() for ref in references), key
             assert references, key
     silver = GRAPH.get(AssetKey(["silver", "orders"])).metadata["dagster/code_references"]
-    assert any(r.file_path.endswith("spark_jobs/silver.py") for r in silver.code_references)
+    assert any(r.file_path.endswith("spark_jobs/silver/orders.py") for r in silver.code_references)
     fct = GRAPH.get(AssetKey(["gold", "fct_orders"])).metadata["dagster/code_references"]
     assert any(r.file_path.endswith("fct_orders.sql") for r in fct.code_references)
 

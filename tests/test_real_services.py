@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_assets.screenshot import free_port
 from spark_jobs.session import write_spark_defaults
 from spark_jobs.settings import REPO_ROOT, Settings
+from tools.screenshot import free_port
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 SPARK_HOME = Path(__import__("pyspark").__file__).parent
@@ -149,6 +149,7 @@ def test_bronze_on_a_cluster_with_postgres_catalog_and_source(postgres, spark_cl
         "LAKEHOUSE_CATALOG_USER": "postgres",
         "LAKEHOUSE_SOURCE_URL": f"jdbc:postgresql://127.0.0.1:{pg_port}/shop",
         "LAKEHOUSE_SOURCE_USER": "postgres",
+        "PYTHONPATH": str(REPO_ROOT),  # as `make run` sets it
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
@@ -164,7 +165,7 @@ def test_bronze_on_a_cluster_with_postgres_catalog_and_source(postgres, spark_cl
             else:
                 os.environ[key] = value
     done = subprocess.run(
-        [str(SPARK_HOME / "bin" / "spark-submit"), "spark_jobs/bronze.py", "--date", DAY],
+        [str(SPARK_HOME / "bin" / "spark-submit"), "spark_jobs/cli.py", "bronze", "--date", DAY],
         cwd=REPO_ROOT,
         env={**env, "SPARK_CONF_DIR": str(conf_dir), "SPARK_HOME": str(SPARK_HOME)},
         capture_output=True,

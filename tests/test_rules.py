@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pyspark.sql import functions as F
+
 from spark_jobs import quality as q
-from spark_jobs.silver import TABLES
+from spark_jobs.silver import TABLES, checks
 
 
 def frame(spark, rows, schema="id long, status string, amount double, day string"):
@@ -71,8 +73,8 @@ def test_each_day_of_a_range_is_judged_on_its_own_rows(spark):
 
 
 def test_a_whole_batch_check_holds_for_each_of_its_days(spark):
-    check = q.unique(["id"])
-    verdict = q.judge_unique(check, frame(spark, [(1, "a", 1.0, "d1"), (1, "b", 1.0, "d2")]))
+    check = checks.unique(["id"])
+    verdict = check.judge(frame(spark, [(1, "a", 1.0, "d1"), (1, "b", 1.0, "d2")]))
     for day in ("d1", "d2"):
         judged = verdict.on_day(day, batch_rows=1)
         assert (judged.failing_rows, judged.status) == (2, "failed")
@@ -80,7 +82,6 @@ def test_a_whole_batch_check_holds_for_each_of_its_days(spark):
 
 
 def test_a_missing_reference_is_held_then_final_after_the_grace_period(spark):
-    F = q._F()
     rows = (
         spark.createDataFrame(
             [(1, 10, False), (2, 99, False), (3, None, False), (4, 99, True)],
@@ -144,27 +145,26 @@ def test_unique_counts_every_row_of_a_repeated_key(spark):
     df = spark.createDataFrame(
         [(1, "a"), (1, "b"), (1, "c"), (2, "a"), (3, "a"), (3, "b")], "k long, v string"
     )
-    single = q.judge_unique(q.unique(["k"]), df)
+    single = checks.unique(["k"]).judge(df)
     assert (single.failing_rows, single.status, sorted(single.sample)) == (5, "failed", ["1", "3"])
-    pair = q.judge_unique(q.unique(["k", "v"]), df)
+    pair = checks.unique(["k", "v"]).judge(df)
     assert pair.passed
 
 
 def test_row_count_band_compares_with_recent_days():
-    check = q.row_count_band(low=0.5, high=2.0, lookback_days=3)
+    check = checks.row_count_band(low=0.5, high=2.0, lookback_days=3)
     history = {"2026-01-01": 100, "2026-01-02": 120, "2026-01-03": 80}
-    normal = q.judge_row_count_band(check, {"2026-01-04": 90}, history)
+    normal = check.judge({"2026-01-04": 90}, history)
     assert normal.passed and normal.detail["ratio_to_recent_mean"] == {"2026-01-04": 0.9}
-    low = q.judge_row_count_band(check, {"2026-01-04": 40}, history)
+    low = check.judge({"2026-01-04": 40}, history)
     assert (low.failing_rows, low.status, low.sample) == (40, "warned", ["2026-01-04"])
-    first_day = q.judge_row_count_band(check, {"2026-01-01": 5}, {"2026-01-01": 5})
+    first_day = check.judge({"2026-01-01": 5}, {"2026-01-01": 5})
     assert first_day.passed  # nothing to compare with yet
 
 
 def test_freshness_wants_the_day_covered_to_its_end():
-    check = q.freshness("updated_at", max_lag_hours=6)
-    verdict = q.judge_freshness(
-        check,
+    check = checks.freshness("updated_at", max_lag_hours=6)
+    verdict = check.judge(
         {
             "2026-01-01": datetime(2026, 1, 1, 23, 10),
             "2026-01-02": datetime(2026, 1, 2, 9, 0),  # nothing after 9:00: a cut-off extract

@@ -19,6 +19,7 @@ from dagster import (
     ConfigurableResource,
     DefaultSensorStatus,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -28,10 +29,10 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 
 from lakehouse_assets.jobs import QUALITY_REPORT
+from spark_jobs.registry import SOURCES, Source, landing_feeds
 from spark_jobs.settings import Settings
 from spark_jobs.storage import LandingZone, day_of_object
 
-SOURCES = {"clickstream": "clickstream", "inventory": "inventory_events"}
 CLOCK_SLACK_S = 2.0
 
 
@@ -123,22 +124,27 @@ def plan_runs(
     return requests, cursor
 
 
-def arrival_job(source: str, table: str):
+def arrival_job(source: Source):
+    table = source.bronze
     return define_asset_job(
-        f"{source}_arrival",
+        f"{source.name}_arrival",
         selection=AssetSelection.assets(AssetKey(["bronze", table])).downstream()
         - AssetSelection.assets(QUALITY_REPORT),
         description=f"Bronze {table} and everything downstream, for a day whose files landed.",
     )
 
 
-ARRIVAL_JOBS = {source: arrival_job(source, table) for source, table in SOURCES.items()}
+def build_arrival_jobs(registered: tuple[Source, ...] = SOURCES) -> dict:
+    """One job per landing feed of the registry: its Bronze table and all downstream of it."""
+    return {s.name: arrival_job(s) for s in landing_feeds(registered)}
 
 
-def landing_sensor(source: str):
+def landing_sensor(feed: Source, job) -> SensorDefinition:
+    source = feed.name
+
     @sensor(
         name=f"{source}_landed",
-        job=ARRIVAL_JOBS[source],
+        job=job,
         minimum_interval_seconds=60,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Runs the {source} assets for each day with new or changed landing files.",
@@ -146,7 +152,7 @@ def landing_sensor(source: str):
     def _sensor(context: SensorEvaluationContext, landing: LandingResource):
         seen = json.loads(context.cursor) if context.cursor else {}
         objects = landing.list(source)
-        asset_key = AssetKey(["bronze", SOURCES[source]])
+        asset_key = AssetKey(["bronze", feed.bronze])
 
         def built_at(day: str) -> float | None:
             event = context.instance.get_latest_materialization_event(asset_key)
@@ -168,4 +174,10 @@ def landing_sensor(source: str):
     return _sensor
 
 
-landing_sensors = [landing_sensor(source) for source in SOURCES]
+def build_landing_sensors(jobs: dict, registered: tuple[Source, ...] = SOURCES) -> list:
+    """One arrival sensor per landing feed, launching that feed's job."""
+    return [landing_sensor(s, jobs[s.name]) for s in landing_feeds(registered)]
+
+
+ARRIVAL_JOBS = build_arrival_jobs()
+landing_sensors = build_landing_sensors(ARRIVAL_JOBS)

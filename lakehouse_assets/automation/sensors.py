@@ -9,9 +9,7 @@ from dagster import (
 )
 
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
-from lakehouse_assets.partitions import RANGE_END, RANGE_START
-
-PARTITION_TAGS = ("dagster/partition", RANGE_START, RANGE_END)
+from lakehouse_assets.partitions import PARTITION_TAGS
 
 
 def quality_after(status: DagsterRunStatus, outcome: str):

@@ -22,22 +22,13 @@ from lakehouse_assets.resources.catalog import table_column_schema
 from spark_jobs import bronze
 from spark_jobs.bronze import WriteResult
 from spark_jobs.quality import Verdict
+from spark_jobs.registry import SOURCES, Source
 from spark_jobs.settings import LakehouseSetupError
 
 COVERAGE_CHECK = "source_rows_extracted"
 
 # Sources fail transiently (a database restart, a slow bucket): retry before paging anyone.
 EXTRACT_RETRIES = RetryPolicy(max_retries=2, delay=15, backoff=Backoff.EXPONENTIAL)
-
-SOURCE_DESCRIPTIONS = {
-    "customers": "Customers changed that day in the operational database, as extracted.",
-    "products": "Products changed that day in the operational database, as extracted.",
-    "orders": "Orders changed that day in the operational database, as extracted.",
-}
-LANDING_DESCRIPTIONS = {
-    "clickstream": "Every raw clickstream JSON line landed that day, with file and line number.",
-    "inventory": "Every raw inventory event line the Kafka sink landed that day.",
-}
 
 
 class ExtractConfig(Config):
@@ -87,14 +78,15 @@ def _coverage_check(key: AssetKey) -> AssetCheckSpec:
     )
 
 
-def extract_asset(table: str, description: str):
+def extract_asset(source: Source):
     """A Bronze asset for an operational table, with a check that Bronze has seen every row."""
-    key = AssetKey(["bronze", table])
+    table = source.name
+    key = AssetKey(["bronze", source.bronze])
 
     @asset(
         key=key,
-        description=description,
-        deps=[sources.database_table(table)],
+        description=source.bronze_description,
+        deps=[sources.source_key(source)],
         check_specs=[_coverage_check(key)],
         **_bronze_asset("def extract_source_table"),
     )
@@ -127,27 +119,35 @@ def extract_asset(table: str, description: str):
     return _bronze
 
 
-def landing_asset(table: str, description: str, source: str):
+def landing_asset(source: Source):
     """A Bronze asset for a landing feed: every raw line, verbatim."""
 
     @asset(
-        key=["bronze", table],
-        description=description,
-        deps=[sources.landing_feed(source)],
+        key=["bronze", source.bronze],
+        description=source.bronze_description,
+        deps=[sources.source_key(source)],
         **_bronze_asset("def ingest_landing"),
     )
     def _bronze(context: AssetExecutionContext, spark: SparkResource) -> MaterializeResult:
         result = bronze.ingest_landing(
-            spark.session, spark.settings(), source, table, window_of(context), context.run_id
+            spark.session,
+            spark.settings(),
+            source.name,
+            source.bronze,
+            window_of(context),
+            context.run_id,
         )
         return MaterializeResult(metadata=_metadata(result, context, spark))
 
     return _bronze
 
 
-bronze_assets = [
-    extract_asset(table, description) for table, description in SOURCE_DESCRIPTIONS.items()
-] + [
-    landing_asset(table, LANDING_DESCRIPTIONS[source], source)
-    for source, table in bronze.LANDING_TABLES.items()
-]
+def build_bronze_assets(registered: tuple[Source, ...] = SOURCES) -> list:
+    """One Bronze asset per source of the registry."""
+    return [
+        extract_asset(source) if source.kind == "database" else landing_asset(source)
+        for source in registered
+    ]
+
+
+bronze_assets = build_bronze_assets()

@@ -25,7 +25,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from lakehouse_assets.partitions import daily_partitions
-from spark_jobs.quality import TableRules, Verdict
+from spark_jobs.quality import Verdict
+from spark_jobs.silver.checks import TableRules
 
 
 def check_specs(quality: TableRules, asset_key: AssetKey) -> list[AssetCheckSpec]:

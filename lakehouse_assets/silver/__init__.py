@@ -1,3 +1,3 @@
-from lakehouse_assets.silver.assets import silver_assets
+from lakehouse_assets.silver.assets import build_silver_assets, silver_assets
 
-__all__ = ["silver_assets"]
+__all__ = ["build_silver_assets", "silver_assets"]

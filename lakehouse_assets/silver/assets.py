@@ -1,7 +1,8 @@
 """Silver assets: each writes its table and the quarantine table beside it, in one step,
 and reports every declared quality rule of the table as an asset check."""
 
-from dataclasses import dataclass
+import importlib
+import inspect
 
 from dagster import (
     AssetExecutionContext,
@@ -20,42 +21,8 @@ from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource
 from lakehouse_assets.resources.catalog import table_column_schema
 from spark_jobs import silver
-
-
-@dataclass(frozen=True)
-class SilverAsset:
-    name: str
-    description: str
-    upstream: tuple[tuple[str, str], ...]
-
-
-ASSETS = (
-    SilverAsset(
-        "customers",
-        "Current state of every customer: typed, latest version per customer_id, validated.",
-        (("bronze", "customers"),),
-    ),
-    SilverAsset(
-        "products",
-        "Current state of every product: typed, latest version per product_id, validated.",
-        (("bronze", "products"),),
-    ),
-    SilverAsset(
-        "orders",
-        "Latest version of every order, typed, with customer and product references checked.",
-        (("bronze", "orders"), ("silver", "customers"), ("silver", "products")),
-    ),
-    SilverAsset(
-        "clickstream",
-        "Web events parsed from raw lines, one per event_id, with event date, hour and product.",
-        (("bronze", "clickstream"), ("silver", "products")),
-    ),
-    SilverAsset(
-        "inventory",
-        "Stock level per product and warehouse at the end of each day, from inventory events.",
-        (("bronze", "inventory_events"), ("silver", "products")),
-    ),
-)
+from spark_jobs.registry import SOURCES, Source
+from spark_jobs.silver import SilverTable
 
 
 class SilverConfig(Config):
@@ -64,28 +31,31 @@ class SilverConfig(Config):
     only). Off by default: new fields are then reported by a warning check and kept in Bronze."""
 
 
-def silver_asset(spec: SilverAsset) -> AssetsDefinition:
-    table = silver.TABLES[spec.name]
-    deps = [AssetKey(list(key)) for key in spec.upstream]
-    main_key = AssetKey(["silver", spec.name])
-    quarantine_key = AssetKey(["silver", f"{spec.name}_quarantine"])
+def silver_asset(table: SilverTable) -> AssetsDefinition:
+    """The Silver table and its quarantine, built in one step; its deps are its Bronze table
+    and exactly the Silver tables its transform reads (the registry's ``reads``)."""
+    name = table.name
+    deps = [AssetKey(["bronze", table.bronze]), *(AssetKey(["silver", r]) for r in table.reads)]
+    main_key = AssetKey(["silver", name])
+    quarantine_key = AssetKey(["silver", f"{name}_quarantine"])
+    module = inspect.getsourcefile(importlib.import_module(table.source.silver_module))
     common = {
         "deps": deps,
         "group_name": "silver",
         "kinds": {"spark", "iceberg"},
         "owners": OWNERS,
         "tags": layer("silver"),
-        # The table's rules, cleaning and writer are declared in one place in spark_jobs.
-        "metadata": code_reference("spark_jobs/silver.py", f'"{spec.name}": SilverTable(', "rules"),
+        # The table's types, rules, cleaning and writer are declared in its own module.
+        "metadata": code_reference(module or "", "TABLE = SilverTable(", "rules"),
     }
 
     @multi_asset(
-        name=f"silver_{spec.name}",
+        name=f"silver_{name}",
         specs=[
-            AssetSpec(main_key, description=spec.description, **common),
+            AssetSpec(main_key, description=table.source.silver_description, **common),
             AssetSpec(
                 quarantine_key,
-                description=f"Rows of silver.{spec.name} that broke a rule, with the rules.",
+                description=f"Rows of silver.{name} that broke a rule, with the rules.",
                 **common,
             ),
         ],
@@ -108,7 +78,7 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
             yield from checks
             broken = [v for v in result.verdicts if not v.passed]
             raise Failure(
-                f"silver.{spec.name} not written for {window}: "
+                f"silver.{name} not written for {window}: "
                 + "; ".join(f"{v.name}: {v.failing_rows} failing ({v.description})" for v in broken)
             )
         # What the partition plots show: each day's materialisation carries that day's figures
@@ -170,4 +140,9 @@ def silver_asset(spec: SilverAsset) -> AssetsDefinition:
     return _clean
 
 
-silver_assets = [silver_asset(spec) for spec in ASSETS]
+def build_silver_assets(registered: tuple[Source, ...] = SOURCES) -> list[AssetsDefinition]:
+    """One Silver multi-asset per source of the registry."""
+    return [silver_asset(table) for table in silver.tables(registered).values()]
+
+
+silver_assets = build_silver_assets()

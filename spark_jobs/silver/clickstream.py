@@ -1,0 +1,137 @@
+"""silver.clickstream: web events parsed from the raw lines, one row per event_id."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from spark_jobs import quality as q
+from spark_jobs.quality import WARNINGS_COLUMN
+from spark_jobs.silver import checks
+from spark_jobs.silver.checks import TableRules
+from spark_jobs.silver.common import (
+    BRONZE_DAY,
+    DEDUP_LOOKBACK_DAYS,
+    RAW_LINE,
+    Lateness,
+    SilverTable,
+    Split,
+    first_landed,
+    quarantine_rows,
+    replace,
+    with_products,
+)
+from spark_jobs.silver.json_lines import (
+    json_columns,
+    json_rules,
+    line_key,
+    parse_json,
+    schema_report,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase", "search")
+
+FIELDS = {
+    "event_id": "string",
+    "user_id": "long",
+    "session_id": "string",
+    "event_type": "string",
+    "page_url": "string",
+    "timestamp": "timestamp",
+    "properties": "string",
+}
+REQUIRED = {k: FIELDS[k] for k in ("event_id", "user_id", "event_type", "timestamp")}
+
+QUALITY = TableRules(
+    rows=json_rules(
+        FIELDS,
+        (
+            q.not_null("event_id", action="fail"),
+            q.not_null("user_id", raw="user_id_raw"),
+            q.not_null("event_ts", raw="event_ts_raw"),
+            # Older than the dedup look-back, a redelivery could not be told from an event.
+            q.within_days("event_ts", BRONZE_DAY, before_days=DEDUP_LOOKBACK_DAYS),
+            q.accepted_values("event_type", EVENT_TYPES),
+            q.not_null("session_id", action="warn"),
+            *q.references("product_id", "_product_found", "silver.products", "product"),
+        ),
+    ),
+    checks=(
+        checks.schema(REQUIRED),
+        checks.new_fields(list(FIELDS)),
+        checks.reconciles(),
+        checks.unique(["event_id"]),
+        checks.row_count_band(),
+        checks.freshness("event_ts", max_lag_hours=2),
+    ),
+)
+
+
+def clean_clickstream(
+    bronze: DataFrame,
+    earlier_event_ids: DataFrame | None,
+    run_id: str,
+    products: DataFrame | None = None,
+    lateness: Lateness | None = None,
+) -> Split:
+    """Parse each raw line; one row per event_id, the first landed wins.
+
+    ``earlier_event_ids`` are the ids Silver already holds from days before the window: an
+    event redelivered on a later day is a duplicate, not a new event. A click on a product
+    Silver does not know yet is held until the product arrives.
+    """
+    lateness = lateness or Lateness()
+    parsed = parse_json(bronze, REQUIRED)
+    typed = parsed.select(
+        "_bronze",
+        "_fields",
+        "_schema_broken",
+        *json_columns(FIELDS, {"timestamp": "event_ts"}),
+    ).withColumn("product_id", F.get_json_object("properties", "$.product_id").cast("long"))
+    kept, duplicates = q.keep_first(typed, ["event_id"], first_landed())
+    if earlier_event_ids is not None:
+        seen = earlier_event_ids.select(F.col("event_id").alias("_seen")).distinct()
+        kept = kept.join(seen, kept.event_id == seen._seen, "left")
+        duplicates = duplicates.unionByName(kept.where(F.col("_seen").isNotNull()).drop("_seen"))
+        kept = kept.where(F.col("_seen").isNull()).drop("_seen")
+    valid, bad = q.apply_rules(with_products(kept, products, lateness), QUALITY.rows)
+    return Split(
+        valid.select(
+            "event_id",
+            "user_id",
+            "session_id",
+            "event_type",
+            "page_url",
+            "event_ts",
+            F.to_date("event_ts").alias("event_date"),
+            F.hour("event_ts").alias("event_hour"),
+            "product_id",
+            F.get_json_object("properties", "$.order_id").cast("long").alias("order_id"),
+            "properties",
+            F.col(BRONZE_DAY).alias("ingest_date"),
+            F.col("_bronze._source_file").alias("_source_file"),
+            F.col("_bronze._line_number").alias("_line_number"),
+            F.lit(run_id).alias("_run_id"),
+            WARNINGS_COLUMN,
+            F.col("_bronze.raw_line").alias(RAW_LINE),  # for additive schema evolution
+        ),
+        quarantine_rows(bad, F.coalesce(F.col("event_id"), line_key()), run_id),
+        duplicates,
+        **schema_report(parsed, typed, list(FIELDS)),
+    )
+
+
+TABLE = SilverTable(
+    QUALITY,
+    lambda bronze, batch: clean_clickstream(
+        bronze, batch.earlier, batch.run_id, batch.reads["products"], batch.lateness
+    ),
+    replace("ingest_date", ("event_id",)),
+    batch_day="ingest_date",
+    unique_scope="ingest_date",
+    earlier_days=DEDUP_LOOKBACK_DAYS,
+)

@@ -1,0 +1,201 @@
+"""What every Silver table is made of: its spec, the shape of a split batch, typed columns,
+the quarantine table's rows, late references and the writers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from spark_jobs import quality as q
+from spark_jobs import storage
+from spark_jobs.quality import RULES_COLUMN, WARNINGS_COLUMN
+from spark_jobs.silver.checks import TableRules
+from spark_jobs.window import DayWindow
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+BRONZE_PARTITION = "_partition_date"
+BRONZE_DAY = f"_bronze.{BRONZE_PARTITION}"  # a typed row's Bronze day
+RAW_LINE = "_raw_line"
+# A duplicate event can land up to this many days after its original.
+DEDUP_LOOKBACK_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Split:
+    """What validation made of a batch."""
+
+    valid: DataFrame  # kept rows, with the warn rules they broke in _rules_warned
+    quarantined: DataFrame  # the quarantine table's rows
+    duplicates: DataFrame
+    schema_broken: DataFrame | None = None  # rows without a required field
+    new_fields: DataFrame | None = None  # one row per (field, record) not in the known fields
+    mistyped: DataFrame | None = None  # rows with a value of another type than declared
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """How long a row may wait for a reference (a customer, a product) that has not arrived.
+
+    ``as_of`` is the newest day the lakehouse holds for the table, not the wall clock, so a
+    backfill judges the same rows the same way whenever it runs. Without it (a pure transform
+    on its own) a missing reference is final at once.
+    """
+
+    as_of: date | None = None
+    grace_days: int = 3
+
+    def past_grace(self) -> Column:
+        if self.as_of is None:
+            return F.lit(True)
+        return F.datediff(F.lit(self.as_of), F.col(BRONZE_DAY)) > F.lit(self.grace_days)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a run hands a table's transform besides its Bronze rows."""
+
+    window: DayWindow
+    run_id: str
+    lateness: Lateness = field(default_factory=Lateness)
+    reads: Mapping[str, DataFrame] = field(default_factory=dict)
+    """The whole of each Silver table the source's registry entry ``reads``, by name."""
+    earlier: DataFrame | None = None
+    """This table's own Silver rows of the days before the window (for deduplication)."""
+
+
+Writer = Callable[["DataFrame", str, DayWindow], None]
+
+
+@dataclass(frozen=True)
+class SilverTable:
+    """How one Silver table is built from its Bronze rows: its rules, transform and writer.
+
+    Each table's module declares one as ``TABLE``; which Bronze table it reads, what it is
+    called and which other Silver tables it reads come from its entry in the registry.
+    """
+
+    quality: TableRules
+    clean: Callable[[DataFrame, Batch], Split]
+    write: Writer
+    batch_day: str  # column of the kept rows holding their Bronze day
+    unique_scope: str | None = None  # day column scoping the uniqueness check; None: whole table
+    # What is written from the kept rows (inventory writes daily aggregates of its events).
+    to_table: Callable[[DataFrame, str], DataFrame] = lambda valid, run_id: valid
+    earlier_days: int = 0
+    """How many days before the window of its own table the transform reads (``earlier``)."""
+
+
+# ------------------------------------------------------------------ typed rows
+def latest_first() -> list[Column]:
+    return [F.col("updated_at").desc_nulls_last(), F.col("_ingested_at").desc()]
+
+
+def first_landed() -> list[Column]:
+    # Landing day, then landing time: a file that arrived later loses, whatever its name.
+    order = (BRONZE_PARTITION, "_landed_at", "_source_file", "_line_number")
+    return [F.col(f"_bronze.{c}") for c in order]
+
+
+def bronze_record(df: DataFrame) -> DataFrame:
+    """Keep the untouched Bronze row beside the typed columns, for quarantine."""
+    return df.withColumn("_bronze", F.struct(*[F.col(c) for c in df.columns]))
+
+
+def typed(bronze: DataFrame, types: dict[str, str], raw: tuple[str, ...] = ()) -> DataFrame:
+    """Bronze columns cast to their Silver types, beside the untouched Bronze row.
+
+    ``raw`` columns are also kept as text (``<name>_raw``), so a value that failed to convert
+    can be told from a value that was missing.
+    """
+
+    def cast(name: str, kind: str) -> Column:
+        converted = F.to_timestamp(F.col(name)) if kind == "timestamp" else F.col(name).cast(kind)
+        return converted.alias(name)
+
+    return bronze_record(bronze).select(
+        "_bronze",
+        "_ingested_at",
+        *[F.col(name).cast("string").alias(f"{name}_raw") for name in raw],
+        *[cast(name, kind) for name, kind in types.items()],
+    )
+
+
+def quarantine_rows(bad: DataFrame, key: Column, run_id: str) -> DataFrame:
+    """The quarantine table's shape, the same for every Silver table."""
+    return bad.select(
+        F.col(BRONZE_DAY).alias(BRONZE_PARTITION),
+        key.cast("string").alias("record_key"),
+        F.col(RULES_COLUMN).alias("rules"),
+        F.to_json("_bronze").alias("record"),
+        F.lit(run_id).alias("_run_id"),
+        F.current_timestamp().alias("_quarantined_at"),
+    )
+
+
+def current_state(
+    rows: DataFrame,
+    key: str,
+    quality: TableRules,
+    columns: list,
+    run_id: str,
+    checked: Callable[[DataFrame], DataFrame] = lambda latest: latest,
+) -> Split:
+    """Latest version per key (by ``updated_at``), validated: a current-state table's batch."""
+    latest, duplicates = q.keep_first(rows, [key], latest_first())
+    valid, bad = q.apply_rules(checked(latest), quality.rows)
+    return Split(
+        valid.select(
+            *columns,
+            F.col(BRONZE_DAY).alias("_ingest_date"),
+            F.lit(run_id).alias("_run_id"),
+            WARNINGS_COLUMN,
+        ),
+        quarantine_rows(bad, F.col(key), run_id),
+        duplicates,
+    )
+
+
+# ------------------------------------------------------------------ late references
+def with_reference(
+    df: DataFrame, dimension: DataFrame | None, key: str, found: str, column: str | None = None
+) -> DataFrame:
+    """``found`` is TRUE where ``column`` names a row of the whole ``dimension`` (not only
+    the window's); no dimension given: every reference counts as found."""
+    if dimension is None:
+        return df.withColumn(found, F.lit(True))
+    known = dimension.select(F.col(key).alias(f"_known_{key}"), F.lit(True).alias(found)).distinct()
+    return df.join(known, df[column or key] == known[f"_known_{key}"], "left").drop(f"_known_{key}")
+
+
+def with_products(df: DataFrame, products: DataFrame | None, lateness: Lateness) -> DataFrame:
+    """The product reference every event table checks, and whether a miss is past grace."""
+    checked = with_reference(df, products, "product_id", "_product_found")
+    return checked.withColumn(q.PAST_GRACE, lateness.past_grace())
+
+
+# ------------------------------------------------------------------ writers
+def merge(key: str, partition_column: str | None = None) -> Writer:
+    """Upsert the latest version of each key (a current-state table)."""
+    return lambda df, name, window: storage.merge_latest(df, name, key, partition_column)
+
+
+def replace(column: str, keys: tuple[str, ...]) -> Writer:
+    """Replace the window's days; rows of other days (released from hold) are added to their
+    day unless the key is already there, so a rerun never adds them twice."""
+
+    def write(df: DataFrame, name: str, window: DayWindow) -> None:
+        inside = storage.window_condition(column, window)
+        df = df.cache()
+        try:
+            storage.replace_window(df.where(inside), name, column, window)
+            storage.insert_missing(df.where(~inside), name, keys)
+        finally:
+            df.unpersist()
+
+    return write

@@ -1,0 +1,262 @@
+"""Running one Silver table for a window: read Bronze (and held rows), clean, judge, write.
+
+Per table and window: Bronze rows = Silver rows + quarantined rows + duplicates removed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from spark_jobs import held, storage
+from spark_jobs import quality as q
+from spark_jobs.quality import WARNINGS_COLUMN, Verdict
+from spark_jobs.registry import SOURCES, Source, in_dependency_order
+from spark_jobs.settings import Settings
+from spark_jobs.silver.checks import CheckInputs, TableRules
+from spark_jobs.silver.common import BRONZE_DAY, BRONZE_PARTITION, RAW_LINE, Batch, Lateness
+from spark_jobs.silver.common import SilverTable as Spec
+from spark_jobs.silver.json_lines import evolve
+from spark_jobs.window import DayWindow
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+
+@dataclass(frozen=True)
+class SilverTable:
+    """A registry entry with the spec its Silver module declares: all a run needs."""
+
+    source: Source
+    spec: Spec
+
+    @property
+    def name(self) -> str:
+        return self.source.silver
+
+    @property
+    def bronze(self) -> str:
+        return self.source.bronze
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return self.source.reads
+
+    @property
+    def quality(self) -> TableRules:
+        return self.spec.quality
+
+    @property
+    def quarantine(self) -> str:
+        return storage.table_name("silver", f"{self.name}_quarantine")
+
+    @property
+    def holds(self) -> list[str]:
+        """The rules that hold rows for a late reference; empty: the table holds none."""
+        return held.reference_rules(self.quality)
+
+
+def tables(sources: tuple[Source, ...] = SOURCES) -> dict[str, SilverTable]:
+    """Each source's Silver table, by name, in an order where reads come first."""
+    out = {}
+    for source in in_dependency_order(sources):
+        spec = getattr(importlib.import_module(source.silver_module), "TABLE", None)
+        if not isinstance(spec, Spec):
+            raise ValueError(f"{source.silver_module} declares no Silver TABLE")
+        out[source.silver] = SilverTable(source, spec)
+    return out
+
+
+TABLES = tables()
+
+
+@dataclass(frozen=True)
+class SilverResult:
+    table: str
+    bronze_rows: int
+    rows: int
+    quarantined: int
+    duplicates: int
+    rules: dict[str, int]
+    snapshot_id: int | None
+    verdicts: list[Verdict] = field(default_factory=list)
+    written: bool = True
+    held_rechecked: int = 0  # held rows of earlier days, evaluated again
+    released: int = 0  # of those, rows whose reference has arrived: now in Silver
+    awaiting: int = 0  # rows of any day still held, after this run
+    # Per day of the window: Bronze rows read, rows kept, quarantined and dropped as
+    # duplicates (these reconcile), and the table rows the day's batch wrote (events become
+    # one row per product and warehouse in silver.inventory).
+    bronze_per_day: dict[str, int] = field(default_factory=dict)
+    kept_per_day: dict[str, int] = field(default_factory=dict)
+    quarantined_per_day: dict[str, int] = field(default_factory=dict)
+    duplicates_per_day: dict[str, int] = field(default_factory=dict)
+    written_per_day: dict[str, int] = field(default_factory=dict)
+    table_rows: int | None = None  # the Silver table's rows after the write
+
+    def batch_rows_on(self, day: str) -> int:
+        """The window's rows of ``day`` that were judged: kept or quarantined."""
+        return self.kept_per_day.get(day, 0) + self.quarantined_per_day.get(day, 0)
+
+    @property
+    def reconciles(self) -> bool:
+        batch = self.bronze_rows + self.held_rechecked
+        return batch == self.rows + self.quarantined + self.duplicates
+
+
+def _rows_per_day(df: DataFrame, column: str) -> dict[str, int]:
+    return {str(r[0]): r[1] for r in df.groupBy(column).count().collect()}
+
+
+def _split_by_day(df: DataFrame, column: str, inside: Column) -> tuple[int, dict[str, int]]:
+    """All rows, and the rows of each day of the window (``inside``), in one pass."""
+    day = F.when(inside, F.col(column).cast("string"))
+    counts = {r[0]: r[1] for r in df.groupBy(day).count().collect()}
+    return sum(counts.values()), {d: n for d, n in counts.items() if d is not None}
+
+
+def _batch(spark: SparkSession, table: SilverTable, window: DayWindow, run_id: str, lateness):
+    """What the table's transform gets: the Silver tables it reads, and its own earlier days."""
+    reads = {name: spark.table(storage.table_name("silver", name)) for name in table.reads}
+    name, earlier = storage.table_name("silver", table.name), None
+    if table.spec.earlier_days and spark.catalog.tableExists(name):
+        before = DayWindow(window.start - timedelta(days=table.spec.earlier_days), window.start)
+        earlier = spark.table(name).where(storage.window_condition(table.spec.batch_day, before))
+    return Batch(window, run_id, lateness, reads, earlier)
+
+
+def run_table(
+    spark: SparkSession,
+    table: SilverTable,
+    window: DayWindow,
+    run_id: str,
+    evolve_schema: bool = False,
+    grace_days: int = 3,
+) -> SilverResult:
+    """Validate the window's Bronze rows and, unless the schema check fails, write Silver.
+
+    Rows of earlier days held for a late reference are evaluated again with them. With
+    ``evolve_schema``, fields that are new in the incoming JSON become Silver columns;
+    otherwise they are only reported (Bronze keeps them in the raw line either way).
+    """
+    spec = table.spec
+    name = storage.table_name("silver", table.name)
+    bronze_name = storage.table_name("bronze", table.bronze)
+    bronze = spark.table(bronze_name).where(storage.window_condition(BRONZE_PARTITION, window))
+    bronze = bronze.cache()
+    rechecked = held.held_rows(spark, table.quarantine, bronze.schema, window, table.holds)
+    # Held rows come from the quarantine this run rewrites, and the kept rows may depend on
+    # the Silver table it writes (clickstream's earlier events): Spark re-reads a cached
+    # frame whose table changed, so these are checkpointed, not cached, before any write.
+    rechecked = rechecked.localCheckpoint() if rechecked is not None else None
+    batch_rows = bronze if rechecked is None else bronze.unionByName(rechecked)
+    lateness = Lateness(held.as_of(spark, bronze_name, window), grace_days)
+    split = spec.clean(batch_rows, _batch(spark, table, window, run_id, lateness))
+    valid, quarantined = split.valid.localCheckpoint(), split.quarantined.localCheckpoint()
+    in_window = storage.window_condition(BRONZE_PARTITION, window)
+    valid_in_window = storage.window_condition(spec.batch_day, window)
+    # A dropped duplicate keeps its Bronze row in ``_bronze``: its day is that row's day.
+    duplicates, duplicates_per_day = _split_by_day(
+        split.duplicates, BRONZE_DAY, storage.window_condition(BRONZE_DAY, window)
+    )
+    try:
+        bronze_per_day = _rows_per_day(bronze, BRONZE_PARTITION)
+        total = sum(bronze_per_day.values())
+        n_rechecked = rechecked.count() if rechecked is not None else 0
+        inputs = CheckInputs(
+            spark,
+            window,
+            name,
+            bronze_name,
+            spec.batch_day,
+            spec.unique_scope,
+            bronze.columns,
+            split,
+            bronze_per_day=bronze_per_day,
+        )
+        schema = table.quality.schema.evaluate(inputs)
+        if not schema.passed:
+            # A removed or retyped required field: write nothing; Bronze keeps every line.
+            return SilverResult(name, total, 0, 0, 0, {}, None, [schema], written=False)
+        rows = valid.drop(WARNINGS_COLUMN)
+        if evolve_schema and split.new_fields is not None and RAW_LINE in rows.columns:
+            found = [r.field for r in split.new_fields.select("field").distinct().collect()]
+            rows = evolve(rows, found, RAW_LINE)
+            storage.allow_new_columns(spark, name)
+        if RAW_LINE in rows.columns:
+            rows = rows.drop(RAW_LINE)
+        out = spec.to_table(rows, run_id)
+        if table.holds:
+            out = held.mark_released(out, spec.batch_day, window)
+        spec.write(out, name, window)
+        _, written_per_day = _split_by_day(out, spec.batch_day, valid_in_window)
+        held_days = (
+            [r[0] for r in rechecked.select(BRONZE_PARTITION).distinct().collect()]
+            if rechecked is not None
+            else []
+        )
+        held.write_quarantine(quarantined, table.quarantine, window, table.holds, held_days)
+        n_kept, kept_per_day = _split_by_day(valid, spec.batch_day, valid_in_window)
+        n_bad, bad_per_day = _split_by_day(quarantined, BRONZE_PARTITION, in_window)
+        counts = {
+            "bronze_rows": total,
+            "held_rechecked": n_rechecked,
+            "silver_rows": n_kept,
+            "quarantined": n_bad,
+            "duplicates_removed": duplicates,
+        }
+        released = n_kept - sum(kept_per_day.values())
+        # Each rule is judged on the window's own rows; held rows of other days were judged
+        # when they came in, and are counted here as re-checked and released.
+        window_bad = quarantined.where(in_window)
+        dropped = q.rule_stats(window_bad, "rules", "record_key", BRONZE_PARTITION)
+        warned = valid.where(valid_in_window).withColumn("_no_key", F.lit(None).cast("string"))
+        flagged = dropped | q.rule_stats(warned, WARNINGS_COLUMN, "_no_key", spec.batch_day)
+        batch = sum(kept_per_day.values()) + sum(bad_per_day.values())
+        verdicts = [schema]
+        verdicts += [q.judge_rule(r, flagged.get(r.name), batch) for r in table.quality.rows]
+        after_write = replace(inputs, valid=valid, counts=counts)
+        for check in table.quality.checks:
+            if check is not table.quality.schema:
+                verdict = check.evaluate(after_write)
+                verdicts += [verdict] if verdict is not None else []
+        awaiting = 0
+        if table.holds:
+            awaiting = (
+                spark.table(table.quarantine)
+                .where(F.exists("rules", lambda r: r.startswith("awaiting_")))
+                .count()
+            )
+        snapshot_id, table_rows = storage.latest_snapshot(spark, name)
+        return SilverResult(
+            table=name,
+            bronze_rows=total,
+            rows=counts["silver_rows"],
+            quarantined=counts["quarantined"],
+            duplicates=counts["duplicates_removed"],
+            rules={rule: stats["rows"] for rule, stats in dropped.items()},
+            snapshot_id=snapshot_id,
+            verdicts=verdicts,
+            held_rechecked=n_rechecked,
+            released=released,
+            awaiting=awaiting,
+            bronze_per_day=bronze_per_day,
+            kept_per_day=kept_per_day,
+            quarantined_per_day=bad_per_day,
+            duplicates_per_day=duplicates_per_day,
+            written_per_day=written_per_day,
+            table_rows=table_rows,
+        )
+    finally:
+        bronze.unpersist()  # the checkpoints go with their frames
+
+
+def run(spark: SparkSession, settings: Settings, window: DayWindow, run_id: str):
+    return [
+        run_table(spark, table, window, run_id, grace_days=settings.reference_grace_days)
+        for table in TABLES.values()
+    ]
