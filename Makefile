@@ -50,9 +50,8 @@ test: setup ## the whole test suite: every test file on one of two workers (own 
 	@deployment/system-deps.sh postgresql chromium
 	@$(RUN) pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-test-fast: env ## transforms, rules, definitions, generator: no servers, no dbt (about a minute)
-	@$(RUN) pytest tests/test_transforms.py tests/test_rules.py tests/test_definitions.py \
-		tests/test_generate_and_setup.py $(PYTEST_ARGS)
+test-fast: env ## the tests marked fast: transforms, rules, definitions, registry, generator; no servers, no dbt (about a minute)
+	@$(RUN) pytest -m fast $(PYTEST_ARGS)
 
 dev: setup ## the Dagster UI (and daemon) on the demo's state: http://127.0.0.1:3000
 	@$(RUN) dg dev --host 127.0.0.1 --port 3000

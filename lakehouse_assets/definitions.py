@@ -34,10 +34,11 @@ from spark_jobs.settings import Settings
 def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
     """The code location for a registry of sources (``spark_jobs.registry``): its sources,
     Bronze and Silver assets, landing sensors and arrival jobs all come from it."""
+    settings = Settings.from_env()
     arrival_jobs = build_arrival_jobs(registered)
     return Definitions(
         assets=[
-            *source_specs(Settings.from_env(), registered),
+            *source_specs(settings, registered),
             *with_source_code_references(
                 [
                     *build_bronze_assets(registered),
@@ -58,7 +59,11 @@ def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
             slack_on_run_failure,
             freshness_sensor,
         ],
-        resources={"spark": SparkResource(), "dbt": dbt_resource, "landing": LandingResource()},
+        resources={
+            "spark": SparkResource(),
+            "dbt": dbt_resource,
+            "landing": LandingResource.from_settings(settings),
+        },
         # One process, hence one Spark JVM, per run: the PySpark assets share a session.
         executor=in_process_executor,
     )

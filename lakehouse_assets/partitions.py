@@ -1,11 +1,11 @@
 """Daily partitions, shared by every time-partitioned asset, and the window a run covers."""
 
-import os
 from collections.abc import Mapping
 from datetime import date, timedelta
 
 from dagster import AssetExecutionContext, BackfillPolicy, DailyPartitionsDefinition, Failure
 
+from spark_jobs.settings import Settings
 from spark_jobs.window import DayWindow
 
 # The run tags that say which days a run covers (Dagster's names; the one place they are
@@ -25,9 +25,9 @@ def days_of_run(tags: Mapping[str, str]) -> tuple[str, str] | None:
 
 # The first day the lakehouse can hold. The demo generates data from this day on.
 START_DATE = "2026-01-01"
-# Days, and the 06:00 schedule, are in this timezone. Partitions are part of the definitions,
-# so this is read when the code location loads (change it, then reload).
-TIMEZONE = os.environ.get("LAKEHOUSE_TIMEZONE", "UTC")
+# Days, and the 06:00 schedule, are in this timezone (LAKEHOUSE_TIMEZONE). Partitions are part
+# of the definitions, so this is read when the code location loads (change it, then reload).
+TIMEZONE = Settings.from_env().timezone
 
 daily_partitions = DailyPartitionsDefinition(start_date=START_DATE, timezone=TIMEZONE)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,7 +106,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.submit.pyFiles": str(scratch / "spark_jobs.zip"),
         # Tasks run Python (the landing reader): the interpreter with this project's packages,
         # not whichever `python3` comes first on PATH.
-        "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON") or sys.executable,
+        "spark.pyspark.python": settings.pyspark_python,
     }
     if settings.spark_master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"
@@ -194,15 +194,20 @@ def prepare(settings: Settings) -> None:
         Path(settings.warehouse.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 
 
-def build_session(settings: Settings, app_name: str = "lakehouse") -> SparkSession:
-    """Start (or reuse) the process's Spark session on the lakehouse catalog."""
+def build_session(
+    settings: Settings, app_name: str = "lakehouse", extra_conf: Mapping[str, str] | None = None
+) -> SparkSession:
+    """Start (or reuse) the process's Spark session on the lakehouse catalog.
+
+    ``extra_conf`` adds to (or overrides) the project's configuration, e.g. executor memory.
+    """
     from pyspark.sql import SparkSession
 
     prepare(settings)
     # PySpark picks the tasks' interpreter from the environment when the context starts.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_PYTHON", settings.pyspark_python)
     builder = SparkSession.builder.appName(app_name)  # pyright: ignore[reportAttributeAccessIssue] - a classproperty to pyright
-    for key, value in spark_conf(settings).items():
+    for key, value in {**spark_conf(settings), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -218,8 +223,8 @@ def package_zip(settings: Settings) -> Path:
     target = settings.scratch_dir / "spark_jobs.zip"
     partial = target.with_suffix(f".{os.getpid()}.tmp")
     with zipfile.ZipFile(partial, "w") as archive:
-        for source in sorted(package.glob("*.py")):
-            archive.write(source, f"spark_jobs/{source.name}")
+        for source in sorted(package.rglob("*.py")):  # the silver/ package too
+            archive.write(source, f"spark_jobs/{source.relative_to(package).as_posix()}")
     partial.replace(target)  # atomic: a running session never reads a half-written zip
     return target
 

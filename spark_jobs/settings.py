@@ -9,6 +9,7 @@ database, a Spark cluster, an S3 landing bucket.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -55,6 +56,15 @@ class Settings:
     reference_grace_days: int = 3
     # Days before the window read again, for row versions committed after their day's run.
     extract_lookback_days: int = 2
+    # Days and the 06:00 schedule are in this timezone (read when the code location loads).
+    timezone: str = "UTC"
+    # Failed runs are posted here (a Slack incoming webhook); empty: no alerts.
+    slack_webhook_url: str = ""
+    # The dbt-spark output in dbt_project/profiles.yml: embedded (dbt's own local session,
+    # on spark-defaults.conf) or thrift (a Spark Thrift server).
+    dbt_target: str = "embedded"
+    # The interpreter Spark tasks run Python in: this project's, unless told otherwise.
+    pyspark_python: str = sys.executable
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -79,6 +89,10 @@ class Settings:
             extra_jars=tuple(j for j in extra.split(",") if j),
             reference_grace_days=_int_env("LAKEHOUSE_REFERENCE_GRACE_DAYS", 3),
             extract_lookback_days=_int_env("LAKEHOUSE_EXTRACT_LOOKBACK_DAYS", 2),
+            timezone=_env("LAKEHOUSE_TIMEZONE", "UTC"),
+            slack_webhook_url=_env("LAKEHOUSE_SLACK_WEBHOOK_URL", ""),
+            dbt_target=_env("LAKEHOUSE_DBT_TARGET", "embedded"),
+            pyspark_python=_env("PYSPARK_PYTHON", sys.executable),
         )
 
     def with_overrides(self, **overrides: object) -> Settings:

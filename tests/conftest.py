@@ -1,8 +1,11 @@
-"""One temporary lakehouse and one Spark session for the whole test session.
+"""One temporary lakehouse and one Spark session per test process (each xdist worker).
 
-Spark's catalog settings are fixed when its JVM starts, so every test shares one
-``LAKEHOUSE_HOME``. Tests that write tables use their own dates (and, for the operational
+Spark's catalog settings are fixed when its JVM starts, so the tests of one process share one
+``LAKEHOUSE_HOME``: those that write tables use their own dates (and, for the operational
 database, their own key ranges), which also proves that a run leaves other days untouched.
+Tests that start processes of their own (the CLI, the daemon, spark-submit, the webserver)
+give each its own home. The environment is set when pytest starts, before any test module
+imports the code location, and restored when it ends.
 """
 
 from __future__ import annotations
@@ -13,12 +16,23 @@ from pathlib import Path
 
 import pytest
 
-_HOME = Path(tempfile.mkdtemp(prefix="lakehouse-test-"))
-os.environ["LAKEHOUSE_HOME"] = str(_HOME)
-os.environ["DAGSTER_HOME"] = str(_HOME / "dagster")
-os.environ.setdefault("SPARK_MASTER", "local[2]")
-os.environ.setdefault("SPARK_DRIVER_MEMORY", "2g")
-(_HOME / "dagster").mkdir(parents=True, exist_ok=True)
+
+def pytest_configure(config: pytest.Config) -> None:
+    home = Path(tempfile.mkdtemp(prefix="lakehouse-test-"))
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    env = pytest.MonkeyPatch()
+    env.setenv("LAKEHOUSE_HOME", str(home))
+    env.setenv("DAGSTER_HOME", str(home / "dagster"))
+    for name, default in (("SPARK_MASTER", "local[2]"), ("SPARK_DRIVER_MEMORY", "2g")):
+        env.setenv(name, os.environ.get(name) or default)  # a caller's choice wins
+    config.add_cleanup(env.undo)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests not marked ``fast`` are ``slow``: `make test-fast` runs ``-m fast`` only."""
+    for item in items:
+        if item.get_closest_marker("fast") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

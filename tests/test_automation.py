@@ -27,6 +27,7 @@ from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
 from lakehouse_assets.partitions import daily_partitions
 from lakehouse_assets.resources import SparkResource
+from spark_jobs.settings import Settings
 
 
 def free_port() -> int:
@@ -108,17 +109,18 @@ def test_s3_arrivals_become_runs_that_land_rows_in_bronze(s3_server, monkeypatch
         s3.put_object(Bucket="landing-bucket", Key=f"lake/clickstream/{day}/{name}", Body=body)
 
     sensor = next(s for s in landing_sensors if s.name == "clickstream_landed")
-    resources = {"landing": LandingResource()}
+    resources = {"landing": LandingResource.from_settings(Settings.from_env())}
     instance = DagsterInstance.ephemeral()  # the sensor sees what the runs materialised
 
     def tick(cursor):
-        context = build_sensor_context(
+        # A nested resource (LandingResource's S3Resource) is opened and closed per tick.
+        with build_sensor_context(
             cursor=cursor,
             resources=resources,
             repository_def=defs.get_repository_def(),
             instance=instance,
-        )
-        return sensor.evaluate_tick(context)
+        ) as context:
+            return sensor.evaluate_tick(context)
 
     put("2026-09-02", "part-0.jsonl", ["s-1", "s-2"])
     put("2026-09-01", "part-0.jsonl", ["s-3"])  # arrives after the newer day
@@ -173,7 +175,7 @@ def finished_run_context(instance, result, sensor_name: str, event_type: str):
 class _Capture(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self):  # noqa: N802 - the http.server API
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Capture.received.append(json.loads(body))
         self.send_response(200)

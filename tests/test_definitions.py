@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, BackfillPolicy, DailyPartitionsDefinition
 
 from lakehouse_assets.definitions import defs
@@ -19,6 +20,9 @@ GOLD_DAILY = {
 }
 GOLD_DIMS = {"dim_customers", "dim_products"}
 GOLD_QUALITY = {"data_quality_daily"}
+
+# Spark and Dagster in this process only: no servers, no dbt (make test-fast).
+pytestmark = pytest.mark.fast
 
 
 def keys(layer: str) -> set[str]:

@@ -15,6 +15,9 @@ from spark_jobs.settings import LakehouseSetupError, Settings
 from spark_jobs.window import DayWindow, parse_args
 from tools.generate import Dirt, generate
 
+# Spark and Dagster in this process only: no servers, no dbt (make test-fast).
+pytestmark = pytest.mark.fast
+
 
 def fingerprint(home: Path) -> str:
     digest = hashlib.sha256()

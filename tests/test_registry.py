@@ -47,6 +47,9 @@ REVIEWS_MODULE = """
     TABLE = replace(CLICKS, earlier_days=0)
 """
 
+# Spark and Dagster in this process only: no servers, no dbt (make test-fast).
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture
 def extended(tmp_path, monkeypatch):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from pyspark.sql import functions as F
 
 from spark_jobs import quality as q
 from spark_jobs.silver import TABLES, checks
+
+# Spark and Dagster in this process only: no servers, no dbt (make test-fast).
+pytestmark = pytest.mark.fast
 
 
 def frame(spark, rows, schema="id long, status string, amount double, day string"):

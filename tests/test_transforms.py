@@ -29,6 +29,9 @@ LINE_COLS = (
     f"raw_line string, _raw_bytes binary, {LINEAGE}"
 )
 
+# Spark and Dagster in this process only: no servers, no dbt (make test-fast).
+pytestmark = pytest.mark.fast
+
 
 def orders(spark, rows):
     full = [(*r, D1, "db.orders", NOW, "r") for r in rows]

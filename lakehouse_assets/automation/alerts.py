@@ -1,7 +1,6 @@
 """Failure alerts: a Slack incoming webhook (or anything that takes Slack's JSON)."""
 
 import json
-import os
 import urllib.request
 
 from dagster import (
@@ -12,6 +11,7 @@ from dagster import (
 )
 
 from lakehouse_assets.partitions import days_of_run
+from spark_jobs.settings import Settings
 
 WEBHOOK_ENV = "LAKEHOUSE_SLACK_WEBHOOK_URL"
 
@@ -68,7 +68,7 @@ def post(url: str, payload: dict, timeout: float = 10.0) -> int:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - configured URL
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status
 
 
@@ -81,7 +81,7 @@ def post(url: str, payload: dict, timeout: float = 10.0) -> int:
     description=f"Posts failed runs to the Slack webhook in ${WEBHOOK_ENV}, when set.",
 )
 def slack_on_run_failure(context: RunFailureSensorContext):
-    url = os.environ.get(WEBHOOK_ENV, "").strip()  # read at tick time: rotate without redeploy
+    url = Settings.from_env().slack_webhook_url  # read at tick time: rotate without redeploy
     if not url:
         context.log.info(f"{WEBHOOK_ENV} is not set; not alerting")
         return

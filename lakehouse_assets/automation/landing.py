@@ -18,6 +18,7 @@ from dagster import (
     AssetSelection,
     ConfigurableResource,
     DefaultSensorStatus,
+    EnvVar,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
@@ -27,6 +28,7 @@ from dagster import (
     sensor,
 )
 from dagster_aws.s3 import S3Resource
+from pydantic import Field
 
 from lakehouse_assets.jobs import QUALITY_REPORT
 from spark_jobs.registry import SOURCES, Source, landing_feeds
@@ -44,33 +46,46 @@ class LandedObject:
 
 
 class LandingResource(ConfigurableResource):
-    """Lists the landing zone. S3 goes through ``S3Resource``; endpoints come from the
-    environment at tick time (``LAKEHOUSE_LANDING``, ``LAKEHOUSE_S3_ENDPOINT_URL``)."""
+    """Lists the landing zone the arrival sensors watch: a local folder or an S3 prefix.
 
-    def zone(self) -> LandingZone:
-        return LandingZone.of(Settings.from_env())
+    Configured once, from the settings the code location loads with (``LAKEHOUSE_LANDING``,
+    ``LAKEHOUSE_S3_ENDPOINT_URL``, the AWS region); the S3 keys are ``EnvVar``s, resolved when
+    a tick runs, so the UI shows their names, never their values.
+    """
+
+    uri: str = Field(description="The landing zone: a folder, or s3://bucket/prefix.")
+    s3: S3Resource = Field(
+        default_factory=S3Resource, description="The S3 client, for an s3:// landing zone."
+    )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LandingResource":
+        def secret(name: str, value: str) -> str | None:
+            return EnvVar(name) if value else None
+
+        return cls(
+            uri=settings.landing,
+            s3=S3Resource(
+                endpoint_url=settings.s3_endpoint_url or None,
+                region_name=settings.s3_region,
+                aws_access_key_id=secret("AWS_ACCESS_KEY_ID", settings.s3_access_key),
+                aws_secret_access_key=secret("AWS_SECRET_ACCESS_KEY", settings.s3_secret_key),
+            ),
+        )
 
     def list(self, source: str) -> list[LandedObject]:
-        zone = self.zone()
-        return _list_s3(zone, source) if zone.is_s3 else _list_local(zone, source)
-
-
-def _list_s3(zone: LandingZone, source: str) -> list[LandedObject]:
-    s3 = S3Resource(
-        endpoint_url=zone.endpoint_url or None,
-        region_name=zone.region,
-        aws_access_key_id=zone.access_key or None,
-        aws_secret_access_key=zone.secret_key or None,
-    )
-    bucket, _, prefix = zone.root.partition("/")
-    base = f"{prefix}/" if prefix else ""
-    out = []
-    pages = s3.get_client().get_paginator("list_objects_v2")
-    for page in pages.paginate(Bucket=bucket, Prefix=f"{base}{source}/"):
-        for item in page.get("Contents", []):
-            key, etag = item["Key"][len(base) :], item["ETag"].strip('"')
-            out.append(LandedObject(key, etag, item["LastModified"].timestamp()))
-    return out
+        zone = LandingZone(self.uri)
+        if not zone.is_s3:
+            return _list_local(zone, source)
+        bucket, _, prefix = zone.root.partition("/")
+        base = f"{prefix}/" if prefix else ""
+        out = []
+        pages = self.s3.get_client().get_paginator("list_objects_v2")
+        for page in pages.paginate(Bucket=bucket, Prefix=f"{base}{source}/"):
+            for item in page.get("Contents", []):
+                key, etag = item["Key"][len(base) :], item["ETag"].strip('"')
+                out.append(LandedObject(key, etag, item["LastModified"].timestamp()))
+        return out
 
 
 def _list_local(zone: LandingZone, source: str) -> list[LandedObject]:

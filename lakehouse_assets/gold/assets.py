@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -18,7 +17,6 @@ from dagster_dbt import (
     DagsterDbtCliRuntimeError,
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
-    DbtCliResource,
     dbt_assets,
 )
 
@@ -26,6 +24,7 @@ from lakehouse_assets.annotations import OWNERS, layer
 from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource, dbt_project
 from lakehouse_assets.resources.catalog import open_catalog, table_metadata
+from lakehouse_assets.resources.dbt import LakehouseDbtResource
 from spark_jobs.window import DayWindow
 
 
@@ -95,20 +94,18 @@ translator = LakehouseTranslator(
 
 def _dbt_build(
     context: AssetExecutionContext,
-    dbt: DbtCliResource,
+    dbt: LakehouseDbtResource,
     spark: SparkResource,
     window: DayWindow | None,
 ) -> Iterator:
-    # dbt-spark starts its own Spark session in the dbt process; spark-defaults.conf gives it
-    # exactly the catalog, jars and master this run's Spark uses.
-    os.environ["SPARK_CONF_DIR"] = spark.conf_dir_for_external_sessions()
     args = ["build"]
     if window is not None:
         dbt_vars = {"start_date": window.start.isoformat(), "end_date": window.end.isoformat()}
         args += ["--vars", json.dumps(dbt_vars)]
     catalog = open_catalog(spark.settings())
     try:
-        for event in dbt.cli(args, context=context).stream():
+        invocation = dbt.build(args, context, spark.conf_dir_for_external_sessions())
+        for event in invocation.stream():
             if isinstance(event, Output):
                 # Row counts, columns and the Iceberg snapshot, read through pyiceberg: no JVM.
                 key = context.asset_key_for_output(event.output_name)
@@ -138,7 +135,7 @@ CATALOG_BUSY = ("SQLITE_BUSY", "UncheckedSQLException: Unknown failure")
     backfill_policy=single_run,
     dagster_dbt_translator=translator,
 )
-def gold_daily(context: AssetExecutionContext, dbt: DbtCliResource, spark: SparkResource):
+def gold_daily(context: AssetExecutionContext, dbt: LakehouseDbtResource, spark: SparkResource):
     """Daily marts: each run rebuilds the days its partition window changed."""
     yield from _dbt_build(context, dbt, spark, window_of(context))
 
@@ -152,7 +149,9 @@ def gold_daily(context: AssetExecutionContext, dbt: DbtCliResource, spark: Spark
     backfill_policy=single_run,
     dagster_dbt_translator=translator,
 )
-def gold_current_state(context: AssetExecutionContext, dbt: DbtCliResource, spark: SparkResource):
+def gold_current_state(
+    context: AssetExecutionContext, dbt: LakehouseDbtResource, spark: SparkResource
+):
     """Dimensions: current state, rebuilt whole on every run."""
     yield from _dbt_build(context, dbt, spark, None)
 

@@ -1,14 +1,18 @@
-"""The dbt-spark project behind the Gold models."""
+"""The dbt-spark project behind the Gold models, and the resource that runs it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster import AssetExecutionContext
+from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject
 
-from spark_jobs.settings import REPO_ROOT
+from spark_jobs.settings import REPO_ROOT, Settings
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
@@ -20,4 +24,41 @@ dbt_project.prepare_if_dev()
 _VENV_DBT = Path(sys.executable).parent / "dbt"
 DBT_EXECUTABLE = str(_VENV_DBT) if _VENV_DBT.is_file() else (shutil.which("dbt") or "dbt")
 
-dbt_resource = DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
+
+class LakehouseDbtResource(DbtCliResource):
+    """dbt, started with the run's Spark configuration in its own environment.
+
+    dbt-spark's ``session`` method starts Spark inside the dbt process; ``SPARK_CONF_DIR``
+    points it at the ``spark-defaults.conf`` the run's Spark resource wrote, so both use exactly
+    the same catalog, jars and master. It is set for the dbt process only: dagster-dbt builds
+    the child's environment from this process's when it starts it, and it is restored at once.
+    """
+
+    def build(
+        self, args: Sequence[str], context: AssetExecutionContext, spark_conf_dir: str
+    ) -> DbtCliInvocation:
+        with _environment(SPARK_CONF_DIR=spark_conf_dir):
+            return self.cli(list(args), context=context)
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+dbt_resource = LakehouseDbtResource(
+    project_dir=str(DBT_PROJECT_DIR),
+    profiles_dir=str(DBT_PROJECT_DIR),
+    dbt_executable=DBT_EXECUTABLE,
+    # The profile's output (embedded or thrift), from LAKEHOUSE_DBT_TARGET via Settings.
+    target=Settings.from_env().dbt_target,
+)

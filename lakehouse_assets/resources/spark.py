@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import fcntl
-from typing import IO
+from typing import IO, Any
 
-from dagster import ConfigurableResource, Failure, InitResourceContext
+from dagster import Failure, InitResourceContext
+from dagster_pyspark import LazyPySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
@@ -13,18 +14,27 @@ from spark_jobs.session import build_session, prepare, write_spark_defaults
 from spark_jobs.settings import LakehouseSetupError, Settings
 
 
-class SparkResource(ConfigurableResource):
-    """One Spark session per run process, on the ``lakehouse`` Iceberg catalog.
+class SparkResource(LazyPySparkResource):
+    """dagster-pyspark's lazy session, on the ``lakehouse`` Iceberg catalog: one per run
+    process, started on first use, so runs without PySpark assets start no JVM.
 
     Endpoints come from the environment at run time (``SPARK_MASTER``, ``LAKEHOUSE_*``; see
-    the README); a field set here wins over the environment.
+    the README, read by ``spark_jobs.settings``); a field set here wins over the environment.
+    ``spark_config`` adds to the configuration ``spark_jobs/session.py`` computes (e.g.
+    ``{"spark.executor.memory": "4g"}``).
     """
 
+    spark_config: dict[str, Any] = Field(
+        default_factory=dict, description="Spark settings added to the project's configuration."
+    )
     master: str | None = Field(default=None, description="Overrides SPARK_MASTER.")
     driver_memory: str | None = Field(default=None, description="Overrides SPARK_DRIVER_MEMORY.")
 
-    _session: SparkSession | None = PrivateAttr(default=None)
     _lock: IO | None = PrivateAttr(default=None)
+
+    @classmethod
+    def _is_dagster_maintained(cls) -> bool:
+        return False  # this project's subclass, not the library's resource as shipped
 
     def settings(self) -> Settings:
         return Settings.from_env().with_overrides(
@@ -51,12 +61,15 @@ class SparkResource(ConfigurableResource):
             self._lock.close()  # closing the file releases the lock
             self._lock = None
 
+    def _init_session(self) -> None:
+        if self._spark_session is None:
+            extra = {k: str(v) for k, v in self.spark_config.items()}
+            self._spark_session = build_session(self.settings(), "lakehouse-dagster", extra)
+
     @property
     def session(self) -> SparkSession:
-        """Started on first use, so runs without PySpark assets start no JVM."""
-        if self._session is None:
-            self._session = build_session(self.settings(), app_name="lakehouse-dagster")
-        return self._session
+        """The run's session (``spark_session``, by its shorter name)."""
+        return self.spark_session
 
     def conf_dir_for_external_sessions(self) -> str:
         """``SPARK_CONF_DIR`` for processes that start their own Spark (dbt-spark)."""
