@@ -11,7 +11,7 @@ START ?=
 DAYS ?= 3
 SCALE ?= small
 
-.PHONY: run-job-named help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark
+.PHONY: cluster-tables cluster-up cluster-status cluster-down cluster-clean cluster-demo test-cluster run-job-named help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark
 
 help: ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ demo: setup ## generate DAYS days ending yesterday (or from START) and run the m
 test: setup ## the whole test suite: every test file on one of two workers (own lakehouse, own Spark)
 	@# Real servers the tests start: PostgreSQL; headless Chromium for the UI's pictures.
 	@deployment/system-deps.sh postgresql chromium
-	@$(RUN) pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	@$(RUN) pytest -n 2 --dist loadfile -m "not cluster" $(PYTEST_ARGS)
 
 test-fast: env ## the tests marked fast: transforms, rules, definitions, registry, generator; no servers, no dbt (about a minute)
 	@$(RUN) pytest -m fast $(PYTEST_ARGS)
@@ -85,6 +85,29 @@ run-job-named: # before any setup: a wrong JOB fails at once, naming the valid o
 
 run: run-job-named setup spark-conf ## spark-submit a job: make run JOB=silver ARGS="--date 2026-01-02"
 	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-submit spark_jobs/cli.py $(JOB) $(ARGS)
+
+cluster-up: setup ## the production stack on this box: PostgreSQL, Spark master + 2 workers, Thrift server, S3 API, Dagster webserver + daemon (deployment/cluster.env)
+	@deployment/system-deps.sh postgresql
+	@$(RUN) python -m tools.cluster up
+
+cluster-status: env ## each component of the stack, where it listens, and whether it answers
+	@$(RUN) python -m tools.cluster status
+
+cluster-down: env ## stop exactly what cluster-up started (data stays in $LAKEHOUSE_HOME/cluster)
+	@$(RUN) python -m tools.cluster down
+
+cluster-clean: env ## stop the stack and remove its state
+	@$(RUN) python -m tools.cluster clean
+
+cluster-tables: env ## make tables on the stack's PostgreSQL catalog (pyiceberg, no JVM)
+	@$(RUN) python -m tools.cluster exec -- python -m tools.tables --history $(or $(HISTORY),3)
+
+cluster-demo: env ## make demo's data and report on the stack: the main job launched through the daemon
+	@$(RUN) python -m tools.cluster_demo $(if $(START),--start $(START)) --days $(DAYS) --scale $(SCALE)
+
+test-cluster: setup ## the stack's test: up, one day through the daemon, Gold = embedded, sensors, down (own process)
+	@deployment/system-deps.sh postgresql
+	@$(RUN) pytest -m cluster tests/test_cluster.py $(PYTEST_ARGS)
 
 screenshot: setup ## after make demo: the Silver graph and silver.orders' checks as the UI shows them (deployment/*.png)
 	@deployment/system-deps.sh chromium

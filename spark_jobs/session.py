@@ -211,7 +211,9 @@ def build_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    ensure_namespaces(spark)
+    # A Spark Thrift server opens every session with `USE default`: with the lakehouse as the
+    # default catalog, dbt's thrift target needs that namespace to exist there.
+    ensure_namespaces(spark, ("default",) if settings.dbt_target == "thrift" else ())
     return spark
 
 
@@ -229,8 +231,8 @@ def package_zip(settings: Settings) -> Path:
     return target
 
 
-def ensure_namespaces(spark: SparkSession) -> None:
-    for namespace in NAMESPACES:
+def ensure_namespaces(spark: SparkSession, extra: tuple[str, ...] = ()) -> None:
+    for namespace in (*NAMESPACES, *extra):
         # Identifiers cannot be bound parameters; these come from constants, never from input.
         statement = f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}"
         spark.sql(statement)

@@ -492,6 +492,67 @@ DDL = {
 }
 
 
+# The same tables in PostgreSQL, typed as an operational database would type them.
+PG_DDL = {
+    "customers": """CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, name TEXT,
+        email TEXT, segment TEXT, region TEXT, created_at TIMESTAMP, updated_at TIMESTAMP)""",
+    "products": """CREATE TABLE products (product_id BIGINT PRIMARY KEY, name TEXT,
+        category TEXT, unit_price NUMERIC(12,2), unit_cost NUMERIC(12,2), updated_at TIMESTAMP)""",
+    "orders": """CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT,
+        product_id BIGINT, quantity INTEGER, amount NUMERIC(12,2), status TEXT,
+        order_ts TIMESTAMP, updated_at TIMESTAMP)""",
+}
+
+
+def _write_postgres(settings: Settings, tables: dict[str, pl.DataFrame]) -> None:
+    """Replace the source tables in the PostgreSQL database ``LAKEHOUSE_SOURCE_URL`` names."""
+    import psycopg2
+    from psycopg2.extras import execute_values
+
+    host_db = settings.source_url.removeprefix("jdbc:postgresql://").split("?")[0]
+    host_port, _, database = host_db.partition("/")
+    host, _, port = host_port.partition(":")
+    with (
+        psycopg2.connect(
+            host=host,
+            port=int(port or 5432),
+            dbname=database,
+            user=settings.source_user or None,
+            password=settings.source_password or None,
+        ) as con,
+        con.cursor() as cur,
+    ):
+        for name, frame in tables.items():
+            # Names come from this module's constants, never from input.
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+            cur.execute(PG_DDL[name])
+            cols = ", ".join(frame.columns)
+            execute_values(cur, f"INSERT INTO {name} ({cols}) VALUES %s", frame.iter_rows())
+            cur.execute(f"CREATE INDEX {name}_updated_at ON {name} (updated_at)")
+
+
+def _write_landing_s3(settings: Settings, source: str, day: date, lines: list[bytes]) -> None:
+    """The same files, as objects under ``s3://bucket/prefix/<source>/<day>/``."""
+    import boto3
+
+    bucket, _, prefix = settings.landing.removeprefix("s3://").rstrip("/").partition("/")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url or None,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key or None,
+        aws_secret_access_key=settings.s3_secret_key or None,
+    )
+    folder = f"{prefix}/{source}/{day.isoformat()}" if prefix else f"{source}/{day.isoformat()}"
+    stale = s3.list_objects_v2(Bucket=bucket, Prefix=f"{folder}/").get("Contents", [])
+    for item in stale:
+        s3.delete_object(Bucket=bucket, Key=item["Key"])
+    for part, at in enumerate(range(0, max(1, len(lines)), LINES_PER_FILE)):
+        chunk = lines[at : at + LINES_PER_FILE]
+        body = b"\n".join(chunk) + b"\n"
+        s3.put_object(Bucket=bucket, Key=f"{folder}/part-{part:05d}.jsonl", Body=body)
+
+
 def _write_landing(root: Path, source: str, day: date, lines: list[bytes]) -> None:
     folder = root / source / day.isoformat()
     shutil.rmtree(folder, ignore_errors=True)
@@ -514,23 +575,26 @@ def generate(
     customers, products = gen.customers(), gen.products()
     orders = gen.orders()
     settings.home.mkdir(parents=True, exist_ok=True)
-    _write_sqlite(
-        settings.source_db_path,
-        {
-            "customers": (DDL["customers"], customers),
-            "products": (DDL["products"], products),
-            "orders": (DDL["orders"], orders),
-        },
-    )
+    tables = {"customers": customers, "products": products, "orders": orders}
+    if settings.source_url.startswith("jdbc:postgresql:"):
+        _write_postgres(settings, tables)
+    else:
+        _write_sqlite(settings.source_db_path, {n: (DDL[n], f) for n, f in tables.items()})
     for name, frame in (("customers", customers), ("products", products)):
         changed_on = frame["updated_at"].str.slice(0, 10).value_counts()
         for day_text, n in changed_on.iter_rows():
             gen.manifest.add(date.fromisoformat(day_text), name, {"rows": n})
-    landing = Path(settings.landing)
+
+    def land(source: str, day: date, lines: list[bytes]) -> None:
+        if settings.landing.startswith("s3://"):
+            _write_landing_s3(settings, source, day, lines)
+        else:
+            _write_landing(Path(settings.landing), source, day, lines)
+
     for i, day in enumerate(gen.day_list):
-        _write_landing(landing, "clickstream", day, gen.clickstream_day(i))
+        land("clickstream", day, gen.clickstream_day(i))
     for day, lines in zip(gen.day_list, gen.inventory_days(), strict=True):
-        _write_landing(landing, "inventory", day, lines)
+        land("inventory", day, lines)
     (settings.home / "generator_manifest.json").write_text(
         json.dumps(asdict(gen.manifest), indent=2, sort_keys=True)
     )
@@ -544,8 +608,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--clean", action="store_true", help="inject no dirt at all")
+    parser.add_argument(
+        "--source-url",
+        help="the operational database to write (default LAKEHOUSE_SOURCE_URL: the embedded "
+        "SQLite file), e.g. jdbc:postgresql://host:5432/shop",
+    )
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = Settings.from_env().with_overrides(source_url=args.source_url)
     manifest = generate(
         settings, args.start, args.days, args.scale, args.seed, Dirt.none() if args.clean else None
     )
@@ -555,7 +624,7 @@ def main(argv: list[str] | None = None) -> None:
             for src, c in sources.items()
         )
         print(f"{day}: {summary}")
-    print(f"wrote {settings.source_db_path} and {settings.landing}")
+    print(f"wrote {settings.source_url.split('?')[0]} and {settings.landing}")
 
 
 if __name__ == "__main__":

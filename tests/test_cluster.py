@@ -1,0 +1,233 @@
+"""The production stack on real parts, through Dagster's daemon: `make cluster-up`'s PostgreSQL
+(catalog, source and Dagster's storage), a Spark standalone master with two workers, the Spark
+Thrift server on it (dbt's Gold models), moto's S3 server (the landing bucket), and the Dagster
+webserver and daemon. Every server is a real process on loopback, started and stopped here.
+
+It runs in its own pytest process (`make test-cluster`, from `.ci/run` after `make test`): the
+stack takes the machine's two cores while it is up. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+
+from lakehouse_assets.resources.catalog import open_catalog
+from spark_jobs.settings import REPO_ROOT, Settings
+from tools import cluster
+from tools.cluster_demo import launch, set_sensors, wait, where_it_ran
+from tools.generate import generate
+from tools.screenshot import free_port
+
+# Its own pytest process: `make test` leaves these out (-m "not cluster").
+pytestmark = pytest.mark.cluster
+
+DAY = date(2026, 6, 10)
+SCALE = "tiny"
+SENSORS = ["clickstream_landed", "inventory_landed"]
+
+
+@pytest.fixture(scope="module")
+def stack():
+    # Not under pytest's 0700 tmp dir: the postgres user must reach its data folder.
+    base = Path(tempfile.mkdtemp(prefix="lakehouse-cluster-"))
+    base.chmod(0o755)
+    ports = {
+        f"CLUSTER_{name}_PORT": str(free_port())
+        for name in ("PG", "SPARK", "SPARK_UI", "THRIFT", "S3", "DAGSTER")
+    }
+    # The pytest process's own settings (SPARK_MASTER=local[2], ...) must not win over the
+    # stack's file: only the ports are overridden.
+    defined = cluster.read_env_file(cluster.ENV_FILE, {})
+    environ = {k: v for k, v in os.environ.items() if k not in defined}
+    environ |= {"LAKEHOUSE_HOME": str(base), **ports}
+    stack = cluster.up(cluster.Stack.from_env(environ))
+    try:
+        yield stack
+    finally:
+        cluster.down(stack)
+        assert cluster._marked(stack) == []  # nothing it started is left running
+
+
+def test_every_component_answers(stack, capsys):
+    assert cluster.status(stack)
+    printed = capsys.readouterr().out
+    for name in ("postgres", "spark-master", "spark-worker-1", "spark-worker-2", "thrift", "s3"):
+        assert f"{name} " in printed and "DOWN" not in printed
+    # The secrets are generated, kept owner-only, and never in the committed environment file.
+    secrets_file = stack.state / "secrets.env"
+    assert secrets_file.stat().st_mode & 0o077 == 0
+    password = stack.env["DAGSTER_PG_PASSWORD"]
+    assert password and password not in cluster.ENV_FILE.read_text()
+    conf = Path(stack.env["LAKEHOUSE_HOME"]) / "spark-conf" / "spark-defaults.conf"
+    assert conf.stat().st_mode & 0o077 == 0  # it carries the catalog password for Spark
+
+
+def gold_hashes(settings: Settings) -> dict[str, tuple[int, str]]:
+    """Per Gold table: rows, and a hash of its rows independent of their order."""
+    catalog = open_catalog(settings)
+    out = {}
+    for _, table in catalog.list_tables("gold"):
+        frame = catalog.load_table(f"gold.{table}").scan().to_polars()
+        frame = frame.select(sorted(c for c in frame.columns if not c.startswith("_")))
+        rows = sorted(str(r) for r in frame.iter_rows())
+        out[table] = (len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest())
+    return out
+
+
+@pytest.fixture(scope="module")
+def embedded_gold():
+    """The same day, seed and scale through `make demo`'s embedded lakehouse."""
+    home = Path(tempfile.mkdtemp(prefix="lakehouse-embedded-"))
+    keep = ("PATH", "HOME", "LANG", "JAVA_HOME", "UV_CACHE_DIR")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env |= {
+        "LAKEHOUSE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "PYTHONPATH": str(REPO_ROOT),
+        "SPARK_MASTER": "local[2]",
+        "SPARK_DRIVER_MEMORY": "2g",
+    }
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text(
+        (REPO_ROOT / "deployment" / "dagster.yaml").read_text()
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--start", DAY.isoformat(), "--days", "1",
+         "--scale", SCALE],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return gold_hashes(Settings.from_env())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def cluster_run(stack):
+    """One day launched through the webserver's GraphQL API and run by the daemon."""
+    saved = dict(os.environ)
+    os.environ.update(stack.env)
+    try:
+        settings = stack.settings
+        set_sensors(stack, SENSORS, running=False)  # the run covers these files
+        generate(settings, DAY, 1, SCALE)
+        run_id = launch(stack, "daily_lakehouse", DAY, DAY)
+        assert wait(stack, run_id, timeout_s=1500) == "SUCCESS"
+        yield settings, run_id
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_gold_on_the_cluster_equals_the_embedded_run(stack, cluster_run, embedded_gold):
+    settings, _ = cluster_run
+    saved = dict(os.environ)
+    os.environ.update(stack.env)
+    try:
+        on_cluster = gold_hashes(settings)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    compared = {t: v for t, v in embedded_gold.items() if t != "data_quality_daily"}
+    assert compared, "the embedded run wrote no Gold"
+    assert {t: on_cluster.get(t) for t in compared} == compared
+    for table in ("fct_orders", "agg_daily_sales", "dim_customers", "product_funnel"):
+        assert compared[table][0] > 0, table  # not two empty tables agreeing
+
+
+def test_bronze_and_silver_ran_on_both_workers_and_gold_in_the_thrift_server(stack, cluster_run):
+    settings, _ = cluster_run
+    saved = dict(os.environ)
+    os.environ.update(stack.env)
+    try:
+        ran = where_it_ran(stack, settings)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    workers = len(cluster.get_json(f"{stack.spark_ui}/json")["workers"])
+    assert workers == 2
+    for table in ("bronze.orders", "silver.orders", "silver.clickstream"):
+        assert ran[table]["app"] == "lakehouse-dagster", ran[table]
+        assert len(ran[table]["workers"]) == 2, ran[table]  # executors on both workers
+    for table in ("gold.fct_orders", "gold.agg_daily_sales", "gold.dim_customers"):
+        assert ran[table]["app"] == cluster.THRIFT_APP, ran[table]  # dbt ran through Thrift
+
+
+def sensor_runs(stack) -> list[dict]:
+    query = """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
+      ... on Runs { results { runId jobName tags { key value } } } } }"""
+    runs = []
+    for name in SENSORS:
+        tags = [{"key": "dagster/sensor_name", "value": name}]
+        runs += cluster.graphql(stack, query, {"tags": tags})["runsOrError"]["results"]
+    return runs
+
+
+def wait_for_runs(stack, count: int, timeout_s: float = 300) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = sensor_runs(stack)
+        if len(runs) >= count:
+            return runs
+        time.sleep(5)
+    return sensor_runs(stack)
+
+
+def test_files_landing_in_the_bucket_launch_one_run_per_day_and_object_version(stack, cluster_run):
+    set_sensors(stack, SENSORS, running=True)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.env["LAKEHOUSE_S3_ENDPOINT_URL"],
+        region_name=stack.env["AWS_REGION"],
+        aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
+    )
+    bucket = stack.env["CLUSTER_LANDING_BUCKET"]
+    day = (DAY + timedelta(days=1)).isoformat()
+    key = f"lake/clickstream/{day}/part-00000.jsonl"
+    line = (
+        '{"event_id": "late-1", "user_id": 1, "event_type": "view", "timestamp": "%sT10:00:00Z"}\n'
+    )
+    s3.put_object(Bucket=bucket, Key=key, Body=(line % day).encode())
+    first = wait_for_runs(stack, 1)
+    assert len(first) == 1, first  # one run for the new day; the day already built: none
+    tags = {t["key"]: t["value"] for t in first[0]["tags"]}
+    assert (first[0]["jobName"], tags["dagster/partition"]) == ("clickstream_arrival", day)
+    # Rewritten after that run read it (before, the run takes the new version itself and the
+    # sensor rightly only remembers it): one more run.
+    assert wait(stack, first[0]["runId"], timeout_s=900) == "SUCCESS"
+    rewritten = line % day + line.replace("late-1", "late-2") % day
+    s3.put_object(Bucket=bucket, Key=key, Body=rewritten.encode())
+    second = wait_for_runs(stack, 2)
+    assert len(second) == 2, second  # the rewritten object: one more run, nothing else
+    time.sleep(70)  # another sensor tick: still nothing new
+    assert len(sensor_runs(stack)) == 2
+
+
+def test_the_table_report_reads_the_postgresql_catalog_without_a_jvm(stack, cluster_run):
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.cluster", "exec", "--", sys.executable, "-m", "tools.tables"],
+        cwd=REPO_ROOT,
+        env={**stack.source},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "lakehouse.gold: " in done.stdout and "fct_orders" in done.stdout
+    assert "orders_quarantine" in done.stdout
+    assert stack.env["DAGSTER_PG_PASSWORD"] not in done.stdout + done.stderr

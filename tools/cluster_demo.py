@@ -1,0 +1,188 @@
+"""`make cluster-demo`: the demo on the production stack (`make cluster-up` first).
+
+    python -m tools.cluster_demo [--start YYYY-MM-DD] [--days 3] [--scale small]
+
+Generates the same data as `make demo` (same seed) into the stack's PostgreSQL ``shop`` database
+and its S3 landing bucket, launches ``daily_lakehouse`` for the days as one run **through the
+daemon** (the webserver's GraphQL ``launchRun``, as the UI's Launch button does), waits for it
+and for the quality report the daemon's run-status sensor starts after it, and prints the same
+report as `make demo`, then where each layer ran: the Spark application that wrote each table
+(from the Iceberg snapshot's ``spark.app.id``) and the workers its executors ran on.
+
+While it loads the days, the landing sensors are paused, as an operator would for a bulk load:
+the run covers those files, and once it has built them the sensors, resumed, only remember them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import date, timedelta
+
+from lakehouse_assets.partitions import RANGE_END, RANGE_START
+from lakehouse_assets.resources.catalog import open_catalog
+from spark_jobs.registry import landing_feeds
+from spark_jobs.settings import NAMESPACES, Settings
+from tools.cluster import ClusterError, Stack, get_json, graphql, status
+from tools.demo import JOB, default_start, report, stage_times, yesterday
+from tools.generate import SCALES, generate
+
+LOCATION = {"repositoryLocationName": "lakehouse", "repositoryName": "__repository__"}
+DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}"""
+
+
+def launch(stack: Stack, job: str, start: date, last: date) -> str:
+    """Queue one run of ``job`` over the days, as the UI's Launch button does."""
+    tags = [
+        {"key": RANGE_START, "value": start.isoformat()},
+        {"key": RANGE_END, "value": last.isoformat()},
+    ]
+    params = {
+        "selector": {**LOCATION, "jobName": job},
+        "runConfigData": {},
+        "executionMetadata": {"tags": tags},
+    }
+    result = graphql(stack, LAUNCH, {"params": params})["launchRun"]
+    if result["__typename"] != "LaunchRunSuccess":
+        raise ClusterError(f"launching {job}: {result.get('message', result['__typename'])}")
+    return result["run"]["runId"]
+
+
+def run_status(stack: Stack, run_id: str) -> str:
+    query = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+    return graphql(stack, query, {"id": run_id})["runOrError"]["status"]
+
+
+def wait(stack: Stack, run_id: str, timeout_s: float = 1800) -> str:
+    deadline, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        now = run_status(stack, run_id)
+        if now != last:
+            print(f"  run {run_id[:8]}: {now}", flush=True)
+            last = now
+        if now in DONE:
+            return now
+        time.sleep(3)
+    raise ClusterError(f"run {run_id} did not finish within {timeout_s:.0f}s")
+
+
+def quality_run_after(stack: Stack, run_id: str, timeout_s: float = 600) -> str:
+    """The quality_report run the daemon's run-status sensor started for ``run_id``."""
+    query = """query($tags: [ExecutionTag!]) {
+      runsOrError(filter: {tags: $tags}) { ... on Runs { results { runId } } } }"""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        tags = [{"key": "after_run", "value": run_id}]
+        found = graphql(stack, query, {"tags": tags})["runsOrError"]["results"]
+        if found:
+            return found[0]["runId"]
+        time.sleep(3)
+    raise ClusterError(f"no quality_report run followed {run_id} within {timeout_s:.0f}s")
+
+
+def set_sensors(stack: Stack, names: list[str], running: bool) -> None:
+    for name in names:
+        selector = {**LOCATION, "sensorName": name}
+        if running:
+            mutation = """mutation($s: SensorSelector!) {
+              startSensor(sensorSelector: $s) { __typename } }"""
+            graphql(stack, mutation, {"s": selector})
+            continue
+        query = """query($s: SensorSelector!) {
+          sensorOrError(sensorSelector: $s) { ... on Sensor { id } } }"""
+        sensor_id = graphql(stack, query, {"s": selector})["sensorOrError"]["id"]
+        mutation = "mutation($id: String) { stopSensor(id: $id) { __typename } }"
+        graphql(stack, mutation, {"id": sensor_id})
+
+
+def where_it_ran(stack: Stack, settings: Settings) -> dict[str, dict]:
+    """Per table: the Spark application that wrote its latest snapshot, and the workers that
+    ran that application's executors."""
+    master = get_json(f"{stack.spark_ui}/json")
+    apps = {a["id"]: a["name"] for a in master["activeapps"] + master["completedapps"]}
+    executors: dict[str, set[str]] = {}
+    for worker in master["workers"]:
+        state = get_json(f"{worker['webuiaddress']}/json")
+        for executor in state.get("executors", []) + state.get("finishedexecutors", []):
+            executors.setdefault(executor["appid"], set()).add(f"{worker['host']}:{worker['port']}")
+    catalog = open_catalog(settings)
+    out = {}
+    for layer in NAMESPACES:
+        for _, table in sorted(catalog.list_tables(layer)):
+            snapshot = catalog.load_table(f"{layer}.{table}").current_snapshot()
+            summary = snapshot.summary if snapshot else None
+            app = summary.additional_properties.get("spark.app.id") if summary else None
+            out[f"{layer}.{table}"] = {
+                "app_id": app,
+                "app": apps.get(app or "", "(not on this cluster)"),
+                "workers": sorted(executors.get(app or "", set())),
+            }
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--start", type=lambda t: date.fromisoformat(t) if t else None)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    args = parser.parse_args(argv)
+    start = args.start or default_start(args.days)
+    last = start + timedelta(days=args.days - 1)
+    if last > yesterday():
+        sys.exit(f"error: {args.days} days from {start} end after yesterday ({yesterday()})")
+    stack = Stack.from_env()
+    if not status(stack, quiet=True):
+        sys.exit(
+            "error: the stack is not up: run `make cluster-up` "
+            "(`make cluster-status` says what is down)"
+        )
+    os.environ.update(stack.env)  # this process is a client of the stack from here on
+    settings = stack.settings
+    sensors = [f"{feed.name}_landed" for feed in landing_feeds()]
+    try:
+        set_sensors(stack, sensors, running=False)
+        began = time.monotonic()
+        generate(settings, start, args.days, args.scale)
+        print(f"generated {args.days} days ({args.scale}) from {start} into "
+              f"{settings.source_url.split('?')[0]} and {settings.landing} "
+              f"in {time.monotonic() - began:.1f}s")  # fmt: skip
+        began = time.monotonic()
+        print(f"launching {JOB} for {start}..{last} through the daemon ({stack.dagster_url})")
+        run_id = launch(stack, JOB, start, last)
+        outcome = wait(stack, run_id)
+        main_s = time.monotonic() - began
+        quality = quality_run_after(stack, run_id)
+        print(f"the daemon started quality_report ({quality[:8]}) after it")
+        quality_outcome = wait(stack, quality)
+    finally:
+        set_sensors(stack, sensors, running=True)
+    if outcome != "SUCCESS" or quality_outcome != "SUCCESS":
+        sys.exit(
+            f"error: {JOB} {outcome}, quality_report {quality_outcome}: "
+            f"see {stack.dagster_url}/runs/{run_id}"
+        )
+    report(settings)
+    print("\nwhere each table was written (Spark application, workers that ran its executors)")
+    for table, ran in where_it_ran(stack, settings).items():
+        workers = ", ".join(ran["workers"]) or "-"
+        print(f"  {table:<32} {ran['app']:<18} {workers}")
+    print("\nwall time")
+    print(f"  {'dagster run':<12} {main_s:6.1f}s")
+    for stage, seconds in stage_times(run_id).items():
+        print(f"  {stage:<12} {seconds:6.1f}s")
+    print(f"\nrun {run_id} is in the stack's PostgreSQL: {stack.dagster_url}/runs/{run_id}")
+
+
+if __name__ == "__main__":
+    main()
