@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,13 +23,13 @@ class LakehouseSetupError(RuntimeError):
     """Misconfiguration the user has to fix; the message is one line saying what to do."""
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
+def _env(name: str, default: str, environ: Mapping[str, str]) -> str:
+    value = environ.get(name, "").strip()
     return value or default
 
 
-def _int_env(name: str, default: int) -> int:
-    value = _env(name, str(default))
+def _int_env(name: str, default: int, environ: Mapping[str, str]) -> int:
+    value = _env(name, str(default), environ)
     if not value.isdigit():
         raise LakehouseSetupError(f"{name}={value!r} is not a whole number of days")
     return int(value)
@@ -67,32 +68,34 @@ class Settings:
     pyspark_python: str = sys.executable
 
     @classmethod
-    def from_env(cls) -> Settings:
-        home = Path(_env("LAKEHOUSE_HOME", str(REPO_ROOT / ".lakehouse"))).resolve()
-        extra = _env("LAKEHOUSE_EXTRA_JARS", "")
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of ``environ`` (default: this process's environment)."""
+        env = os.environ if environ is None else environ
+        home = Path(_env("LAKEHOUSE_HOME", str(REPO_ROOT / ".lakehouse"), env)).resolve()
+        extra = _env("LAKEHOUSE_EXTRA_JARS", "", env)
         return cls(
             home=home,
-            spark_master=_env("SPARK_MASTER", "local[*]"),
-            driver_memory=_env("SPARK_DRIVER_MEMORY", "4g"),
-            catalog_uri=_env("LAKEHOUSE_CATALOG_URI", f"jdbc:sqlite:{home / 'catalog.db'}"),
-            catalog_user=_env("LAKEHOUSE_CATALOG_USER", ""),
-            catalog_password=_env("LAKEHOUSE_CATALOG_PASSWORD", ""),
-            warehouse=_env("LAKEHOUSE_WAREHOUSE", (home / "warehouse").as_uri()),
-            source_url=_env("LAKEHOUSE_SOURCE_URL", f"jdbc:sqlite:{home / 'source.db'}"),
-            source_user=_env("LAKEHOUSE_SOURCE_USER", ""),
-            source_password=_env("LAKEHOUSE_SOURCE_PASSWORD", ""),
-            landing=_env("LAKEHOUSE_LANDING", str(home / "landing")),
-            s3_endpoint_url=_env("LAKEHOUSE_S3_ENDPOINT_URL", ""),
-            s3_region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
-            s3_access_key=_env("AWS_ACCESS_KEY_ID", ""),
-            s3_secret_key=_env("AWS_SECRET_ACCESS_KEY", ""),
+            spark_master=_env("SPARK_MASTER", "local[*]", env),
+            driver_memory=_env("SPARK_DRIVER_MEMORY", "4g", env),
+            catalog_uri=_env("LAKEHOUSE_CATALOG_URI", f"jdbc:sqlite:{home / 'catalog.db'}", env),
+            catalog_user=_env("LAKEHOUSE_CATALOG_USER", "", env),
+            catalog_password=_env("LAKEHOUSE_CATALOG_PASSWORD", "", env),
+            warehouse=_env("LAKEHOUSE_WAREHOUSE", (home / "warehouse").as_uri(), env),
+            source_url=_env("LAKEHOUSE_SOURCE_URL", f"jdbc:sqlite:{home / 'source.db'}", env),
+            source_user=_env("LAKEHOUSE_SOURCE_USER", "", env),
+            source_password=_env("LAKEHOUSE_SOURCE_PASSWORD", "", env),
+            landing=_env("LAKEHOUSE_LANDING", str(home / "landing"), env),
+            s3_endpoint_url=_env("LAKEHOUSE_S3_ENDPOINT_URL", "", env),
+            s3_region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1", env), env),
+            s3_access_key=_env("AWS_ACCESS_KEY_ID", "", env),
+            s3_secret_key=_env("AWS_SECRET_ACCESS_KEY", "", env),
             extra_jars=tuple(j for j in extra.split(",") if j),
-            reference_grace_days=_int_env("LAKEHOUSE_REFERENCE_GRACE_DAYS", 3),
-            extract_lookback_days=_int_env("LAKEHOUSE_EXTRACT_LOOKBACK_DAYS", 2),
-            timezone=_env("LAKEHOUSE_TIMEZONE", "UTC"),
-            slack_webhook_url=_env("LAKEHOUSE_SLACK_WEBHOOK_URL", ""),
-            dbt_target=_env("LAKEHOUSE_DBT_TARGET", "embedded"),
-            pyspark_python=_env("PYSPARK_PYTHON", sys.executable),
+            reference_grace_days=_int_env("LAKEHOUSE_REFERENCE_GRACE_DAYS", 3, env),
+            extract_lookback_days=_int_env("LAKEHOUSE_EXTRACT_LOOKBACK_DAYS", 2, env),
+            timezone=_env("LAKEHOUSE_TIMEZONE", "UTC", env),
+            slack_webhook_url=_env("LAKEHOUSE_SLACK_WEBHOOK_URL", "", env),
+            dbt_target=_env("LAKEHOUSE_DBT_TARGET", "embedded", env),
+            pyspark_python=_env("PYSPARK_PYTHON", sys.executable, env),
         )
 
     def with_overrides(self, **overrides: object) -> Settings:

@@ -18,7 +18,6 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
 
 from lakehouse_assets.resources.catalog import open_catalog
@@ -107,41 +106,23 @@ def embedded_gold():
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return gold_hashes(Settings.from_env())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    return gold_hashes(Settings.from_env(env))
 
 
 @pytest.fixture(scope="module")
 def cluster_run(stack):
     """One day launched through the webserver's GraphQL API and run by the daemon."""
-    saved = dict(os.environ)
-    os.environ.update(stack.env)
-    try:
-        settings = stack.settings
-        set_sensors(stack, SENSORS, running=False)  # the run covers these files
-        generate(settings, DAY, 1, SCALE)
-        run_id = launch(stack, "daily_lakehouse", DAY, DAY)
-        assert wait(stack, run_id, timeout_s=1500) == "SUCCESS"
-        yield settings, run_id
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    settings = stack.settings
+    set_sensors(stack, SENSORS, running=False)  # the run covers these files
+    generate(settings, DAY, 1, SCALE)
+    run_id = launch(stack, "daily_lakehouse", DAY, DAY)
+    assert wait(stack, run_id, timeout_s=1500) == "SUCCESS"
+    return settings, run_id
 
 
 def test_gold_on_the_cluster_equals_the_embedded_run(stack, cluster_run, embedded_gold):
     settings, _ = cluster_run
-    saved = dict(os.environ)
-    os.environ.update(stack.env)
-    try:
-        on_cluster = gold_hashes(settings)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    on_cluster = gold_hashes(settings)
     compared = {t: v for t, v in embedded_gold.items() if t != "data_quality_daily"}
     assert compared, "the embedded run wrote no Gold"
     assert {t: on_cluster.get(t) for t in compared} == compared
@@ -151,13 +132,7 @@ def test_gold_on_the_cluster_equals_the_embedded_run(stack, cluster_run, embedde
 
 def test_bronze_and_silver_ran_on_both_workers_and_gold_in_the_thrift_server(stack, cluster_run):
     settings, _ = cluster_run
-    saved = dict(os.environ)
-    os.environ.update(stack.env)
-    try:
-        ran = where_it_ran(stack, settings)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    ran = where_it_ran(stack, settings)
     workers = len(cluster.get_json(f"{stack.spark_ui}/json")["workers"])
     assert workers == 2
     for table in ("bronze.orders", "silver.orders", "silver.clickstream"):
@@ -189,13 +164,7 @@ def wait_for_runs(stack, count: int, timeout_s: float = 300) -> list[dict]:
 
 def test_files_landing_in_the_bucket_launch_one_run_per_day_and_object_version(stack, cluster_run):
     set_sensors(stack, SENSORS, running=True)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.env["LAKEHOUSE_S3_ENDPOINT_URL"],
-        region_name=stack.env["AWS_REGION"],
-        aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
-    )
+    s3 = cluster.s3_client(stack)
     bucket = stack.env["CLUSTER_LANDING_BUCKET"]
     day = (DAY + timedelta(days=1)).isoformat()
     key = f"lake/clickstream/{day}/part-00000.jsonl"

@@ -154,16 +154,7 @@ def test_bronze_on_a_cluster_with_postgres_catalog_and_source(postgres, spark_cl
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
     # What `make run` does: spark-defaults.conf from the same settings, then spark-submit.
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        conf_dir = write_spark_defaults(Settings.from_env())
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    conf_dir = write_spark_defaults(Settings.from_env(env))
     done = subprocess.run(
         [str(SPARK_HOME / "bin" / "spark-submit"), "spark_jobs/cli.py", "bronze", "--date", DAY],
         cwd=REPO_ROOT,

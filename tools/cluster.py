@@ -85,8 +85,7 @@ class Stack:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Stack:
         environ = dict(os.environ if environ is None else environ)
-        base = Settings.from_env().home if "LAKEHOUSE_HOME" not in environ else None
-        state = (base or Path(environ["LAKEHOUSE_HOME"]).resolve()) / "cluster"
+        state = Settings.from_env(environ).home / "cluster"
         config = read_env_file(ENV_FILE, environ)
         secret_file = state / "secrets.env"
         found = read_env_file(secret_file, {}) if secret_file.is_file() else {}
@@ -125,14 +124,7 @@ class Stack:
     @property
     def settings(self) -> Settings:
         """The lakehouse's settings as the stack's processes see them."""
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(self.env)
-        try:
-            return Settings.from_env()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        return Settings.from_env(self.env)
 
     @property
     def timeout(self) -> float:
@@ -394,18 +386,23 @@ def start_s3(stack: Stack) -> None:
     host, port = stack.host("S3"), stack.port("S3")
     spawn(stack, "s3", [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)])
     wait_for(stack, "s3", lambda: port_open(host, port))
+    s3 = s3_client(stack)
+    bucket = stack.env["CLUSTER_LANDING_BUCKET"]
+    if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=bucket)
+
+
+def s3_client(stack: Stack):
+    """boto3 on the stack's S3 API, with its keys."""
     import boto3
 
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=stack.env["LAKEHOUSE_S3_ENDPOINT_URL"],
         region_name=stack.env["AWS_REGION"],
         aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
     )
-    bucket = stack.env["CLUSTER_LANDING_BUCKET"]
-    if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
-        s3.create_bucket(Bucket=bucket)
 
 
 # ------------------------------------------------------------------ Dagster

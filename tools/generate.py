@@ -547,19 +547,24 @@ def _write_landing_s3(settings: Settings, source: str, day: date, lines: list[by
     stale = s3.list_objects_v2(Bucket=bucket, Prefix=f"{folder}/").get("Contents", [])
     for item in stale:
         s3.delete_object(Bucket=bucket, Key=item["Key"])
-    for part, at in enumerate(range(0, max(1, len(lines)), LINES_PER_FILE)):
-        chunk = lines[at : at + LINES_PER_FILE]
-        body = b"\n".join(chunk) + b"\n"
-        s3.put_object(Bucket=bucket, Key=f"{folder}/part-{part:05d}.jsonl", Body=body)
+    for name, body in _files(lines):
+        s3.put_object(Bucket=bucket, Key=f"{folder}/{name}", Body=body)
 
 
 def _write_landing(root: Path, source: str, day: date, lines: list[bytes]) -> None:
     folder = root / source / day.isoformat()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    for part, at in enumerate(range(0, max(1, len(lines)), LINES_PER_FILE)):
-        chunk = lines[at : at + LINES_PER_FILE]
-        (folder / f"part-{part:05d}.jsonl").write_bytes(b"\n".join(chunk) + b"\n")
+    for name, body in _files(lines):
+        (folder / name).write_bytes(body)
+
+
+def _files(lines: list[bytes]) -> list[tuple[str, bytes]]:
+    """A day's lines as the sink lands them: ``part-NNNNN.jsonl`` of LINES_PER_FILE lines."""
+    return [
+        (f"part-{part:05d}.jsonl", b"\n".join(lines[at : at + LINES_PER_FILE]) + b"\n")
+        for part, at in enumerate(range(0, max(1, len(lines)), LINES_PER_FILE))
+    ]
 
 
 def generate(
