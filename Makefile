@@ -105,7 +105,7 @@ cluster-tables: env ## make tables on the stack's PostgreSQL catalog (pyiceberg,
 cluster-demo: env ## make demo's data and report on the stack: the main job launched through the daemon
 	@$(RUN) python -m tools.cluster_demo $(if $(START),--start $(START)) --days $(DAYS) --scale $(SCALE)
 
-test-cluster: setup ## the stack's test: up, one day through the daemon, Gold = embedded, sensors, down (own process)
+test-cluster: setup ## the stack's test: up, 3 days through the daemon, Gold = embedded, sensors, a component down, Slack, down (own process)
 	@deployment/system-deps.sh postgresql
 	@$(RUN) pytest -m cluster tests/test_cluster.py $(PYTEST_ARGS)
 

@@ -10,11 +10,19 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spark_jobs.settings import CATALOG, NAMESPACES, LakehouseSetupError, Settings
+from spark_jobs.settings import (
+    CATALOG,
+    NAMESPACES,
+    EndpointUnavailable,
+    LakehouseSetupError,
+    Settings,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -204,6 +212,7 @@ def build_session(
     from pyspark.sql import SparkSession
 
     prepare(settings)
+    check_master(settings.spark_master)
     # PySpark picks the tasks' interpreter from the environment when the context starts.
     os.environ.setdefault("PYSPARK_PYTHON", settings.pyspark_python)
     builder = SparkSession.builder.appName(app_name)  # pyright: ignore[reportAttributeAccessIssue] - a classproperty to pyright
@@ -211,10 +220,62 @@ def build_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if settings.spark_master.startswith("spark://"):
+        wait_for_executors(spark, settings)
     # A Spark Thrift server opens every session with `USE default`: with the lakehouse as the
     # default catalog, dbt's thrift target needs that namespace to exist there.
     ensure_namespaces(spark, ("default",) if settings.dbt_target == "thrift" else ())
     return spark
+
+
+def answers(host: str, port: int, timeout_s: float = 3.0) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def check_master(master: str) -> None:
+    """A standalone master that does not answer fails here, in one line, naming it.
+
+    Spark itself would retry registering for a minute and then leave a stopped context behind.
+    """
+    if not master.startswith("spark://"):
+        return
+    addresses = master.removeprefix("spark://").split(",")  # several with ZooKeeper HA
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if port.isdigit() and answers(host, int(port)):
+            return
+    raise EndpointUnavailable(
+        f"the Spark master {master} does not answer: start it (one box: `make cluster-up`) "
+        "or point SPARK_MASTER at a running one"
+    )
+
+
+def executor_count(spark: SparkSession) -> int:
+    """Executors registered with the application (its status tracker lists the driver too)."""
+    tracker = spark.sparkContext._jsc.sc().statusTracker()  # pyright: ignore[reportOptionalMemberAccess, reportOptionalCall] - py4j is untyped
+    return len(tracker.getExecutorInfos()) - 1
+
+
+def wait_for_executors(spark: SparkSession, settings: Settings) -> None:
+    """On a cluster, until ``min_executors`` executors registered; past the wait, stop the
+    application and fail naming the master. Without this a run whose workers are down or
+    busy waits for cores forever ("Initial job has not accepted any resources")."""
+    deadline = time.monotonic() + settings.executor_wait_s
+    while (found := executor_count(spark)) < settings.min_executors:
+        if time.monotonic() > deadline:
+            spark.stop()
+            raise EndpointUnavailable(
+                f"{found} of {settings.min_executors} Spark executors registered with "
+                f"{settings.spark_master} within {settings.executor_wait_s}s: a worker is "
+                "down or has no free cores; its master's UI lists them (one box: "
+                "`make cluster-status`, `make cluster-up`)"
+            )
+        time.sleep(1)
 
 
 def package_zip(settings: Settings) -> Path:

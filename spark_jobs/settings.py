@@ -23,6 +23,13 @@ class LakehouseSetupError(RuntimeError):
     """Misconfiguration the user has to fix; the message is one line saying what to do."""
 
 
+class EndpointUnavailable(LakehouseSetupError):
+    """A configured server (Spark master, its workers, the Thrift server) does not answer.
+
+    The message names the endpoint. Nothing was written: once it is up, a rerun succeeds.
+    """
+
+
 def _env(name: str, default: str, environ: Mapping[str, str]) -> str:
     value = environ.get(name, "").strip()
     return value or default
@@ -31,7 +38,7 @@ def _env(name: str, default: str, environ: Mapping[str, str]) -> str:
 def _int_env(name: str, default: int, environ: Mapping[str, str]) -> int:
     value = _env(name, str(default), environ)
     if not value.isdigit():
-        raise LakehouseSetupError(f"{name}={value!r} is not a whole number of days")
+        raise LakehouseSetupError(f"{name}={value!r} is not a whole number")
     return int(value)
 
 
@@ -66,6 +73,13 @@ class Settings:
     dbt_target: str = "embedded"
     # The interpreter Spark tasks run Python in: this project's, unless told otherwise.
     pyspark_python: str = sys.executable
+    # dbt's thrift target (dbt_project/profiles.yml reads the same variables).
+    thrift_host: str = "127.0.0.1"
+    thrift_port: int = 10000
+    # On a Spark cluster (spark://), a run waits this long for this many executors before it
+    # fails naming the master, instead of waiting for cores forever.
+    min_executors: int = 1
+    executor_wait_s: int = 120
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +110,10 @@ class Settings:
             slack_webhook_url=_env("LAKEHOUSE_SLACK_WEBHOOK_URL", "", env),
             dbt_target=_env("LAKEHOUSE_DBT_TARGET", "embedded", env),
             pyspark_python=_env("PYSPARK_PYTHON", sys.executable, env),
+            thrift_host=_env("LAKEHOUSE_THRIFT_HOST", "127.0.0.1", env),
+            thrift_port=_int_env("LAKEHOUSE_THRIFT_PORT", 10000, env),
+            min_executors=_int_env("LAKEHOUSE_SPARK_MIN_EXECUTORS", 1, env),
+            executor_wait_s=_int_env("LAKEHOUSE_SPARK_EXECUTOR_WAIT_S", 120, env),
         )
 
     def with_overrides(self, **overrides: object) -> Settings:

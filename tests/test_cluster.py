@@ -14,16 +14,20 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date, timedelta
+from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
 
+from lakehouse_assets.gold.assets import gold_current_state, gold_daily
 from lakehouse_assets.resources.catalog import open_catalog
 from spark_jobs.settings import REPO_ROOT, Settings
+from tests.test_automation import _Capture
 from tools import cluster
-from tools.cluster_demo import launch, set_sensors, wait, where_it_ran
+from tools.cluster_demo import launch, reexecute, set_sensors, step_errors, wait, where_it_ran
 from tools.generate import generate
 from tools.screenshot import free_port
 
@@ -31,12 +35,26 @@ from tools.screenshot import free_port
 pytestmark = pytest.mark.cluster
 
 DAY = date(2026, 6, 10)
+DAYS = 3  # one run over the three days: a single-run backfill on the cluster
+LAST = DAY + timedelta(days=DAYS - 1)
 SCALE = "tiny"
+EXECUTOR_WAIT_S = 30
 SENSORS = ["clickstream_landed", "inventory_landed"]
 
 
 @pytest.fixture(scope="module")
-def stack():
+def slack():
+    """A stand-in for Slack's incoming webhook (Slack itself is not reachable here): an HTTP
+    server on loopback that keeps what the stack's daemon posts."""
+    server = HTTPServer(("127.0.0.1", free_port()), _Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Capture.received.clear()
+    yield f"http://127.0.0.1:{server.server_port}/hook", _Capture.received
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stack(slack):
     # Not under pytest's 0700 tmp dir: the postgres user must reach its data folder.
     base = Path(tempfile.mkdtemp(prefix="lakehouse-cluster-"))
     base.chmod(0o755)
@@ -48,7 +66,13 @@ def stack():
     # stack's file: only the ports are overridden.
     defined = cluster.read_env_file(cluster.ENV_FILE, {})
     environ = {k: v for k, v in os.environ.items() if k not in defined}
-    environ |= {"LAKEHOUSE_HOME": str(base), **ports}
+    environ |= {
+        "LAKEHOUSE_HOME": str(base),
+        **ports,
+        "LAKEHOUSE_SLACK_WEBHOOK_URL": slack[0],
+        # A run with a worker down fails after this wait instead of the stack's 120 s.
+        "LAKEHOUSE_SPARK_EXECUTOR_WAIT_S": str(EXECUTOR_WAIT_S),
+    }
     stack = cluster.up(cluster.Stack.from_env(environ))
     try:
         yield stack
@@ -85,7 +109,7 @@ def gold_hashes(settings: Settings) -> dict[str, tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def embedded_gold():
-    """The same day, seed and scale through `make demo`'s embedded lakehouse."""
+    """The same days, seed and scale through `make demo`'s embedded lakehouse."""
     home = Path(tempfile.mkdtemp(prefix="lakehouse-embedded-"))
     keep = ("PATH", "HOME", "LANG", "JAVA_HOME", "UV_CACHE_DIR")
     env = {k: v for k, v in os.environ.items() if k in keep}
@@ -101,7 +125,7 @@ def embedded_gold():
         (REPO_ROOT / "deployment" / "dagster.yaml").read_text()
     )
     done = subprocess.run(
-        [sys.executable, "-m", "tools.demo", "--start", DAY.isoformat(), "--days", "1",
+        [sys.executable, "-m", "tools.demo", "--start", DAY.isoformat(), "--days", str(DAYS),
          "--scale", SCALE],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
@@ -111,11 +135,11 @@ def embedded_gold():
 
 @pytest.fixture(scope="module")
 def cluster_run(stack):
-    """One day launched through the webserver's GraphQL API and run by the daemon."""
+    """The days as one run launched through the webserver's GraphQL API, run by the daemon."""
     settings = stack.settings
     set_sensors(stack, SENSORS, running=False)  # the run covers these files
-    generate(settings, DAY, 1, SCALE)
-    run_id = launch(stack, "daily_lakehouse", DAY, DAY)
+    generate(settings, DAY, DAYS, SCALE)
+    run_id = launch(stack, "daily_lakehouse", DAY, LAST)
     assert wait(stack, run_id, timeout_s=1500) == "SUCCESS"
     return settings, run_id
 
@@ -123,7 +147,7 @@ def cluster_run(stack):
 def test_gold_on_the_cluster_equals_the_embedded_run(stack, cluster_run, embedded_gold):
     settings, _ = cluster_run
     on_cluster = gold_hashes(settings)
-    compared = {t: v for t, v in embedded_gold.items() if t != "data_quality_daily"}
+    compared = _marts(embedded_gold)  # the quality report records its own runs
     assert compared, "the embedded run wrote no Gold"
     assert {t: on_cluster.get(t) for t in compared} == compared
     for table in ("fct_orders", "agg_daily_sales", "dim_customers", "product_funnel"):
@@ -166,7 +190,7 @@ def test_files_landing_in_the_bucket_launch_one_run_per_day_and_object_version(s
     set_sensors(stack, SENSORS, running=True)
     s3 = cluster.s3_client(stack)
     bucket = stack.env["CLUSTER_LANDING_BUCKET"]
-    day = (DAY + timedelta(days=1)).isoformat()
+    day = (LAST + timedelta(days=1)).isoformat()
     key = f"lake/clickstream/{day}/part-00000.jsonl"
     line = (
         '{"event_id": "late-1", "user_id": 1, "event_type": "view", "timestamp": "%sT10:00:00Z"}\n'
@@ -200,3 +224,82 @@ def test_the_table_report_reads_the_postgresql_catalog_without_a_jvm(stack, clus
     assert "lakehouse.gold: " in done.stdout and "fct_orders" in done.stdout
     assert "orders_quarantine" in done.stdout
     assert stack.env["DAGSTER_PG_PASSWORD"] not in done.stdout + done.stderr
+
+
+def _alerts_for(slack, run_id: str, timeout_s: float = 120) -> list[dict]:
+    """What the daemon's failure sensor posted for the run (it ticks every 30 s or so)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [p for p in slack[1] if p["run_id"] == run_id]
+        if found:
+            return found
+        time.sleep(3)
+    return []
+
+
+GOLD = [list(key.path) for key in sorted(gold_daily.keys | gold_current_state.keys, key=str)]
+
+
+def test_a_run_while_the_thrift_server_is_down_fails_naming_it_alerts_and_reruns(
+    stack, cluster_run, embedded_gold, slack
+):
+    cluster.stop(stack, "thrift")
+    endpoint = f"{stack.host('THRIFT')}:{stack.port('THRIFT')}"
+    run_id = launch(stack, "daily_lakehouse", DAY, LAST, assets=GOLD)  # "Materialize" Gold
+    assert wait(stack, run_id, timeout_s=600) == "FAILURE"
+    errors = step_errors(stack, run_id)  # what the UI's run page shows
+    assert errors and all(f"Spark Thrift server at {endpoint} does not answer" in e
+                          for e in errors.values()), errors  # fmt: skip
+    [alert] = _alerts_for(slack, run_id)  # posted once, by the daemon's failure sensor
+    assert f"Spark Thrift server at {endpoint}" in " ".join(alert["failed_steps"])
+    assert alert["partition"] == f"{DAY}..{LAST}"
+    assert "gold/fct_orders" in alert["assets"]  # what the failure left stale
+    # `make cluster-up` starts what is down, and only that; the UI's "Re-execute from failure"
+    # then succeeds, and Gold is what it was (nothing half-written, nothing doubled).
+    cluster.up(stack)
+    assert cluster.status(stack, quiet=True)
+    assert wait(stack, reexecute(stack, run_id), timeout_s=900) == "SUCCESS"
+    compared = _marts(embedded_gold)  # the quality report records its own runs
+    assert {t: gold_hashes(stack.settings).get(t) for t in compared} == compared
+
+
+def _marts(hashes: dict) -> dict:
+    return {t: v for t, v in hashes.items() if t != "data_quality_daily"}
+
+
+def _alive_workers(stack) -> int:
+    return cluster.get_json(f"{stack.spark_ui}/json")["aliveworkers"]
+
+
+def test_a_run_while_a_worker_is_down_fails_naming_the_master_and_reruns(stack, cluster_run, slack):
+    cluster.stop(stack, f"spark-worker-{stack.workers}")
+    deadline = time.monotonic() + 60
+    while _alive_workers(stack) == stack.workers and time.monotonic() < deadline:
+        time.sleep(1)  # the master drops it when its connection closes
+    assert _alive_workers(stack) == stack.workers - 1
+    master = stack.env["SPARK_MASTER"]
+    began = time.monotonic()
+    run_id = launch(
+        stack,
+        "daily_lakehouse",
+        DAY,
+        LAST,
+        assets=[["silver", "orders"], ["silver", "orders_quarantine"]],
+    )
+    assert wait(stack, run_id, timeout_s=600) == "FAILURE"
+    # It waited for the executors, then gave up: not stuck, and not retried.
+    assert time.monotonic() - began >= EXECUTOR_WAIT_S
+    [error] = step_errors(stack, run_id).values()
+    expected = f"1 of {stack.workers} Spark executors registered with {master}"
+    assert expected in error, error
+    [alert] = _alerts_for(slack, run_id)
+    assert expected in " ".join(alert["failed_steps"])
+    # The quality report (started by the daemon after each successful run) may rewrite its own
+    # table meanwhile: the marts are what must not move.
+    before = _marts(gold_hashes(stack.settings))
+    cluster.up(stack)  # the worker comes back
+    assert _alive_workers(stack) == stack.workers
+    assert wait(stack, reexecute(stack, run_id), timeout_s=900) == "SUCCESS"
+    ran = where_it_ran(stack, stack.settings)["silver.orders"]
+    assert len(ran["workers"]) == stack.workers, ran  # both workers again
+    assert _marts(gold_hashes(stack.settings)) == before  # Silver rebuilt the same days

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from spark_jobs.session import required_jars, spark_conf
-from spark_jobs.settings import LakehouseSetupError, Settings
+from spark_jobs.settings import EndpointUnavailable, LakehouseSetupError, Settings
 from spark_jobs.window import DayWindow, parse_args
 from tools.generate import Dirt, generate
+from tools.screenshot import free_port
 
 # Spark and Dagster in this process only: no servers, no dbt (make test-fast).
 pytestmark = pytest.mark.fast
@@ -86,6 +87,37 @@ def test_missing_java_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(LakehouseSetupError, match="openjdk-17-jre-headless"):
         session.check_java()
+
+
+def test_an_unreachable_spark_master_fails_at_once_naming_it():
+    from spark_jobs import session
+
+    closed = free_port()  # nothing listens there
+    master = f"spark://127.0.0.1:{closed},127.0.0.1:{free_port()}"  # HA form: every one down
+    with pytest.raises(EndpointUnavailable, match=f"the Spark master {master} does not answer"):
+        session.check_master(master)
+    session.check_master("local[2]")  # not a cluster: nothing to reach
+
+
+def test_a_thrift_target_whose_server_is_down_fails_the_step_naming_it():
+    from dagster import Failure
+
+    from lakehouse_assets.gold.assets import check_thrift_server
+
+    port = free_port()
+    settings = replace(Settings.from_env(), dbt_target="thrift", thrift_port=port)
+    with pytest.raises(Failure, match=f"Spark Thrift server at 127.0.0.1:{port} does not answer"):
+        check_thrift_server(settings)
+    check_thrift_server(replace(settings, dbt_target="embedded"))  # dbt's own session: no server
+
+
+def test_cluster_waits_are_configuration():
+    settings = Settings.from_env(
+        {"LAKEHOUSE_SPARK_MIN_EXECUTORS": "2", "LAKEHOUSE_SPARK_EXECUTOR_WAIT_S": "30"}
+    )
+    assert (settings.min_executors, settings.executor_wait_s) == (2, 30)
+    with pytest.raises(LakehouseSetupError, match="LAKEHOUSE_SPARK_MIN_EXECUTORS='two'"):
+        Settings.from_env({"LAKEHOUSE_SPARK_MIN_EXECUTORS": "two"})
 
 
 def test_catalog_and_source_are_configuration(monkeypatch):

@@ -318,7 +318,7 @@ def _spark_class(*args: str) -> list[str]:
     return [str(SPARK_HOME / "bin" / "spark-class"), *args]
 
 
-def start_spark(stack: Stack) -> None:
+def start_spark_master(stack: Stack) -> None:
     host, port, ui = stack.host("SPARK"), stack.port("SPARK"), stack.port("SPARK_UI")
     spawn(
         stack,
@@ -327,22 +327,25 @@ def start_spark(stack: Stack) -> None:
                      "--webui-port", str(ui)),
     )  # fmt: skip
     wait_for(stack, "spark-master", lambda: "workers" in get_json(f"{stack.spark_ui}/json"))
-    for n in range(1, stack.workers + 1):
-        work = stack.state / "spark" / f"worker-{n}"
-        work.mkdir(parents=True, exist_ok=True)
-        spawn(
-            stack,
-            f"spark-worker-{n}",
-            _spark_class("org.apache.spark.deploy.worker.Worker", f"spark://{host}:{port}",
-                         "--host", host, "--cores", stack.env["CLUSTER_WORKER_CORES"],
-                         "--memory", stack.env["CLUSTER_WORKER_MEMORY"],
-                         "--webui-port", str(port + 10 + n), "--work-dir", str(work)),
-        )  # fmt: skip
-    wait_for(
+
+
+def _worker_ui_port(stack: Stack, n: int) -> int:
+    return stack.port("SPARK") + 10 + n
+
+
+def start_spark_worker(stack: Stack, n: int) -> None:
+    host, port = stack.host("SPARK"), stack.port("SPARK")
+    work = stack.state / "spark" / f"worker-{n}"
+    work.mkdir(parents=True, exist_ok=True)
+    spawn(
         stack,
-        f"spark-worker-{stack.workers}",
-        lambda: get_json(f"{stack.spark_ui}/json")["aliveworkers"] >= stack.workers,
-    )
+        f"spark-worker-{n}",
+        _spark_class("org.apache.spark.deploy.worker.Worker", f"spark://{host}:{port}",
+                     "--host", host, "--cores", stack.env["CLUSTER_WORKER_CORES"],
+                     "--memory", stack.env["CLUSTER_WORKER_MEMORY"],
+                     "--webui-port", str(_worker_ui_port(stack, n)), "--work-dir", str(work)),
+    )  # fmt: skip
+    wait_for(stack, f"spark-worker-{n}", lambda: _worker_alive(stack, n))
 
 
 def start_thrift(stack: Stack) -> None:
@@ -410,7 +413,7 @@ def _dagster_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def start_dagster(stack: Stack) -> None:
+def start_webserver(stack: Stack) -> None:
     home = Path(stack.env["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(DAGSTER_YAML, home / "dagster.yaml")
@@ -420,22 +423,23 @@ def start_dagster(stack: Stack) -> None:
     )  # fmt: skip
     if migrated.returncode:
         raise ClusterError(f"dagster: instance migrate failed: {migrated.stderr.strip()[-800:]}")
-    workspace = str(REPO_ROOT / "workspace.yaml")
     spawn(
         stack,
         "dagster-webserver",
         [_dagster_bin("dagster-webserver"), "-h", stack.env["CLUSTER_HOST"],
-         "-p", str(stack.port("DAGSTER")), "-w", workspace],
+         "-p", str(stack.port("DAGSTER")), "-w", WORKSPACE],
         cwd=REPO_ROOT,
     )  # fmt: skip
-    spawn(
-        stack,
-        "dagster-daemon",
-        [_dagster_bin("dagster-daemon"), "run", "-w", workspace],
-        cwd=REPO_ROOT,
-    )
     wait_for(stack, "dagster-webserver", lambda: bool(get_json(f"{stack.dagster_url}/server_info")))
+
+
+def start_daemon(stack: Stack) -> None:
+    spawn(stack, "dagster-daemon", [_dagster_bin("dagster-daemon"), "run", "-w", WORKSPACE],
+          cwd=REPO_ROOT)  # fmt: skip
     wait_for(stack, "dagster-daemon", lambda: daemons_healthy(stack))
+
+
+WORKSPACE = str(REPO_ROOT / "workspace.yaml")
 
 
 def graphql(stack: Stack, query: str, variables: dict | None = None) -> dict:
@@ -462,9 +466,6 @@ def daemons_healthy(stack: Stack) -> bool:
 
 
 # ------------------------------------------------------------------ the whole stack
-COMPONENTS = ("postgres", "spark", "s3", "thrift", "dagster")
-
-
 def ensure_secrets(stack: Stack) -> Stack:
     """One generated password for the stack's database role, kept in a 0600 file."""
     path = stack.state / "secrets.env"
@@ -486,71 +487,81 @@ def ensure_secrets(stack: Stack) -> Stack:
 
 
 def up(stack: Stack) -> Stack:
+    """Start every component that does not answer, in dependency order; leave the rest.
+
+    After a crash (a worker, the Thrift server), `make cluster-up` brings back what is down.
+    """
     stack.state.mkdir(parents=True, exist_ok=True)
-    if status(stack, quiet=True):
-        print("the stack is already up")
-        return stack
     stack = ensure_secrets(stack)
-    steps = {
-        "postgres": start_postgres,
-        "spark": start_spark,
-        "s3": start_s3,
-        "thrift": start_thrift,
-        "dagster": start_dagster,
-    }
-    for name in COMPONENTS:
-        started = time.monotonic()
-        steps[name](stack)
-        print(f"  {name:<10} up ({time.monotonic() - started:.0f}s)", flush=True)
+    started_any = False
+    for component in components(stack):
+        if _safe(component.healthy):
+            continue
+        started_any = True
+        began = time.monotonic()
+        stop(stack, component.name)  # a process that no longer answers: make room for a new one
+        component.start(stack)
+        print(f"  {component.name:<18} up ({time.monotonic() - began:.0f}s)", flush=True)
+    if not started_any:
+        print("the stack is already up")
     return stack
 
 
-def probes(stack: Stack) -> list[tuple[str, str, Callable[[], bool]]]:
+@dataclass(frozen=True)
+class Component:
+    name: str
+    where: str
+    healthy: Callable[[], bool]
+    start: Callable[[Stack], None]
+
+
+def components(stack: Stack) -> list[Component]:
+    """Each server of the stack, in the order they start: where it listens, how it is asked."""
     spark = f"spark://{stack.host('SPARK')}:{stack.port('SPARK')}"
-    out: list[tuple[str, str, Callable[[], bool]]] = [
-        (
-            "postgres",
-            f"postgresql://{stack.host('PG')}:{stack.port('PG')}",
-            lambda: _pg_ready(stack),
-        ),
-        (
-            "spark-master",
-            f"{spark} (UI {stack.spark_ui})",
-            lambda: "workers" in get_json(f"{stack.spark_ui}/json"),
-        ),
-    ]
+    out = [
+        Component("postgres", f"postgresql://{stack.host('PG')}:{stack.port('PG')}",
+                  lambda: _pg_ready(stack), start_postgres),
+        Component("spark-master", f"{spark} (UI {stack.spark_ui})",
+                  lambda: "workers" in get_json(f"{stack.spark_ui}/json"), start_spark_master),
+    ]  # fmt: skip
     for n in range(1, stack.workers + 1):
         out.append(
-            (f"spark-worker-{n}", f"UI http://{stack.host('SPARK')}:{stack.port('SPARK') + 10 + n}",
-             lambda n=n: _worker_alive(stack, n))
+            Component(f"spark-worker-{n}",
+                      f"UI http://{stack.host('SPARK')}:{_worker_ui_port(stack, n)}",
+                      lambda n=n: _worker_alive(stack, n),
+                      lambda stack, n=n: start_spark_worker(stack, n))
         )  # fmt: skip
     out += [
-        ("thrift", f"thrift://{stack.host('THRIFT')}:{stack.port('THRIFT')}",
-         lambda: port_open(stack.host("THRIFT"), stack.port("THRIFT"))),
-        ("s3", stack.env["LAKEHOUSE_S3_ENDPOINT_URL"],
-         lambda: port_open(stack.host("S3"), stack.port("S3"))),
-        ("dagster-webserver", stack.dagster_url,
-         lambda: bool(get_json(f"{stack.dagster_url}/server_info"))),
-        ("dagster-daemon", "(through the webserver)", lambda: daemons_healthy(stack)),
+        Component("s3", stack.env["LAKEHOUSE_S3_ENDPOINT_URL"],
+                  lambda: port_open(stack.host("S3"), stack.port("S3")), start_s3),
+        Component("thrift", f"thrift://{stack.host('THRIFT')}:{stack.port('THRIFT')}",
+                  lambda: port_open(stack.host("THRIFT"), stack.port("THRIFT")), start_thrift),
+        Component("dagster-webserver", stack.dagster_url,
+                  lambda: bool(get_json(f"{stack.dagster_url}/server_info")), start_webserver),
+        Component("dagster-daemon", "(through the webserver)",
+                  lambda: daemons_healthy(stack), start_daemon),
     ]  # fmt: skip
     return out
 
 
 def _worker_alive(stack: Stack, n: int) -> bool:
+    """Its process runs and the master counts it ALIVE (by its UI port: ids change on restart)."""
     pid = _pid(stack, f"spark-worker-{n}")
-    return (
-        pid is not None and _alive(pid) and get_json(f"{stack.spark_ui}/json")["aliveworkers"] >= n
-    )
+    if pid is None or not _alive(pid):
+        return False
+    ui = f":{_worker_ui_port(stack, n)}"
+    workers = get_json(f"{stack.spark_ui}/json")["workers"]
+    return any(w["state"] == "ALIVE" and w["webuiaddress"].endswith(ui) for w in workers)
 
 
 def status(stack: Stack, quiet: bool = False) -> bool:
     """Each component, where it listens and whether it answers; True when all do."""
     all_up = True
-    for name, where, check in probes(stack):
-        healthy = _safe(check)
+    for component in components(stack):
+        healthy = _safe(component.healthy)
         all_up &= healthy
         if not quiet:
-            print(f"  {name:<18} {'up  ' if healthy else 'DOWN'}  {where}")
+            print(f"  {component.name:<18} {'up  ' if healthy else 'DOWN'}  {component.where}")
     return all_up
 
 
@@ -569,15 +580,22 @@ def _marked(stack: Stack) -> list[int]:
     return found
 
 
+def stop(stack: Stack, name: str) -> None:
+    """Stop one component by its pid (its process group: a server and its children)."""
+    if name == "postgres":
+        stop_postgres(stack)
+        return
+    pid = _pid(stack, name)
+    if pid is not None and _alive(pid):
+        _stop_group(pid)
+    (stack.pids / f"{name}.pid").unlink(missing_ok=True)
+
+
 def down(stack: Stack) -> None:
     """Stop what ``up`` started, newest first, then anything still carrying the marker."""
-    names = ["dagster-daemon", "dagster-webserver", "thrift", "s3"]
-    names += [f"spark-worker-{n}" for n in range(stack.workers, 0, -1)] + ["spark-master"]
-    for name in names:
-        pid = _pid(stack, name)
-        if pid is not None and _alive(pid):
-            _stop_group(pid)
-        (stack.pids / f"{name}.pid").unlink(missing_ok=True)
+    for component in reversed(components(stack)):
+        if component.name != "postgres":
+            stop(stack, component.name)
     for pid in _marked(stack):
         _stop_group(pid, group=False)
     stop_postgres(stack)

@@ -42,20 +42,42 @@ mutation Launch($params: ExecutionParams!) {
 }"""
 
 
-def launch(stack: Stack, job: str, start: date, last: date) -> str:
-    """Queue one run of ``job`` over the days, as the UI's Launch button does."""
+REEXECUTE = """
+mutation Reexecute($params: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}"""
+
+
+def launch(
+    stack: Stack, job: str, start: date, last: date, assets: list[list[str]] | None = None
+) -> str:
+    """Queue one run of ``job`` over the days, as the UI's Launch button does (``assets``: the
+    keys of a subset, as "Materialize selected" does)."""
     tags = [
         {"key": RANGE_START, "value": start.isoformat()},
         {"key": RANGE_END, "value": last.isoformat()},
     ]
-    params = {
-        "selector": {**LOCATION, "jobName": job},
-        "runConfigData": {},
-        "executionMetadata": {"tags": tags},
-    }
-    result = graphql(stack, LAUNCH, {"params": params})["launchRun"]
+    selector: dict = {**LOCATION, "jobName": job}
+    if assets is not None:
+        selector["assetSelection"] = [{"path": key} for key in assets]
+    params = {"selector": selector, "runConfigData": {}, "executionMetadata": {"tags": tags}}
+    return _run_id(graphql(stack, LAUNCH, {"params": params})["launchRun"], job)
+
+
+def reexecute(stack: Stack, run_id: str, strategy: str = "FROM_FAILURE") -> str:
+    """The UI's "Re-execute from failure": the steps that failed or did not run, same tags."""
+    params = {"parentRunId": run_id, "strategy": strategy}
+    result = graphql(stack, REEXECUTE, {"params": params})["launchRunReexecution"]
+    return _run_id(result, f"re-executing {run_id}")
+
+
+def _run_id(result: dict, what: str) -> str:
     if result["__typename"] != "LaunchRunSuccess":
-        raise ClusterError(f"launching {job}: {result.get('message', result['__typename'])}")
+        raise ClusterError(f"launching {what}: {result.get('message', result['__typename'])}")
     return result["run"]["runId"]
 
 
@@ -75,6 +97,23 @@ def wait(stack: Stack, run_id: str, timeout_s: float = 1800) -> str:
             return now
         time.sleep(3)
     raise ClusterError(f"run {run_id} did not finish within {timeout_s:.0f}s")
+
+
+STEP_ERRORS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { eventConnection {
+  events { __typename ... on ExecutionStepFailureEvent {
+    stepKey error { message causes { message } } } } } } } }"""
+
+
+def step_errors(stack: Stack, run_id: str) -> dict[str, str]:
+    """Per failed step, its error as the UI's run page shows it (the causes' messages too)."""
+    events = graphql(stack, STEP_ERRORS, {"id": run_id})["runOrError"]["eventConnection"]
+    out = {}
+    for event in events["events"]:
+        if event["__typename"] == "ExecutionStepFailureEvent":
+            error = event["error"] or {}
+            messages = [error.get("message", "")] + [c["message"] for c in error.get("causes", [])]
+            out[event["stepKey"]] = " | ".join(m.strip() for m in messages if m)
+    return out
 
 
 def quality_run_after(stack: Stack, run_id: str, timeout_s: float = 600) -> str:
@@ -162,16 +201,16 @@ def main(argv: list[str] | None = None) -> None:
         run_id = launch(stack, JOB, start, last)
         outcome = wait(stack, run_id)
         main_s = time.monotonic() - began
-        quality = quality_run_after(stack, run_id)
-        print(f"the daemon started quality_report ({quality[:8]}) after it")
-        quality_outcome = wait(stack, quality)
+        if outcome == "SUCCESS":
+            quality = quality_run_after(stack, run_id)
+            print(f"the daemon started quality_report ({quality[:8]}) after it")
+            outcome = "quality_report " + wait(stack, quality)
     finally:
         set_sensors(stack, sensors, running=True)
-    if outcome != "SUCCESS" or quality_outcome != "SUCCESS":
-        sys.exit(
-            f"error: {JOB} {outcome}, quality_report {quality_outcome}: "
-            f"see {stack.dagster_url}/runs/{run_id}"
-        )
+    if outcome != "quality_report SUCCESS":
+        for step, error in step_errors(stack, run_id).items():
+            print(f"  {step}: {error.splitlines()[0] if error else '(no message)'}")
+        sys.exit(f"error: {JOB} run ended {outcome}: see {stack.dagster_url}/runs/{run_id}")
     report(settings)
     print("\nwhere each table was written (Spark application, workers that ran its executors)")
     for table, ran in where_it_ran(stack, settings).items():

@@ -9,6 +9,7 @@ from typing import Any
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    Failure,
     Output,
     RetryRequested,
     build_column_schema_change_checks,
@@ -25,6 +26,8 @@ from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource, dbt_project
 from lakehouse_assets.resources.catalog import open_catalog, table_metadata
 from lakehouse_assets.resources.dbt import LakehouseDbtResource
+from spark_jobs.session import answers
+from spark_jobs.settings import Settings
 from spark_jobs.window import DayWindow
 
 
@@ -102,7 +105,9 @@ def _dbt_build(
     if window is not None:
         dbt_vars = {"start_date": window.start.isoformat(), "end_date": window.end.isoformat()}
         args += ["--vars", json.dumps(dbt_vars)]
-    catalog = open_catalog(spark.settings())
+    settings = spark.settings()
+    check_thrift_server(settings)
+    catalog = open_catalog(settings)
     try:
         invocation = dbt.build(args, context, spark.conf_dir_for_external_sessions())
         for event in invocation.stream():
@@ -121,6 +126,19 @@ def _dbt_build(
         if any(sign in str(exc) for sign in CATALOG_BUSY):
             raise RetryRequested(max_retries=2, seconds_to_wait=5) from exc
         raise
+
+
+def check_thrift_server(settings: Settings) -> None:
+    """dbt's thrift target needs its server: one line naming it, rather than dbt's retries
+    and a stack trace. Nothing is written before this, so a rerun once it is up succeeds."""
+    host, port = settings.thrift_host, settings.thrift_port
+    if settings.dbt_target == "thrift" and not answers(host, port):
+        raise Failure(
+            f"the Spark Thrift server at {host}:{port} does not answer: dbt's thrift target "
+            "(LAKEHOUSE_DBT_TARGET=thrift) builds Gold there; start it (one box: "
+            "`make cluster-up`) and re-execute the run",
+            allow_retries=False,
+        )
 
 
 CATALOG_BUSY = ("SQLITE_BUSY", "UncheckedSQLException: Unknown failure")

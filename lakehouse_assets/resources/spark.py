@@ -11,7 +11,7 @@ from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
 from spark_jobs.session import build_session, prepare, write_spark_defaults
-from spark_jobs.settings import LakehouseSetupError, Settings
+from spark_jobs.settings import EndpointUnavailable, LakehouseSetupError, Settings
 
 
 class SparkResource(LazyPySparkResource):
@@ -64,7 +64,12 @@ class SparkResource(LazyPySparkResource):
     def _init_session(self) -> None:
         if self._spark_session is None:
             extra = {k: str(v) for k, v in self.spark_config.items()}
-            self._spark_session = build_session(self.settings(), "lakehouse-dagster", extra)
+            try:
+                self._spark_session = build_session(self.settings(), "lakehouse-dagster", extra)
+            except EndpointUnavailable as exc:
+                # The session already waited for the cluster: one line naming the endpoint,
+                # no step retry. Nothing was written, so a rerun once it is up succeeds.
+                raise Failure(str(exc), allow_retries=False) from None
 
     @property
     def session(self) -> SparkSession:
