@@ -290,15 +290,18 @@ def test_a_run_while_a_worker_is_down_fails_naming_the_master_and_reruns(stack, 
     # It waited for the executors, then gave up: not stuck, and not retried.
     assert time.monotonic() - began >= EXECUTOR_WAIT_S
     [error] = step_errors(stack, run_id).values()
-    expected = f"1 of {stack.workers} Spark executors registered with {master}"
+    # 0 or 1: the Thrift server, which lost its executor on the stopped worker, may have taken
+    # the other worker's free core meanwhile.
+    expected = f"of {stack.workers} Spark executors registered with {master} within"
     assert expected in error, error
     [alert] = _alerts_for(slack, run_id)
     assert expected in " ".join(alert["failed_steps"])
     # The quality report (started by the daemon after each successful run) may rewrite its own
     # table meanwhile: the marts are what must not move.
     before = _marts(gold_hashes(stack.settings))
-    cluster.up(stack)  # the worker comes back
+    cluster.up(stack)  # the worker comes back, and the Thrift server spreads out again
     assert _alive_workers(stack) == stack.workers
+    assert cluster.status(stack, quiet=True)
     assert wait(stack, reexecute(stack, run_id), timeout_s=900) == "SUCCESS"
     ran = where_it_ran(stack, stack.settings)["silver.orders"]
     assert len(ran["workers"]) == stack.workers, ran  # both workers again

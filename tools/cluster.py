@@ -493,16 +493,20 @@ def up(stack: Stack) -> Stack:
     """
     stack.state.mkdir(parents=True, exist_ok=True)
     stack = ensure_secrets(stack)
-    started_any = False
+    started: list[str] = []
     for component in components(stack):
-        if _safe(component.healthy):
+        # A Thrift server that outlived a worker took that worker's share on the others (it
+        # asks for one core per worker): restarted, it spreads over all of them again and
+        # leaves every worker a core for the runs.
+        respread = component.name == "thrift" and any(n.startswith("spark-worker") for n in started)
+        if _safe(component.healthy) and not respread:
             continue
-        started_any = True
+        started.append(component.name)
         began = time.monotonic()
         stop(stack, component.name)  # a process that no longer answers: make room for a new one
         component.start(stack)
         print(f"  {component.name:<18} up ({time.monotonic() - began:.0f}s)", flush=True)
-    if not started_any:
+    if not started:
         print("the stack is already up")
     return stack
 

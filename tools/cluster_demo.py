@@ -151,7 +151,8 @@ def where_it_ran(stack: Stack, settings: Settings) -> dict[str, dict]:
     master = get_json(f"{stack.spark_ui}/json")
     apps = {a["id"]: a["name"] for a in master["activeapps"] + master["completedapps"]}
     executors: dict[str, set[str]] = {}
-    for worker in master["workers"]:
+    # ALIVE only: a restarted worker leaves a DEAD entry with the same UI address behind.
+    for worker in (w for w in master["workers"] if w["state"] == "ALIVE"):
         state = get_json(f"{worker['webuiaddress']}/json")
         for executor in state.get("executors", []) + state.get("finishedexecutors", []):
             executors.setdefault(executor["appid"], set()).add(f"{worker['host']}:{worker['port']}")
