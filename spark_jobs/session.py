@@ -124,6 +124,11 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         conf[f"{prefix}.jdbc.journal_mode"] = "WAL"
         # A commit that finds another JVM writing waits for it, rather than failing at once.
         conf[f"{prefix}.jdbc.busy_timeout"] = "30000"
+        # One connection per JVM. SQLite has one writer anyway, and with Iceberg's default pool
+        # of two, a connection that read before another one of the same JVM committed cannot
+        # write (SQLITE_BUSY_SNAPSHOT, no wait): dbt's threads lost commits that way whenever
+        # another JVM (the run's own) had the catalog open. tests/test_faults.py reproduces it.
+        conf[f"{prefix}.clients"] = "1"
     if settings.catalog_user:
         conf[f"{prefix}.jdbc.user"] = settings.catalog_user
         conf[f"{prefix}.jdbc.password"] = settings.catalog_password

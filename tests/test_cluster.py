@@ -141,6 +141,8 @@ def cluster_run(stack):
     generate(settings, DAY, DAYS, SCALE)
     run_id = launch(stack, "daily_lakehouse", DAY, LAST)
     assert wait(stack, run_id, timeout_s=1500) == "SUCCESS"
+    # Paused means paused: a sensor pass under way when they were stopped launched nothing.
+    assert sensor_runs(stack) == []
     return settings, run_id
 
 

@@ -131,6 +131,10 @@ def quality_run_after(stack: Stack, run_id: str, timeout_s: float = 600) -> str:
 
 
 def set_sensors(stack: Stack, names: list[str], running: bool) -> None:
+    """Start or stop the sensors. Stopping returns once no tick of theirs can still launch a
+    run: the daemon reads the sensors' states once per pass, so a pass already under way when
+    the stop lands still ticks them (seen here: three runs for files written just after it)."""
+    stopped_at = time.time()
     for name in names:
         selector = {**LOCATION, "sensorName": name}
         if running:
@@ -143,6 +147,31 @@ def set_sensors(stack: Stack, names: list[str], running: bool) -> None:
         sensor_id = graphql(stack, query, {"s": selector})["sensorOrError"]["id"]
         mutation = "mutation($id: String) { stopSensor(id: $id) { __typename } }"
         graphql(stack, mutation, {"id": sensor_id})
+    if not running:
+        _wait_for_quiet_sensors(stack, names, stopped_at)
+
+
+SENSOR_TICKS = """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
+  ... on Sensor { sensorState { ticks(limit: 1) { status timestamp } } } } }"""
+
+
+def _wait_for_quiet_sensors(
+    stack: Stack, names: list[str], since: float, settle_s: float = 15, timeout_s: float = 180
+) -> None:
+    """Until ``settle_s`` (longer than one daemon pass over the sensors) have gone by without
+    any of them starting a tick, and none is still in flight."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        latest = []
+        for name in names:
+            state = graphql(stack, SENSOR_TICKS, {"s": {**LOCATION, "sensorName": name}})
+            latest += state["sensorOrError"]["sensorState"]["ticks"]
+        in_flight = any(t["status"] == "STARTED" for t in latest)
+        last_start = max([since] + [t["timestamp"] for t in latest])
+        if not in_flight and time.time() - last_start >= settle_s:
+            return
+        time.sleep(2)
+    raise ClusterError(f"the sensors {', '.join(names)} still tick {timeout_s:.0f}s after a stop")
 
 
 def where_it_ran(stack: Stack, settings: Settings) -> dict[str, dict]:
