@@ -24,6 +24,11 @@ from lakehouse_assets.gold import (
     gold_schema_checks,
 )
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
+from lakehouse_assets.maintenance import (
+    build_maintenance_assets,
+    iceberg_maintenance,
+    weekly_maintenance,
+)
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import build_silver_assets
 from lakehouse_assets.sources import source_specs
@@ -36,22 +41,22 @@ def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
     Bronze and Silver assets, landing sensors and arrival jobs all come from it."""
     settings = Settings.from_env()
     arrival_jobs = build_arrival_jobs(registered)
+    tables = [
+        *build_bronze_assets(registered),
+        *build_silver_assets(registered),
+        gold_daily,
+        gold_current_state,
+        data_quality_daily,
+    ]
+    table_keys = [key for table in tables for key in table.keys]
     return Definitions(
         assets=[
             *source_specs(settings, registered),
-            *with_source_code_references(
-                [
-                    *build_bronze_assets(registered),
-                    *build_silver_assets(registered),
-                    gold_daily,
-                    gold_current_state,
-                    data_quality_daily,
-                ]
-            ),
+            *with_source_code_references([*tables, *build_maintenance_assets(table_keys)]),
         ],
         asset_checks=[*freshness_checks, *gold_schema_checks],
-        jobs=[daily_lakehouse, quality_report, *arrival_jobs.values()],
-        schedules=[daily_schedule],
+        jobs=[daily_lakehouse, quality_report, iceberg_maintenance, *arrival_jobs.values()],
+        schedules=[daily_schedule, weekly_maintenance],
         sensors=[
             *build_landing_sensors(arrival_jobs, registered),
             quality_after_success,

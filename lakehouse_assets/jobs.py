@@ -3,10 +3,13 @@
 from dagster import AssetKey, AssetSelection, define_asset_job
 
 QUALITY_REPORT = AssetKey(["gold", "data_quality_daily"])
+MAINTENANCE = "maintenance"  # the housekeeping group (lakehouse_assets/maintenance)
 
 daily_lakehouse = define_asset_job(
     "daily_lakehouse",
-    selection=AssetSelection.all() - AssetSelection.assets(QUALITY_REPORT),
+    selection=AssetSelection.all()
+    - AssetSelection.assets(QUALITY_REPORT)
+    - AssetSelection.groups(MAINTENANCE),
     description="Bronze, Silver and Gold for a day, or a range of days in one run.",
 )
 

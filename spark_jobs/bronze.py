@@ -154,14 +154,40 @@ def extract_source_table(
             F.count_if(F.to_date(changed) < F.lit(window.start)).alias("caught_up"),
         ).first()
         assert stats is not None, "a global aggregate always returns one row"
+        kept = None if bronze is None else superseded_versions(bronze, lined, key, window)
+        n_kept = kept.count() if kept is not None else 0
         detail = {
             "extraction": "first load: full snapshot" if first_load else "incremental",
             "rows_changed_before_window": int(stats["caught_up"] or 0),
             "rows_without_change_time": int(stats["unplaced"] or 0),
+            "versions_kept_from_earlier_extraction": n_kept,
         }
-        return write_bronze(lined, table, window, detail)
+        out = lined if not n_kept else lined.unionByName(kept, allowMissingColumns=True)
+        return write_bronze(out, table, window, detail)
     finally:
         source.unpersist()
+
+
+def superseded_versions(
+    bronze: DataFrame, extracted: DataFrame, key: str, window: DayWindow
+) -> DataFrame:
+    """The window's versions Bronze holds that the source no longer returns, as they are.
+
+    The operational database keeps only each row's latest version: a day re-extracted after
+    a row changed again no longer sees the version that day had. Bronze is the only place
+    that version is kept, so the rerun keeps it (with its original lineage) unless the
+    extraction took it again or another day of Bronze holds it. Rerunning a day therefore
+    never loses a version, and rerunning it again adds nothing: counts do not drift.
+    """
+    held = bronze.where(storage.window_condition(PARTITION_COLUMN, window))
+    elsewhere = bronze.where(~storage.window_condition(PARTITION_COLUMN, window))
+    gone = held
+    for seen in (extracted, elsewhere):
+        versions = seen.select(F.col(key).alias("_k"), change_time().alias("_at")).distinct()
+        same = (F.col(key) == versions["_k"]) & change_time().eqNullSafe(versions["_at"])
+        gone = gone.join(versions, same, "left_anti")
+    # Read before the write replaces the window's days of the very table it comes from.
+    return gone.localCheckpoint()
 
 
 def source_coverage(

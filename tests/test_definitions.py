@@ -18,7 +18,8 @@ GOLD_DAILY = {
     "product_funnel",
     "low_stock_alerts",
 }
-GOLD_DIMS = {"dim_customers", "dim_products"}
+GOLD_DIMS = {"dim_customers", "dim_products", "dim_customers_history", "dim_products_history"}
+HISTORY = {"customers", "products"}  # dimensions whose Silver step also keeps every version
 GOLD_QUALITY = {"data_quality_daily"}
 
 # Spark and Dagster in this process only: no servers, no dbt (make test-fast).
@@ -35,7 +36,9 @@ SOURCES = {"customers", "products", "orders", "clickstream_landing", "inventory_
 def test_every_table_is_an_asset_keyed_layer_table():
     assert keys("source") == SOURCES
     assert keys("bronze") == BRONZE
-    assert keys("silver") == SILVER | {f"{t}_quarantine" for t in SILVER}
+    assert keys("silver") == (
+        SILVER | {f"{t}_quarantine" for t in SILVER} | {f"{t}_history" for t in HISTORY}
+    )
     assert keys("gold") == GOLD_DAILY | GOLD_DIMS | GOLD_QUALITY
     assert all(len(k.path) == 2 for k in GRAPH.get_all_asset_keys())
 
@@ -50,7 +53,8 @@ def test_group_is_the_layer_and_every_asset_has_a_description():
 def test_daily_data_is_daily_partitioned_with_single_run_backfills():
     for key in GRAPH.get_all_asset_keys():
         node = GRAPH.get(key)
-        if key.path[1] in GOLD_DIMS or not node.is_materializable:  # dimensions, sources
+        # dimensions, sources, and the weekly housekeeping of every table
+        if key.path[1] in GOLD_DIMS or not node.is_materializable or key.path[0] == "maintenance":
             assert node.partitions_def is None
             continue
         assert isinstance(node.partitions_def, DailyPartitionsDefinition), key
@@ -62,6 +66,9 @@ def test_silver_feeds_the_dbt_models():
     assert AssetKey(["silver", "orders"]) in parents("fct_orders")
     assert AssetKey(["silver", "customers"]) in parents("fct_orders")
     assert AssetKey(["silver", "products"]) in parents("fct_orders")
+    # Attributes as of the order's time: the versions, written by the same Silver steps.
+    assert AssetKey(["silver", "customers_history"]) in parents("fct_orders")
+    assert AssetKey(["silver", "products_history"]) in parents("dim_products_history")
     assert AssetKey(["silver", "clickstream"]) in parents("product_funnel")
     assert AssetKey(["silver", "inventory"]) in parents("low_stock_alerts")
     assert AssetKey(["gold", "fct_orders"]) in parents("agg_daily_sales")
@@ -86,8 +93,7 @@ def test_main_job_runs_in_one_process():
 def test_gold_has_freshness_checks_and_the_day_is_scheduled_at_six():
     fresh = {k.asset_key.path[1] for k in GRAPH.asset_check_keys if "freshness" in k.name}
     assert fresh >= GOLD_DAILY | GOLD_DIMS
-    [unresolved] = defs.schedules
-    schedule = defs.resolve_schedule_def(unresolved.name)
+    schedule = defs.resolve_schedule_def("daily_lakehouse_at_6")
     assert (schedule.cron_schedule, schedule.job_name) == ("0 6 * * *", "daily_lakehouse")
     sensors = {s.name for s in defs.sensors}
     assert {"clickstream_landed", "inventory_landed", "slack_on_run_failure"} <= sensors
@@ -96,7 +102,8 @@ def test_gold_has_freshness_checks_and_the_day_is_scheduled_at_six():
 def test_every_schedule_and_sensor_is_on_by_default_as_the_readme_says():
     from dagster import DefaultScheduleStatus, DefaultSensorStatus
 
-    assert [s.default_status for s in defs.schedules] == [DefaultScheduleStatus.RUNNING]
+    assert {s.default_status for s in defs.schedules} == {DefaultScheduleStatus.RUNNING}
+    assert len(defs.schedules) == 2  # the daily run, the weekly housekeeping
     off = [s.name for s in defs.sensors if s.default_status != DefaultSensorStatus.RUNNING]
     assert off == []
     assert {"quality_after_success", "quality_after_failure", "gold_freshness"} <= {

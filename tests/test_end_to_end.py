@@ -27,6 +27,7 @@ from lakehouse_assets.definitions import defs
 from lakehouse_assets.gold import gold_current_state, gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
+from tests import reconcile
 from tests.builders import empty_lakehouse
 from tools.generate import generate
 from tools.screenshot import graphql, webserver
@@ -162,7 +163,7 @@ def day_by_day(manifest, spark, settings):
 
 
 @pytest.fixture(scope="module")
-def one_run(day_by_day, spark, tmp_path_factory):
+def one_run(day_by_day, spark, catalog, tmp_path_factory):
     """(a): all days as one run of the main job, into an empty lakehouse. Its instance is
     kept on disk, so a webserver can show the run as the UI would."""
     empty_lakehouse(spark)
@@ -180,6 +181,16 @@ def one_run(day_by_day, spark, tmp_path_factory):
             for table, column in (("clickstream", "ingest_date"), ("inventory", "snapshot_date"))
         },
         "quarantined_per_day": quarantined_per_day(spark, "clickstream"),
+        # Gold recomputed from Silver by DuckDB, and how it differs from what was written.
+        "reconciled": {
+            model: (
+                len(rows),
+                reconcile.differences(
+                    rows, catalog.load_table(f"gold.{model}").scan().to_arrow().to_pylist()
+                ),
+            )
+            for model, rows in reconcile.recompute(catalog).items()
+        },
     }
 
 
@@ -239,6 +250,16 @@ def test_day_by_day_runs_equal_one_run_in_every_silver_and_gold_table(day_by_day
         assert b[table] == a[table], table
     for table in ("silver.orders", "silver.inventory", "gold.fct_orders", "gold.product_funnel"):
         assert sum(a[table].values()) > 0, table  # the comparison compares something
+
+
+def test_every_gold_model_equals_an_independent_recomputation_from_silver(one_run):
+    """DuckDB, from the definitions in the README and the model YAML: all rows, all columns,
+    money to the cent (tests/reconcile.py)."""
+    reconciled = one_run["reconciled"]
+    assert set(reconciled) == set(reconcile.MODELS)
+    for model, (rows, differences) in sorted(reconciled.items()):
+        assert differences == [], model
+        assert rows > 0, model  # the comparison compares something
 
 
 def test_reverse_order_runs_end_in_the_same_state_after_one_more_pass(one_run, reverse_order):

@@ -152,11 +152,11 @@ def rows(spark, table, where):
 def test_daily_sales_to_the_cent(spark, day_materialised):
     got = {
         (r.category, r.region, r.customer_segment): (
-            r.orders,
+            r.sales,
             r.unique_customers,
             r.quantity,
             r.revenue,
-            r.avg_order_value,
+            r.avg_sale_value,
             r.profit,
             r.margin_pct,
         )
@@ -164,7 +164,7 @@ def test_daily_sales_to_the_cent(spark, day_materialised):
     }
     D = Decimal
     assert got == {
-        # orders 1 and 6: 39.98 + 19.99 revenue, 3 lamps at 8.50 cost
+        # sales 1 and 6: 39.98 + 19.99 revenue, 3 lamps at 8.50 cost
         ("home", "north", "consumer"): (2, 1, 3, D("59.97"), D("29.99"), D("34.47"), D("57.48")),
         ("books", "north", "consumer"): (1, 1, 1, D("12.50"), D("12.50"), D("7.25"), D("58.00")),
         ("home", "south", "corporate"): (1, 1, 3, D("59.97"), D("59.97"), D("34.47"), D("57.48")),
@@ -188,7 +188,7 @@ def test_fct_orders_profit_and_customer_segments(spark, day_materialised):
     assert fct[5_000_003].profit == Decimal("34.47")  # 59.97 - 3 * 8.50
     assert fct[5_000_004].is_sale is False
     segments = {
-        r.customer_segment: (r.segment_customers, r.active_customers, r.orders, r.revenue)
+        r.customer_segment: (r.segment_customers, r.active_customers, r.sales, r.revenue)
         for r in rows(spark, "gold.customer_segments", f"order_date = '{PARTITION}'")
     }
     assert segments["consumer"] == (1, 1, 3, Decimal("72.47"))

@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey
 
 from lakehouse_assets.definitions import build_definitions
-from spark_jobs import registry
+from spark_jobs import registry, silver
 from spark_jobs.registry import SOURCES, Source
 
 # What a user writes for a new table: its Silver module (types, rules, transform, spec).
@@ -140,9 +140,11 @@ def test_the_shipped_registry_builds_the_shipped_code_location():
 
     names = {s.silver for s in SOURCES}
     keys = defs.resolve_asset_graph().get_all_asset_keys()
+    history = {s.silver for s in SOURCES if silver.TABLES[s.silver].history}
+    assert history == {"customers", "products"}  # the dimensions Gold keeps type-2 history of
     assert {k.path[1] for k in keys if k.path[0] == "silver"} == names | {
         f"{n}_quarantine" for n in names
-    }
+    } | {f"{n}_history" for n in history}
     assert {s.name for s in defs.sensors if s.name.endswith("_landed")} == {
         f"{s.name}_landed" for s in registry.landing_feeds()
     }

@@ -37,7 +37,12 @@ class LakehouseDbtResource(DbtCliResource):
     def build(
         self, args: Sequence[str], context: AssetExecutionContext, spark_conf_dir: str
     ) -> DbtCliInvocation:
-        with _environment(SPARK_CONF_DIR=spark_conf_dir):
+        # "buildable": a test runs with the step that builds all its models (or their
+        # ancestors), not with the first step that builds one of them. A dimension's test
+        # against fct_orders must wait for the dimension's own rebuild; dbt's default
+        # ("eager") would run it with fct_orders, against the dimension's previous state.
+        # Dagster replaces it with "empty" when it runs a subset of the checks.
+        with _environment(SPARK_CONF_DIR=spark_conf_dir, DBT_INDIRECT_SELECTION="buildable"):
             return self.cli(list(args), context=context)
 
 

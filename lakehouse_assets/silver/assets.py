@@ -49,16 +49,28 @@ def silver_asset(table: SilverTable) -> AssetsDefinition:
         "metadata": code_reference(module or "", "TABLE = SilverTable(", "rules"),
     }
 
+    history_key = AssetKey(["silver", f"{name}_history"]) if table.history else None
+    specs = [
+        AssetSpec(main_key, description=table.source.silver_description, **common),
+        AssetSpec(
+            quarantine_key,
+            description=f"Rows of silver.{name} that broke a rule, with the rules.",
+            **common,
+        ),
+    ]
+    if history_key is not None:
+        specs.append(
+            AssetSpec(
+                history_key,
+                description=f"Every valid version of silver.{name}'s rows (one per key and "
+                "updated_at), by the day it was extracted: what Gold's type-2 history reads.",
+                **common,
+            )
+        )
+
     @multi_asset(
         name=f"silver_{name}",
-        specs=[
-            AssetSpec(main_key, description=table.source.silver_description, **common),
-            AssetSpec(
-                quarantine_key,
-                description=f"Rows of silver.{name} that broke a rule, with the rules.",
-                **common,
-            ),
-        ],
+        specs=specs,
         check_specs=check_specs(table.quality, main_key),
         partitions_def=daily_partitions,
         backfill_policy=single_run,
@@ -99,6 +111,9 @@ def silver_asset(table: SilverTable) -> AssetsDefinition:
             context.add_asset_metadata(
                 {"dagster/row_count": result.quarantined_per_day.get(day, 0)}, quarantine_key, day
             )
+            if history_key is not None:  # the versions the day kept
+                rows = result.kept_per_day.get(day, 0)
+                context.add_asset_metadata({"dagster/row_count": rows}, history_key, day)
         run_totals = {
             "bronze_rows": result.bronze_rows,
             "silver_rows": result.rows,
@@ -136,6 +151,15 @@ def silver_asset(table: SilverTable) -> AssetsDefinition:
                 "rows_by_rule": dict(sorted(result.rules.items())),
             },
         )
+        if history_key is not None and table.history is not None:
+            yield MaterializeResult(
+                asset_key=history_key,
+                metadata={
+                    "dagster/table_name": table.history,
+                    "dagster/column_schema": table_column_schema(spark.settings(), table.history),
+                    "window": str(window),
+                },
+            )
 
     return _clean
 

@@ -89,6 +89,9 @@ class SilverTable:
     to_table: Callable[[DataFrame, str], DataFrame] = lambda valid, run_id: valid
     earlier_days: int = 0
     """How many days before the window of its own table the transform reads (``earlier``)."""
+    history: bool = False
+    """A dimension whose writer also keeps every version in ``<table>_history``
+    (``current_and_history``): its asset gets that table as a third output."""
 
 
 # ------------------------------------------------------------------ typed rows
@@ -161,6 +164,28 @@ def current_state(
     )
 
 
+def versions_state(
+    rows: DataFrame, key: str, quality: TableRules, columns: list, run_id: str
+) -> Split:
+    """Every distinct version (``key``, ``updated_at``) of the batch, each validated: a
+    dimension's batch. Its writer (``current_and_history``) keeps them all in the history
+    table and the latest valid one per key in the current-state table. Judging every version,
+    not only the latest, makes a backfill of several days keep and quarantine exactly what
+    the same days run one by one do."""
+    distinct, duplicates = q.keep_first(rows, [key, "updated_at"], latest_first())
+    valid, bad = q.apply_rules(distinct, quality.rows)
+    return Split(
+        valid.select(
+            *columns,
+            F.col(BRONZE_DAY).alias("_ingest_date"),
+            F.lit(run_id).alias("_run_id"),
+            WARNINGS_COLUMN,
+        ),
+        quarantine_rows(bad, F.col(key), run_id),
+        duplicates,
+    )
+
+
 # ------------------------------------------------------------------ late references
 def with_reference(
     df: DataFrame, dimension: DataFrame | None, key: str, found: str, column: str | None = None
@@ -183,6 +208,25 @@ def with_products(df: DataFrame, products: DataFrame | None, lateness: Lateness)
 def merge(key: str, partition_column: str | None = None) -> Writer:
     """Upsert the latest version of each key (a current-state table)."""
     return lambda df, name, window: storage.merge_latest(df, name, key, partition_column)
+
+
+def history_table(name: str) -> str:
+    """Where a dimension keeps every valid version: lakehouse.silver.<table>_history."""
+    return f"{name}_history"
+
+
+def current_and_history(key: str) -> Writer:
+    """A dimension: the window's days of ``<table>_history`` replaced by the batch's valid
+    versions (a rerun puts back exactly those), and the latest of them per key upserted into
+    the current-state table (never rolling a row back to an older version)."""
+
+    def write(df: DataFrame, name: str, window: DayWindow) -> None:
+        storage.replace_window(df, history_table(name), "_ingest_date", window)
+        order = [F.col("updated_at").desc(), F.col("_ingest_date").desc()]
+        latest, _ = q.keep_first(df, [key], order)
+        storage.merge_latest(latest, name, key)
+
+    return write
 
 
 def replace(column: str, keys: tuple[str, ...]) -> Writer:

@@ -1,4 +1,5 @@
-"""silver.products: the current state of every product, with its price and cost."""
+"""silver.products: the current state of every product, with its price and cost;
+silver.products_history: every valid version of each, which Gold's type-2 history is built from."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING
 from spark_jobs import quality as q
 from spark_jobs.silver import checks
 from spark_jobs.silver.checks import TableRules
-from spark_jobs.silver.common import SilverTable, Split, current_state, merge, typed
+from spark_jobs.silver.common import SilverTable, Split, current_and_history, typed, versions_state
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -43,12 +44,13 @@ QUALITY = TableRules(
 
 def clean_products(bronze: DataFrame, run_id: str) -> Split:
     rows = typed(bronze, TYPES, raw=("updated_at",))
-    return current_state(rows, "product_id", QUALITY, list(TYPES), run_id)
+    return versions_state(rows, "product_id", QUALITY, list(TYPES), run_id)
 
 
 TABLE = SilverTable(
     QUALITY,
     lambda bronze, batch: clean_products(bronze, batch.run_id),
-    merge("product_id"),
+    current_and_history("product_id"),
     batch_day="_ingest_date",
+    history=True,
 )

@@ -18,7 +18,14 @@ from spark_jobs.quality import WARNINGS_COLUMN, Verdict
 from spark_jobs.registry import SOURCES, Source, in_dependency_order
 from spark_jobs.settings import Settings
 from spark_jobs.silver.checks import CheckInputs, TableRules
-from spark_jobs.silver.common import BRONZE_DAY, BRONZE_PARTITION, RAW_LINE, Batch, Lateness
+from spark_jobs.silver.common import (
+    BRONZE_DAY,
+    BRONZE_PARTITION,
+    RAW_LINE,
+    Batch,
+    Lateness,
+    history_table,
+)
 from spark_jobs.silver.common import SilverTable as Spec
 from spark_jobs.silver.json_lines import evolve
 from spark_jobs.window import DayWindow
@@ -53,6 +60,12 @@ class SilverTable:
     @property
     def quarantine(self) -> str:
         return storage.table_name("silver", f"{self.name}_quarantine")
+
+    @property
+    def history(self) -> str | None:
+        """The table of every valid version, for a dimension that keeps one."""
+        name = storage.table_name("silver", self.name)
+        return history_table(name) if self.spec.history else None
 
     @property
     def holds(self) -> list[str]:

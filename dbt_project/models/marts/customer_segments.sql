@@ -26,19 +26,42 @@ customers as (
     select * from {{ ref('stg_customers') }}
 ),
 
+customer_versions as (
+    select * from {{ ref('stg_customer_versions') }}
+),
+
 sales as (
-    select * from {{ ref('fct_orders') }}
-    where is_sale and order_date in (select order_date from days)
+    -- In the segment the customer had at the end of the day, as the sizes below: a customer
+    -- who changed segment after ordering counts once, in one segment (agg_daily_sales keeps
+    -- each sale's segment at its order time).
+    select
+        facts.order_date,
+        facts.order_id,
+        facts.customer_id,
+        facts.amount,
+        coalesce(versions.customer_segment, facts.customer_segment) as customer_segment
+    from {{ ref('fct_orders') }} as facts
+    left join customer_versions as versions
+        on facts.customer_id = versions.customer_id
+        and {{ valid_at('versions', 'cast(date_add(facts.order_date, 1) as timestamp)') }}
+    where facts.is_sale and facts.order_date in (select order_date from days)
 ),
 
 segment_sizes as (
+    -- Each customer in the segment it had at the end of the day (type 2), so a later change
+    -- of segment does not restate the day's sizes.
     select
         days.order_date,
-        customers.customer_segment,
+        coalesce(versions.customer_segment, customers.customer_segment) as customer_segment,
         count(*) as segment_customers
     from days
     inner join customers on to_date(customers.created_at) <= days.order_date
-    group by days.order_date, customers.customer_segment
+    left join customer_versions as versions
+        on customers.customer_id = versions.customer_id
+        and {{ valid_at('versions', 'cast(date_add(days.order_date, 1) as timestamp)') }}
+    group by
+        days.order_date,
+        coalesce(versions.customer_segment, customers.customer_segment)
 ),
 
 activity as (
@@ -46,7 +69,7 @@ activity as (
         order_date,
         customer_segment,
         count(distinct customer_id) as active_customers,
-        count(distinct order_id) as orders,
+        count(distinct order_id) as sales,
         cast(sum(amount) as decimal(18, 2)) as revenue
     from sales
     group by order_date, customer_segment
@@ -57,7 +80,7 @@ final as (
         segment_sizes.customer_segment,
         segment_sizes.segment_customers,
         coalesce(activity.active_customers, 0) as active_customers,
-        coalesce(activity.orders, 0) as orders,
+        coalesce(activity.sales, 0) as sales,
         coalesce(activity.revenue, cast(0 as decimal(18, 2))) as revenue,
         cast(activity.revenue / activity.active_customers as decimal(18, 2))
             as revenue_per_active_customer,

@@ -4,7 +4,7 @@ with customers as (
     select * from {{ ref('stg_customers') }}
 ),
 
-orders as (
+sales as (
     select * from {{ ref('fct_orders') }}
     where is_sale
 ),
@@ -12,11 +12,11 @@ orders as (
 lifetime as (
     select
         customer_id,
-        min(order_date) as first_order_date,
-        max(order_date) as last_order_date,
-        count(distinct order_id) as lifetime_orders,
+        min(order_date) as first_sale_date,
+        max(order_date) as last_sale_date,
+        count(distinct order_id) as lifetime_sales,
         cast(sum(amount) as decimal(18, 2)) as lifetime_revenue
-    from orders
+    from sales
     group by customer_id
 ),
 
@@ -28,9 +28,9 @@ final as (
         customers.customer_segment,
         customers.region,
         customers.created_at,
-        lifetime.first_order_date,
-        lifetime.last_order_date,
-        coalesce(lifetime.lifetime_orders, 0) as lifetime_orders,
+        lifetime.first_sale_date,
+        lifetime.last_sale_date,
+        coalesce(lifetime.lifetime_sales, 0) as lifetime_sales,
         coalesce(lifetime.lifetime_revenue, cast(0 as decimal(18, 2))) as lifetime_revenue
     from customers
     left join lifetime on customers.customer_id = lifetime.customer_id

@@ -35,7 +35,7 @@ stock as (
 ),
 
 first_sale as (
-    select product_id, min(order_date) as first_order_date
+    select product_id, min(order_date) as first_sale_date
     from {{ ref('fct_orders') }}
     where is_sale
     group by product_id
@@ -49,7 +49,7 @@ velocity as (
         sales.product_id,
         sum(sales.quantity) / least(
             {{ var('velocity_days') }},
-            datediff(days.as_of_date, max(first_sale.first_order_date)) + 1
+            datediff(days.as_of_date, max(first_sale.first_sale_date)) + 1
         ) as units_per_day
     from days
     inner join {{ ref('fct_orders') }} as sales

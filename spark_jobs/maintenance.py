@@ -1,0 +1,160 @@
+"""Iceberg housekeeping for one table, with Iceberg's own Spark procedures.
+
+Every daily overwrite adds a snapshot, data files and a manifest; nothing else removes them,
+so the warehouse and query planning grow without bound. ``maintain`` runs, in this order:
+
+1. ``expire_snapshots``: snapshots older than the retention go (never the current one), and
+   with them the files only they referenced;
+2. ``rewrite_data_files``: bin-packs small files of the recent partitions (the days up to
+   ``recent_days`` before the newest one: older days were packed by earlier runs), or of the
+   whole table when it is not partitioned;
+3. ``rewrite_manifests``: one manifest per partition range instead of one per commit;
+4. ``remove_orphan_files``: files under the table's location that no snapshot references
+   (left by a killed write), older than the retention and never younger than a day, so a
+   write still running is never harmed.
+
+The table name and every argument come from this codebase (identifiers checked, numbers and
+dates formatted here), never from input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from spark_jobs.storage import CATALOG
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+NAME = r"[a-z_][a-z0-9_]*"
+TABLE = re.compile(rf"^{NAME}\.{NAME}$")
+
+
+@dataclass(frozen=True)
+class Policy:
+    retention_days: int = 7
+    recent_days: int = 7
+    min_input_files: int = 2  # a partition with this many files or more is packed
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 0 or self.recent_days < 0 or self.min_input_files < 1:
+            raise ValueError(f"invalid maintenance policy {self}")
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a table holds, from its metadata tables."""
+
+    snapshots: int
+    data_files: int
+    data_bytes: int
+    manifests: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    table: str
+    before: Footprint
+    after: Footprint
+    snapshots_expired: int
+    files_deleted_by_expiry: int
+    data_files_rewritten: int
+    data_files_added: int
+    manifests_rewritten: int
+    orphan_files_removed: int
+    rewrote: str  # which partitions were packed, in words
+    orphans: list[str] = field(default_factory=list)  # a sample of their paths
+
+
+def footprint(spark: SparkSession, name: str) -> Footprint:
+    files = spark.sql(
+        f"SELECT count(*) AS n, coalesce(sum(file_size_in_bytes), 0) AS bytes FROM {name}.files"
+    ).first()
+    snapshots = spark.sql(f"SELECT count(*) FROM {name}.snapshots").first()
+    manifests = spark.sql(f"SELECT count(*) FROM {name}.manifests").first()
+    assert files is not None and snapshots is not None and manifests is not None
+    return Footprint(int(snapshots[0]), int(files["n"]), int(files["bytes"]), int(manifests[0]))
+
+
+def _timestamp(moment: datetime) -> str:
+    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+def _day_partition(spark: SparkSession, name: str) -> str | None:
+    """The column a table is partitioned by day on, if any: a date column partitioned by
+    identity (``# Partition Information``) or a timestamp by ``days(ts)`` (``# Partitioning``),
+    as ``DESCRIBE TABLE EXTENDED`` lists them."""
+    section = None
+    for row in spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect():
+        column, kind = row.col_name.strip(), (row.data_type or "").strip()
+        if column == "# col_name":
+            continue
+        if column.startswith("#") or not column:
+            section = column or None
+        elif section == "# Partition Information" and kind == "date":
+            return column
+        elif section == "# Partitioning" and column.startswith("Part "):
+            match = re.fullmatch(rf"days\(({NAME})\)|({NAME})", kind)
+            if match:
+                return match.group(1) or match.group(2)
+    return None
+
+
+def _recent_filter(spark: SparkSession, name: str, recent_days: int) -> tuple[str | None, str]:
+    column = _day_partition(spark, name)
+    if column is None:
+        return None, "the whole table (not partitioned by day)"
+    newest = spark.sql(f"SELECT max(CAST({column} AS DATE)) FROM {name}").first()
+    if newest is None or newest[0] is None:
+        return None, "nothing (the table is empty)"
+    since: date = newest[0] - timedelta(days=recent_days)
+    return f"{column} >= '{since.isoformat()}'", f"{column} from {since} to {newest[0]}"
+
+
+def maintain(
+    spark: SparkSession, table: str, policy: Policy, now: datetime | None = None
+) -> Outcome:
+    """Housekeeping of ``lakehouse.<table>`` (``layer.table``) under ``policy``."""
+    if not TABLE.match(table):
+        raise ValueError(f"not a lakehouse table: {table!r}")
+    name, now = f"{CATALOG}.{table}", now or datetime.now(UTC)
+    system = f"{CATALOG}.system"
+    before = footprint(spark, name)
+    cutoff = _timestamp(now - timedelta(days=policy.retention_days))
+    expired = spark.sql(
+        f"CALL {system}.expire_snapshots(table => '{table}', older_than => {cutoff}, "
+        "retain_last => 1)"
+    ).first()
+    deleted = sum(int(v or 0) for v in expired.asDict().values()) if expired is not None else 0
+    expired_count = before.snapshots - footprint(spark, name).snapshots  # before the rewrites
+    where, rewrote = _recent_filter(spark, name, policy.recent_days)
+    options = f"map('min-input-files', '{policy.min_input_files}')"
+    scope = f', where => "{where}"' if where else ""
+    rewritten = spark.sql(
+        f"CALL {system}.rewrite_data_files(table => '{table}'{scope}, options => {options})"
+    ).first()
+    manifests = spark.sql(f"CALL {system}.rewrite_manifests(table => '{table}')").first()
+    orphan_cutoff = _timestamp(now - timedelta(days=max(policy.retention_days, 1)))
+    orphans = [
+        r.orphan_file_location
+        for r in spark.sql(
+            f"CALL {system}.remove_orphan_files(table => '{table}', older_than => {orphan_cutoff})"
+        ).collect()
+    ]
+    after = footprint(spark, name)
+    return Outcome(
+        table=table,
+        before=before,
+        after=after,
+        snapshots_expired=expired_count,
+        files_deleted_by_expiry=deleted,
+        data_files_rewritten=int(rewritten["rewritten_data_files_count"]) if rewritten else 0,
+        data_files_added=int(rewritten["added_data_files_count"]) if rewritten else 0,
+        manifests_rewritten=int(manifests["rewritten_manifests_count"]) if manifests else 0,
+        orphan_files_removed=len(orphans),
+        rewrote=rewrote,
+        orphans=orphans[:5],
+    )

@@ -1,0 +1,97 @@
+"""Iceberg housekeeping through the maintenance assets, on a real table of the catalog:
+snapshots expired (never the current one), small files packed, manifests rewritten, orphan
+files removed only when old, and the data unchanged throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, RunConfig, materialize
+
+from lakehouse_assets.definitions import defs
+from lakehouse_assets.maintenance.assets import MaintenanceConfig, maintenance_asset
+from lakehouse_assets.resources import SparkResource
+
+PROBE = "lakehouse.gold.maintenance_probe"
+KEY = AssetKey(["gold", "maintenance_probe"])
+
+
+@pytest.fixture
+def probe(spark, catalog):
+    """Five small commits: one file on an old day, four on the newest day."""
+    spark.sql(f"DROP TABLE IF EXISTS {PROBE} PURGE")
+    spark.sql(f"CREATE TABLE {PROBE} (id BIGINT, amount DECIMAL(12,2), d DATE) PARTITIONED BY (d)")
+    spark.sql(f"INSERT INTO {PROBE} VALUES (0, 1.00, DATE'2026-05-01')")
+    for i in range(1, 5):
+        spark.sql(f"INSERT INTO {PROBE} VALUES ({i}, {i}.25, DATE'2026-05-30')")
+    data = Path(catalog.load_table("gold.maintenance_probe").location().removeprefix("file:"))
+    data = data / "data"
+    stale, fresh = data / "left-by-a-killed-write.parquet", data / "being-written-now.parquet"
+    for orphan in (stale, fresh):
+        orphan.write_bytes(b"PAR1 not referenced by any snapshot")
+    month_ago = time.time() - 30 * 86400
+    os.utime(stale, (month_ago, month_ago))
+    yield stale, fresh
+    spark.sql(f"DROP TABLE IF EXISTS {PROBE} PURGE")
+
+
+def contents(spark) -> tuple:
+    row = spark.sql(f"SELECT count(*), sum(amount), sum(id) FROM {PROBE}").first()
+    return tuple(row)
+
+
+def run(**config) -> dict:
+    housekeeping = maintenance_asset(KEY)
+    result = materialize(
+        [housekeeping],
+        resources={"spark": SparkResource()},
+        run_config=RunConfig({housekeeping.op.name: MaintenanceConfig(**config)}),
+    )
+    assert result.success
+    [event] = result.asset_materializations_for_node(housekeeping.op.name)
+    return {name: value.value for name, value in event.metadata.items()}
+
+
+def test_housekeeping_expires_packs_and_removes_old_orphans_only(spark, probe):
+    stale, fresh = probe
+    before = contents(spark)
+    got = run(retention_days=0)  # every snapshot but the current one is old enough
+    assert (got["snapshots_before"], got["snapshots_expired"]) == (5, 4)
+    # The newest day's four files become one; the old day's single file is left alone.
+    assert (got["data_files_before"], got["data_files_after"]) == (5, 2)
+    assert got["data_files_rewritten"] == 4
+    assert got["packed"] == "d from 2026-05-23 to 2026-05-30"
+    assert got["orphan_files_removed"] == 1 and stale.name in got["orphan_files_sample"]
+    assert not stale.exists() and fresh.exists()  # a file younger than a day is never touched
+    assert contents(spark) == before  # same rows, same money
+    spark.sql(f"REFRESH TABLE {PROBE}")
+    assert spark.sql(f"SELECT count(*) FROM {PROBE}.snapshots").first()[0] >= 1
+
+
+def test_the_default_retention_keeps_a_weeks_history(spark, probe):
+    got = run()  # 7 days: these snapshots are minutes old
+    assert got["snapshots_expired"] == 0
+    assert got["orphan_files_removed"] == 1  # the month-old orphan still goes
+    spark.sql(f"SELECT * FROM {PROBE} VERSION AS OF {first_snapshot(spark)}").collect()
+
+
+def first_snapshot(spark) -> int:
+    return spark.sql(f"SELECT min_by(snapshot_id, committed_at) FROM {PROBE}.snapshots").first()[0]
+
+
+@pytest.mark.fast
+def test_every_table_has_a_weekly_housekeeping_asset_outside_the_daily_job():
+    graph = defs.resolve_asset_graph()
+    tables = {k for k in graph.get_all_asset_keys() if k.path[0] in ("bronze", "silver", "gold")}
+    housekeeping = {k for k in graph.get_all_asset_keys() if k.path[0] == "maintenance"}
+    assert housekeeping == {AssetKey(["maintenance", "_".join(k.path)]) for k in tables}
+    job = defs.resolve_job_def("iceberg_maintenance")
+    assert set(job.asset_layer.executable_asset_keys) == housekeeping
+    daily = defs.resolve_job_def("daily_lakehouse").asset_layer.executable_asset_keys
+    assert not housekeeping & set(daily)
+    schedule = defs.resolve_schedule_def("iceberg_maintenance_weekly")
+    assert schedule.cron_schedule == "0 3 * * 0"
