@@ -129,9 +129,9 @@ MODELS: dict[str, str] = {
     "product_funnel": """
         WITH clicks AS (
             SELECT event_date, product_id,
-                   count(*) FILTER (event_type = 'view') AS views,
-                   count(*) FILTER (event_type = 'add_to_cart') AS add_to_carts,
-                   count(*) FILTER (event_type = 'purchase') AS purchase_events
+                   count(*) FILTER (WHERE event_type = 'view') AS views,
+                   count(*) FILTER (WHERE event_type = 'add_to_cart') AS add_to_carts,
+                   count(*) FILTER (WHERE event_type = 'purchase') AS purchase_events
             FROM silver_clickstream WHERE product_id IS NOT NULL GROUP BY ALL),
         bought AS (
             SELECT order_date AS event_date, product_id,
@@ -198,7 +198,7 @@ def recompute(catalog) -> dict[str, list[dict[str, Any]]]:
             f"CREATE TEMP TABLE {name}_versions AS " + VERSIONS.format(key=key, table=f"{name}s")
         )
     db.execute(f"CREATE TEMP TABLE fct AS {MODELS['fct_orders']}")
-    return {name: db.execute(sql).fetch_arrow_table().to_pylist() for name, sql in MODELS.items()}
+    return {name: db.sql(sql).to_arrow_table().to_pylist() for name, sql in MODELS.items()}
 
 
 def _same(column: str, ours: Any, theirs: Any) -> bool:
