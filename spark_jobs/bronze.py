@@ -162,7 +162,11 @@ def extract_source_table(
             "rows_without_change_time": int(stats["unplaced"] or 0),
             "versions_kept_from_earlier_extraction": n_kept,
         }
-        out = lined if not n_kept else lined.unionByName(kept, allowMissingColumns=True)
+        out = (
+            lined
+            if kept is None or not n_kept
+            else lined.unionByName(kept, allowMissingColumns=True)
+        )
         return write_bronze(out, table, window, detail)
     finally:
         source.unpersist()

@@ -90,7 +90,7 @@ def maintenance_asset(table: AssetKey) -> AssetsDefinition:
 
 def build_maintenance_assets(tables: list[AssetKey]) -> list[AssetsDefinition]:
     """One housekeeping asset per table asset (key ``[layer, table]``)."""
-    return [maintenance_asset(key) for key in sorted(tables, key=lambda k: k.path)]
+    return [maintenance_asset(key) for key in sorted(tables, key=lambda k: tuple(k.path))]
 
 
 iceberg_maintenance = define_asset_job(

@@ -141,17 +141,16 @@ def quarantine_rows(bad: DataFrame, key: Column, run_id: str) -> DataFrame:
     )
 
 
-def current_state(
-    rows: DataFrame,
+def _judged(
+    kept: DataFrame,
+    duplicates: DataFrame,
     key: str,
     quality: TableRules,
     columns: list,
     run_id: str,
-    checked: Callable[[DataFrame], DataFrame] = lambda latest: latest,
 ) -> Split:
-    """Latest version per key (by ``updated_at``), validated: a current-state table's batch."""
-    latest, duplicates = q.keep_first(rows, [key], latest_first())
-    valid, bad = q.apply_rules(checked(latest), quality.rows)
+    """The rows kept after deduplication, validated, in a Split with their Bronze day."""
+    valid, bad = q.apply_rules(kept, quality.rows)
     return Split(
         valid.select(
             *columns,
@@ -162,6 +161,19 @@ def current_state(
         quarantine_rows(bad, F.col(key), run_id),
         duplicates,
     )
+
+
+def current_state(
+    rows: DataFrame,
+    key: str,
+    quality: TableRules,
+    columns: list,
+    run_id: str,
+    checked: Callable[[DataFrame], DataFrame] = lambda latest: latest,
+) -> Split:
+    """Latest version per key (by ``updated_at``), validated: a current-state table's batch."""
+    latest, duplicates = q.keep_first(rows, [key], latest_first())
+    return _judged(checked(latest), duplicates, key, quality, columns, run_id)
 
 
 def versions_state(
@@ -173,17 +185,7 @@ def versions_state(
     not only the latest, makes a backfill of several days keep and quarantine exactly what
     the same days run one by one do."""
     distinct, duplicates = q.keep_first(rows, [key, "updated_at"], latest_first())
-    valid, bad = q.apply_rules(distinct, quality.rows)
-    return Split(
-        valid.select(
-            *columns,
-            F.col(BRONZE_DAY).alias("_ingest_date"),
-            F.lit(run_id).alias("_run_id"),
-            WARNINGS_COLUMN,
-        ),
-        quarantine_rows(bad, F.col(key), run_id),
-        duplicates,
-    )
+    return _judged(distinct, duplicates, key, quality, columns, run_id)
 
 
 # ------------------------------------------------------------------ late references
