@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from spark_jobs.storage import CATALOG
+from spark_jobs.storage import CATALOG, table_name
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-NAME = r"[a-z_][a-z0-9_]*"
-TABLE = re.compile(rf"^{NAME}\.{NAME}$")
+NAME = r"[a-z_][a-z0-9_]*"  # a column name as DESCRIBE prints it
 
 
 @dataclass(frozen=True)
@@ -115,17 +114,16 @@ def _recent_filter(spark: SparkSession, name: str, recent_days: int) -> tuple[st
 
 
 def maintain(
-    spark: SparkSession, table: str, policy: Policy, now: datetime | None = None
+    spark: SparkSession, layer: str, table: str, policy: Policy, now: datetime | None = None
 ) -> Outcome:
-    """Housekeeping of ``lakehouse.<table>`` (``layer.table``) under ``policy``."""
-    if not TABLE.match(table):
-        raise ValueError(f"not a lakehouse table: {table!r}")
-    name, now = f"{CATALOG}.{table}", now or datetime.now(UTC)
+    """Housekeeping of ``lakehouse.<layer>.<table>`` under ``policy``."""
+    name, now = table_name(layer, table), now or datetime.now(UTC)  # identifiers checked
+    qualified = f"{layer}.{table}"  # as the procedures name it, within the catalog
     system = f"{CATALOG}.system"
     before = footprint(spark, name)
     cutoff = _timestamp(now - timedelta(days=policy.retention_days))
     expired = spark.sql(
-        f"CALL {system}.expire_snapshots(table => '{table}', older_than => {cutoff}, "
+        f"CALL {system}.expire_snapshots(table => '{qualified}', older_than => {cutoff}, "
         "retain_last => 1)"
     ).first()
     deleted = sum(int(v or 0) for v in expired.asDict().values()) if expired is not None else 0
@@ -134,19 +132,20 @@ def maintain(
     options = f"map('min-input-files', '{policy.min_input_files}')"
     scope = f', where => "{where}"' if where else ""
     rewritten = spark.sql(
-        f"CALL {system}.rewrite_data_files(table => '{table}'{scope}, options => {options})"
+        f"CALL {system}.rewrite_data_files(table => '{qualified}'{scope}, options => {options})"
     ).first()
-    manifests = spark.sql(f"CALL {system}.rewrite_manifests(table => '{table}')").first()
+    manifests = spark.sql(f"CALL {system}.rewrite_manifests(table => '{qualified}')").first()
     orphan_cutoff = _timestamp(now - timedelta(days=max(policy.retention_days, 1)))
     orphans = [
         r.orphan_file_location
         for r in spark.sql(
-            f"CALL {system}.remove_orphan_files(table => '{table}', older_than => {orphan_cutoff})"
+            f"CALL {system}.remove_orphan_files("
+            f"table => '{qualified}', older_than => {orphan_cutoff})"
         ).collect()
     ]
     after = footprint(spark, name)
     return Outcome(
-        table=table,
+        table=qualified,
         before=before,
         after=after,
         snapshots_expired=expired_count,

@@ -64,7 +64,7 @@ def maintenance_asset(table: AssetKey) -> AssetsDefinition:
             context.log.info(f"{full_name} does not exist yet: nothing to maintain")
             return MaterializeResult(metadata={"skipped": f"{full_name} not created yet"})
         policy = Policy(config.retention_days, config.recent_days, config.min_input_files)
-        done = maintain(session, f"{table_layer}.{name}", policy)
+        done = maintain(session, table_layer, name, policy)
         return MaterializeResult(
             metadata={
                 "snapshots_before": done.before.snapshots,
