@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spark_jobs.settings import (
     CATALOG,
@@ -81,12 +81,20 @@ def check_java() -> None:
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Everything a Spark session needs to use the ``lakehouse`` Iceberg catalog."""
     scratch = settings.scratch_dir
-    java_opts = f"-Djava.library.path={SQLITE_JNI_DIR} -Dderby.system.home={scratch}"
+    # Derby runs only as the in-memory metastore of a Thrift server's Hive client; its log goes
+    # to the scratch folder, not the working directory. (Not derby.system.home: under a system
+    # home that in-memory metastore fails to create, over and over.)
+    derby_log = scratch / "derby.log"
+    java_opts = f"-Djava.library.path={SQLITE_JNI_DIR} -Dderby.stream.error.file={derby_log}"
     prefix = f"spark.sql.catalog.{CATALOG}"
+    jars = required_jars(settings)
     conf = {
         "spark.master": settings.spark_master,
         "spark.driver.memory": settings.driver_memory,
-        "spark.jars": ",".join(str(j) for j in required_jars(settings)),
+        "spark.jars": ",".join(str(j) for j in jars),
+        # On the driver's own classpath too: a Thrift session served from the driver (dbt's)
+        # runs its statements in a classloader that does not see jars added by `spark.jars`.
+        "spark.driver.extraClassPath": ":".join(str(j) for j in jars),
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
         "spark.sql.extensions": (
@@ -107,6 +115,13 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": "8",
         # A JSON line that repeats a key is dirt to quarantine, not an error that fails the run.
         "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
+        # dbt's connections to the run's own Thrift endpoint (`serve_thrift`) share the run's
+        # session, hence its Iceberg catalog and that catalog's one JDBC connection. A session
+        # per connection (Spark's default) opens a catalog, and a connection, per dbt thread:
+        # on SQLite one that read before another committed cannot write (SQLITE_BUSY_SNAPSHOT).
+        # dbt's `USE` reaches the run's session too: the PySpark assets name tables in full.
+        # Static, so set at the start; the cluster's shared Thrift server turns it off.
+        "spark.sql.hive.thriftServer.singleSession": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": "false",
         # Python code that runs inside tasks (the landing reader) must import on every
@@ -231,6 +246,51 @@ def build_session(
     # default catalog, dbt's thrift target needs that namespace to exist there.
     ensure_namespaces(spark, ("default",) if settings.dbt_target == "thrift" else ())
     return spark
+
+
+_served: dict[int, int] = {}  # the Thrift port of each SparkContext this process started one on
+
+
+def serve_thrift(spark: SparkSession, settings: Settings) -> int:
+    """Serve ``spark`` over the HiveServer2 protocol on a free loopback port, for dbt-spark's
+    thrift method, and return the port: dbt's models then run in this JVM, on this session's
+    catalog, instead of a Spark of their own (about 15 s of start-up and a second writer on the
+    catalog per dbt invocation). It starts in under a second, once per Spark context: it lives
+    as long as the JVM (Spark cannot start a second one in a JVM whose first was stopped).
+
+    Only loopback can connect. With ``spark.sql.hive.thriftServer.singleSession`` (a static
+    setting, in ``spark_conf``) every connection shares ``spark`` itself, and its catalog.
+    """
+    context = id(spark.sparkContext)
+    if context in _served and answers("127.0.0.1", _served[context], timeout_s=1):
+        return _served[context]
+    ensure_namespaces(spark, ("default",))  # every Thrift session opens with `USE default`
+    with socket.socket() as probe:  # a port the kernel says is free; the server binds it next
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (settings.scratch_dir / "hive").mkdir(parents=True, exist_ok=True)
+    for key, value in {
+        "hive.server2.thrift.bind.host": "127.0.0.1",
+        "hive.server2.thrift.port": str(port),
+        # Per-statement log files would go to /tmp/<user>/operation_logs; Spark's log has them.
+        "hive.server2.logging.operation.enabled": "false",
+        "hive.exec.local.scratchdir": str(settings.scratch_dir / "hive"),
+    }.items():
+        spark.conf.set(key, value)  # the server reads its HiveConf from the session's conf
+    jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
+    server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2
+    session: Any = spark._jsparkSession  # pyright: ignore[reportAttributeAccessIssue]
+    server.startWithContext(session.sqlContext())
+    deadline = time.monotonic() + 30
+    while not answers("127.0.0.1", port, timeout_s=1):
+        if time.monotonic() > deadline:
+            raise EndpointUnavailable(
+                f"the run's Spark Thrift server did not listen on 127.0.0.1:{port} within 30 s; "
+                "see the Spark log above"
+            )
+        time.sleep(0.1)
+    _served[context] = port
+    return port
 
 
 def answers(host: str, port: int, timeout_s: float = 3.0) -> bool:

@@ -42,6 +42,17 @@ def _int_env(name: str, default: int, environ: Mapping[str, str]) -> int:
     return int(value)
 
 
+def _choice_env(name: str, choices: tuple[str, ...], environ: Mapping[str, str]) -> str:
+    """One of ``choices`` (the first by default); anything else names them all."""
+    value = _env(name, choices[0], environ)
+    if value not in choices:
+        raise LakehouseSetupError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+DBT_TARGETS = ("embedded", "thrift", "session")  # the outputs of dbt_project/profiles.yml
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -68,8 +79,9 @@ class Settings:
     timezone: str = "UTC"
     # Failed runs are posted here (a Slack incoming webhook); empty: no alerts.
     slack_webhook_url: str = ""
-    # The dbt-spark output in dbt_project/profiles.yml: embedded (dbt's own local session,
-    # on spark-defaults.conf) or thrift (a Spark Thrift server).
+    # The dbt-spark output in dbt_project/profiles.yml: embedded (the run's own Spark, served
+    # over Thrift from its driver), thrift (a long-running Spark Thrift server) or session
+    # (a Spark of dbt's own, on spark-defaults.conf).
     dbt_target: str = "embedded"
     # The interpreter Spark tasks run Python in: this project's, unless told otherwise.
     pyspark_python: str = sys.executable
@@ -108,7 +120,7 @@ class Settings:
             extract_lookback_days=_int_env("LAKEHOUSE_EXTRACT_LOOKBACK_DAYS", 2, env),
             timezone=_env("LAKEHOUSE_TIMEZONE", "UTC", env),
             slack_webhook_url=_env("LAKEHOUSE_SLACK_WEBHOOK_URL", "", env),
-            dbt_target=_env("LAKEHOUSE_DBT_TARGET", "embedded", env),
+            dbt_target=_choice_env("LAKEHOUSE_DBT_TARGET", DBT_TARGETS, env),
             pyspark_python=_env("PYSPARK_PYTHON", sys.executable, env),
             thrift_host=_env("LAKEHOUSE_THRIFT_HOST", "127.0.0.1", env),
             thrift_port=_int_env("LAKEHOUSE_THRIFT_PORT", 10000, env),

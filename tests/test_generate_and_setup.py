@@ -108,7 +108,7 @@ def test_a_thrift_target_whose_server_is_down_fails_the_step_naming_it():
     settings = replace(Settings.from_env(), dbt_target="thrift", thrift_port=port)
     with pytest.raises(Failure, match=f"Spark Thrift server at 127.0.0.1:{port} does not answer"):
         check_thrift_server(settings)
-    check_thrift_server(replace(settings, dbt_target="embedded"))  # dbt's own session: no server
+    check_thrift_server(replace(settings, dbt_target="embedded"))  # the run's own server
 
 
 def test_cluster_waits_are_configuration():

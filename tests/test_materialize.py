@@ -5,6 +5,7 @@ Keys start at 1,000,000 and the day is 2026-03-10, so nothing here meets other t
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ from lakehouse_assets.gold import gold_current_state, gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
 from tests.builders import click, stock_event, write_landing, write_source_db
+from tools.proctree import TreeSampler
 
 DAY = date(2026, 3, 10)
 PARTITION = DAY.isoformat()
@@ -140,9 +142,19 @@ def hand_built_day(settings):
 @pytest.fixture(scope="module")
 def day_materialised(spark, settings):
     hand_built_day(settings)
-    first = materialize(ASSETS, partition_key=PARTITION, resources=RESOURCES)
+    with TreeSampler(os.getpid()) as tree:  # this process, its Spark JVM and what they start
+        first = materialize(ASSETS, partition_key=PARTITION, resources=RESOURCES)
     assert first.success
+    first.jvms_started = tree.jvms_started  # pyright: ignore[reportAttributeAccessIssue]
     return first
+
+
+def test_dbt_runs_on_the_runs_own_spark_and_starts_no_jvm(day_materialised):
+    # Both dbt steps (daily marts, dimensions) ran their models in the run's own session,
+    # served over Thrift from its driver: no Spark of dbt's own, with its 15 s of start-up.
+    steps = {e.step_key for e in day_materialised.all_events if e.is_step_success}
+    assert {"gold_daily", "gold_current_state"} <= steps
+    assert day_materialised.jvms_started == set()
 
 
 def rows(spark, table, where):

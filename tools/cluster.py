@@ -366,12 +366,14 @@ def start_thrift(stack: Stack) -> None:
          # On the driver's own classpath: the server runs each session's statements in a
          # classloader that does not see jars added later (`spark.jars`).
          "--driver-class-path", ":".join(str(j) for j in required_jars(settings)),
-         # Not the project's derby.system.home: the server's Hive client makes an in-memory Derby
-         # metastore, which fails over and over (slowly, 10^6 log lines) under a system home.
+         # Marks the process for `make cluster-status` (and replaces the project's driver
+         # options, which only matter to a run's own JVM).
          "--driver-java-options", "-Dlakehouse.component=thrift",
          # One 1-core executor per worker: the runs' own applications need the other cores.
          "--conf", "spark.cores.max=" + str(stack.workers), "--conf", "spark.executor.cores=1",
          "--conf", "spark.executor.memory=768m",
+         # A session per connection: the runs it serves at once must not share temp views.
+         "--conf", "spark.sql.hive.thriftServer.singleSession=false",
          "--hiveconf", f"hive.server2.thrift.port={stack.port('THRIFT')}",
          "--hiveconf", f"hive.server2.thrift.bind.host={stack.host('THRIFT')}",
          "spark-internal"],

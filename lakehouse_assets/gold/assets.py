@@ -109,7 +109,7 @@ def _dbt_build(
     check_thrift_server(settings)
     catalog = open_catalog(settings)
     try:
-        invocation = dbt.build(args, context, spark.conf_dir_for_external_sessions())
+        invocation = dbt.build(args, context, _dbt_environment(settings, spark))
         for event in invocation.stream():
             if isinstance(event, Output):
                 # Row counts, columns and the Iceberg snapshot, read through pyiceberg: no JVM.
@@ -126,6 +126,16 @@ def _dbt_build(
         if any(sign in str(exc) for sign in CATALOG_BUSY):
             raise RetryRequested(max_retries=2, seconds_to_wait=5) from exc
         raise
+
+
+def _dbt_environment(settings: Settings, spark: SparkResource) -> dict[str, str]:
+    """Where dbt finds Spark: the run's own session over Thrift (``embedded``), or the
+    spark-defaults.conf a Spark of dbt's own reads (``session``); ``thrift`` needs neither."""
+    if settings.dbt_target == "embedded":
+        return {"LAKEHOUSE_RUN_THRIFT_PORT": str(spark.thrift_port())}
+    if settings.dbt_target == "session":
+        return {"SPARK_CONF_DIR": spark.conf_dir_for_external_sessions()}
+    return {}
 
 
 def check_thrift_server(settings: Settings) -> None:

@@ -26,23 +26,25 @@ DBT_EXECUTABLE = str(_VENV_DBT) if _VENV_DBT.is_file() else (shutil.which("dbt")
 
 
 class LakehouseDbtResource(DbtCliResource):
-    """dbt, started with the run's Spark configuration in its own environment.
+    """dbt, pointed at the run's Spark through its own environment.
 
-    dbt-spark's ``session`` method starts Spark inside the dbt process; ``SPARK_CONF_DIR``
-    points it at the ``spark-defaults.conf`` the run's Spark resource wrote, so both use exactly
-    the same catalog, jars and master. It is set for the dbt process only: dagster-dbt builds
-    the child's environment from this process's when it starts it, and it is restored at once.
+    The ``embedded`` output (the default) is dbt-spark's thrift method on the port where the
+    run's own session answers (``LAKEHOUSE_RUN_THRIFT_PORT``), so dbt starts no JVM. The
+    ``session`` output starts Spark inside dbt; ``SPARK_CONF_DIR`` points it at the
+    ``spark-defaults.conf`` the run's Spark resource wrote, so both use exactly the same
+    catalog, jars and master. Both are set for the dbt process only: dagster-dbt builds the
+    child's environment from this process's when it starts it, and they are restored at once.
     """
 
     def build(
-        self, args: Sequence[str], context: AssetExecutionContext, spark_conf_dir: str
+        self, args: Sequence[str], context: AssetExecutionContext, environment: dict[str, str]
     ) -> DbtCliInvocation:
         # "buildable": a test runs with the step that builds all its models (or their
         # ancestors), not with the first step that builds one of them. A dimension's test
         # against fct_orders must wait for the dimension's own rebuild; dbt's default
         # ("eager") would run it with fct_orders, against the dimension's previous state.
         # Dagster replaces it with "empty" when it runs a subset of the checks.
-        with _environment(SPARK_CONF_DIR=spark_conf_dir, DBT_INDIRECT_SELECTION="buildable"):
+        with _environment(**environment, DBT_INDIRECT_SELECTION="buildable"):
             return self.cli(list(args), context=context)
 
 
@@ -64,6 +66,6 @@ dbt_resource = LakehouseDbtResource(
     project_dir=str(DBT_PROJECT_DIR),
     profiles_dir=str(DBT_PROJECT_DIR),
     dbt_executable=DBT_EXECUTABLE,
-    # The profile's output (embedded or thrift), from LAKEHOUSE_DBT_TARGET via Settings.
+    # The profile's output (embedded, thrift or session), from LAKEHOUSE_DBT_TARGET via Settings.
     target=Settings.from_env().dbt_target,
 )

@@ -10,7 +10,7 @@ from dagster_pyspark import LazyPySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
-from spark_jobs.session import build_session, prepare, write_spark_defaults
+from spark_jobs.session import build_session, prepare, serve_thrift, write_spark_defaults
 from spark_jobs.settings import EndpointUnavailable, LakehouseSetupError, Settings
 
 
@@ -75,6 +75,14 @@ class SparkResource(LazyPySparkResource):
     def session(self) -> SparkSession:
         """The run's session (``spark_session``, by its shorter name)."""
         return self.spark_session
+
+    def thrift_port(self) -> int:
+        """The loopback port where this run's session answers dbt-spark's thrift method,
+        started on first use: dbt's models run in this JVM, not in a Spark of their own."""
+        try:
+            return serve_thrift(self.session, self.settings())
+        except EndpointUnavailable as exc:
+            raise Failure(str(exc), allow_retries=False) from None
 
     def conf_dir_for_external_sessions(self) -> str:
         """``SPARK_CONF_DIR`` for processes that start their own Spark (dbt-spark)."""

@@ -1,0 +1,93 @@
+"""A process and everything it starts: peak memory and the JVMs among them, sampled from /proc.
+
+`/usr/bin/time` reports one process; a Dagster run is a Python process, its Spark JVM and
+whatever else the steps start (dbt, a JVM of dbt's own). `TreeSampler` walks /proc every
+``interval_s`` and keeps the peak of the summed resident memory of the whole tree, and the
+process ids of every `java` in it that was not there when sampling began.
+
+    with TreeSampler(os.getpid()) as tree:
+        job.execute_in_process(...)
+    tree.peak_rss_bytes, tree.jvms_started
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    parent: int
+    name: str
+    rss_bytes: int
+
+
+def processes() -> dict[int, Process]:
+    """Every process /proc lists now (those that end while it is read are skipped)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # `pid (name) state ppid ...`: the name may hold spaces and parentheses.
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        found[pid] = Process(pid, int(fields[1]), name, int(fields[21]) * PAGE)
+    return found
+
+
+def tree(root: int, table: dict[int, Process]) -> list[Process]:
+    """``root`` and its descendants in ``table``."""
+    children: dict[int, list[int]] = {}
+    for process in table.values():
+        children.setdefault(process.parent, []).append(process.pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            found.append(table[pid])
+        todo.extend(children.get(pid, []))
+    return found
+
+
+class TreeSampler:
+    """Samples the tree under ``root`` in a background thread, from ``__enter__`` to
+    ``__exit__``."""
+
+    def __init__(self, root: int, interval_s: float = 0.25) -> None:
+        self.root, self.interval_s = root, interval_s
+        self.peak_rss_bytes = 0
+        self.jvms_started: set[int] = set()
+        self._before: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        members = tree(self.root, processes())
+        self.peak_rss_bytes = max(self.peak_rss_bytes, sum(p.rss_bytes for p in members))
+        self.jvms_started |= {p.pid for p in members if p.name == "java"} - self._before
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self) -> TreeSampler:
+        self._before = {p.pid for p in tree(self.root, processes()) if p.name == "java"}
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
