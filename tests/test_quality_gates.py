@@ -5,6 +5,9 @@ Days are April 2026 and keys start at 2,000,000, so nothing here meets other tes
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date
 
 import pytest
@@ -15,7 +18,9 @@ from lakehouse_assets.definitions import defs
 from lakehouse_assets.gold import gold_current_state, gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
+from spark_jobs.settings import REPO_ROOT
 from tests.builders import click, write_landing, write_source_db
+from tools.proctree import TreeSampler
 
 BAD, GOOD, DRIFT = date(2026, 4, 1), date(2026, 4, 2), date(2026, 4, 3)
 CUSTOMER, PRODUCT = 2_000_001, 2_000_010
@@ -158,7 +163,7 @@ def test_schema_drift_new_field_warns_removed_field_stops_silver(spark, settings
     assert [r.event_id for r in kept.collect()] == ["d-1"]
 
 
-def test_daily_quality_score_reflects_each_days_checks(spark, gated, instance):
+def test_daily_quality_score_reflects_each_days_checks(gated, instance, catalog):
     for day in (BAD, GOOD):
         report = materialize(
             list(defs.assets),
@@ -169,15 +174,49 @@ def test_daily_quality_score_reflects_each_days_checks(spark, gated, instance):
         )
         assert report.success
     rows = {
-        (r.day, r.table_name): r
-        for r in spark.table("lakehouse.gold.data_quality_daily")
-        .where(f"day in ('{BAD}', '{GOOD}')")
-        .collect()
+        (r["day"], r["table_name"]): r
+        for r in catalog.load_table("gold.data_quality_daily").scan().to_arrow().to_pylist()
+        if r["day"] in (BAD, GOOD)
     }
     bad = rows[(BAD, "silver.clickstream")]
-    assert bad.checks_failed == 1 and bad.rows_quarantined == 1
-    assert bad.quarantined_by_rule == {"event_id_not_null": 1}
-    assert rows[(BAD, "gold.fct_orders")].checks_not_run > 0  # blocked, never ran
-    assert rows[(GOOD, "silver.clickstream")].checks_failed == 0
-    assert rows[(GOOD, "gold.dim_products")].checks_warned == 1
-    assert rows[(BAD, "all")].score < rows[(GOOD, "all")].score <= 100
+    assert bad["checks_failed"] == 1 and bad["rows_quarantined"] == 1
+    assert dict(bad["quarantined_by_rule"]) == {"event_id_not_null": 1}
+    assert rows[(BAD, "gold.fct_orders")]["checks_not_run"] > 0  # blocked, never ran
+    assert rows[(GOOD, "silver.clickstream")]["checks_failed"] == 0
+    assert rows[(GOOD, "gold.dim_products")]["checks_warned"] == 1
+    assert rows[(BAD, "all")]["score"] < rows[(GOOD, "all")]["score"] <= 100
+    # Rerunning a day replaces exactly that day's rows.
+    assert materialize(
+        list(defs.assets),
+        selection=[AssetKey(["gold", "data_quality_daily"])],
+        partition_key=BAD.isoformat(),
+        resources=RESOURCES,
+        instance=instance,
+    ).success
+    again = catalog.load_table("gold.data_quality_daily").scan().to_arrow().to_pylist()
+    assert sorted((r["day"], r["table_name"]) for r in again if r["day"] in (BAD, GOOD)) == sorted(
+        rows
+    )
+
+
+def test_the_quality_report_run_starts_no_jvm(gated, catalog, tmp_path):
+    # As the daemon launches it: a run process of its own, here from the CLI. An instance of
+    # its own too, so no check ran there; the quarantine counts are the tables' own.
+    home = tmp_path / "dagster"
+    home.mkdir()
+    command = [sys.executable, "-m", "dagster", "asset", "materialize"]
+    command += ["-m", "lakehouse_assets.definitions", "--select", "gold/data_quality_daily"]
+    with TreeSampler(os.getpid()) as tree:
+        done = subprocess.run(
+            [*command, "--partition", BAD.isoformat()],
+            cwd=REPO_ROOT,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert tree.jvms_started == set()  # pyiceberg and polars: no Spark
+    rows = catalog.load_table("gold.data_quality_daily").scan().to_arrow().to_pylist()
+    bad = next(r for r in rows if r["day"] == BAD and r["table_name"] == "silver.clickstream")
+    assert bad["rows_quarantined"] == 1 and bad["checks_failed"] == 0  # nothing ran there

@@ -24,6 +24,7 @@ from lakehouse_assets.annotations import OWNERS, layer
 from lakehouse_assets.gold.assets import gold_current_state, gold_daily
 from lakehouse_assets.partitions import daily_partitions, days_of_run, single_run, window_of
 from lakehouse_assets.resources import SparkResource
+from lakehouse_assets.resources.catalog import open_catalog
 from lakehouse_assets.silver import silver_assets
 from spark_jobs import quality_report, silver
 from spark_jobs.quality_report import CheckOutcome, Status
@@ -82,12 +83,16 @@ def _status(data) -> Status:
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     deps=[AssetKey(["silver", f"{name}_quarantine"]) for name in silver.TABLES],
-    kinds={"spark", "iceberg"},
+    kinds={"polars", "iceberg"},
     owners=OWNERS,
     tags=layer("gold"),
 )
 def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> MaterializeResult:
-    """Per day and table: checks passed, warned and failed, rows quarantined by rule, a score."""
+    """Per day and table: checks passed, warned and failed, rows quarantined by rule, a score.
+
+    Read and written through pyiceberg: no JVM. The Spark resource is here for its settings and
+    its lock on the embedded catalog, never for a session.
+    """
     window = window_of(context)
     keys = sorted(
         {
@@ -98,9 +103,10 @@ def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> 
         key=str,
     )
     outcomes = list(check_outcomes(context.instance, keys, window))
-    held = quality_report.quarantined(spark.session, window, silver.TABLES)
+    catalog = open_catalog(spark.settings())  # pyiceberg: the report starts no JVM
+    held = quality_report.quarantined(catalog, window, silver.TABLES)
     rows = quality_report.build(window, outcomes, held)
-    quality_report.write(spark.session, rows, window)
+    quality_report.write(catalog, rows, window)
     overall = {r.day.isoformat(): r.score for r in rows if r.table_name == quality_report.ALL}
     for day, day_score in overall.items():  # each day's plot point: its own score and rows
         per_day: dict = {"dagster/row_count": sum(1 for r in rows if r.day.isoformat() == day)}
