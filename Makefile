@@ -113,5 +113,5 @@ screenshot: setup ## after make demo: the Silver graph and silver.orders' checks
 	@deployment/system-deps.sh chromium
 	@$(RUN) python -m tools.screenshot deployment/
 
-benchmark: setup ## time the generator (1M events) and the pipeline over 3 days
-	@$(RUN) python -m tools.benchmark --scale large --pipeline-days 3
+benchmark: setup ## one day at each scale, the seed shape, DuckDB, a 5-day backfill: writes BENCHMARKS.md (SCALES=tiny,small to choose)
+	@$(RUN) python -m tools.benchmark --scales $(or $(SCALES),tiny,small,medium,large)

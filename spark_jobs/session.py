@@ -349,6 +349,13 @@ def package_zip(settings: Settings) -> Path:
 
     package = Path(__file__).resolve().parent
     target = settings.scratch_dir / "spark_jobs.zip"
+    if not package.is_dir():
+        # Imported from a zip (spark-submit with spark.submit.pyFiles puts it ahead of the
+        # repo): that zip is the package. Rebuilt from there it would come out empty.
+        archive = Path(str(package).rpartition(".zip")[0] + ".zip")
+        if archive != target:
+            shutil.copyfile(archive, target)
+        return target
     partial = target.with_suffix(f".{os.getpid()}.tmp")
     with zipfile.ZipFile(partial, "w") as archive:
         for source in sorted(package.rglob("*.py")):  # the silver/ package too

@@ -199,3 +199,30 @@ def test_the_demo_empties_only_the_embedded_lakehouse(tmp_path, monkeypatch):
     monkeypatch.delenv("LAKEHOUSE_WAREHOUSE")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path.parent / "elsewhere"))
     assert not embedded(Settings.from_env())
+
+
+def test_a_job_run_from_the_executors_zip_starts_again(tmp_path):
+    # `make run` after any run: spark-submit puts $LAKEHOUSE_HOME/spark/spark_jobs.zip
+    # (spark.submit.pyFiles) ahead of the repo, so spark_jobs imports from the zip, and
+    # rebuilding the zip from its own folder failed ("Not a directory: .../spark_jobs.zip/...").
+    import subprocess
+    import sys
+
+    from spark_jobs.session import package_zip
+
+    settings = replace(Settings.from_env(), home=tmp_path)
+    (tmp_path / "spark").mkdir()
+    archive = package_zip(settings)
+    code = (
+        "import sys; from dataclasses import replace; from pathlib import Path; "
+        f"sys.path.insert(0, {str(archive)!r}); "
+        "from spark_jobs import session, settings; "
+        "assert session.__file__.startswith(sys.path[0]), session.__file__; "
+        f"home = Path({str(tmp_path)!r}); "
+        "print(session.package_zip(replace(settings.Settings.from_env(), home=home)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(archive) and archive.stat().st_size > 1000

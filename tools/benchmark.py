@@ -1,71 +1,375 @@
-"""Timing claims, measured: `make benchmark` (never a timed test).
+"""Timing claims, measured side by side in one go (`make benchmark`; never a timed test).
 
-    python -m tools.benchmark [--scale large] [--pipeline-days 3]
+    python -m tools.benchmark [--scales tiny,small,medium,large] [--backfill-days 5]
 
-1. The generator at a scale (large = 1,000,000 clickstream events and 50,000 orders a day).
-2. Optionally, the main job over N days of the `small` scale as one Dagster run, in a
-   throwaway LAKEHOUSE_HOME, with the wall time per layer.
+Each measurement starts from an empty lakehouse in a throwaway home, on the embedded default
+(local Spark, SQLite catalog), with the data generated beforehand and not timed:
+1. one day through Dagster (the main job, then the quality report, each from the CLI as the
+   daemon runs them) at each scale: wall time, time per stage from Dagster's step stats, peak
+   resident memory of the whole process tree (sampled from /proc; Python and every JVM), JVMs
+   started;
+2. one bare `spark-submit` of a trivial job: the floor any Spark run pays;
+3. on the last scale's day, the shape this project replaces: one `spark-submit` per layer,
+   then `dbt run` and `dbt test` (each with a Spark of its own);
+4. on the same day, a single-node reference: DuckDB recomputes every Gold model from Silver
+   (`tests/reconcile.py`, the end-to-end test's second engine);
+5. an N-day backfill at `small` as one run, against N one-day runs.
+It writes BENCHMARKS.md (tables, ratios, the machine, the commit) and benchmarks.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
-from datetime import date
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 from spark_jobs.settings import REPO_ROOT, Settings
 from tools.generate import SCALES, generate
+from tools.proctree import TreeSampler
+
+DAY = date(2026, 5, 4)
+MAIN, REPORT = "daily_lakehouse", "quality_report"
+BIN = Path(sys.executable).parent
+SPARK_HOME = str(Path(__import__("pyspark").__file__).parent)  # `spark-submit` needs it
+STAGES = ("bronze", "silver", "gold", "checks", "quality", "overhead")
+# Every command's output, kept after the throwaway homes are gone (under the user's own home).
+LOGS = Settings.from_env().home / "benchmark-logs"
 
 
-def time_generator(scale: str, days: int) -> None:
-    with tempfile.TemporaryDirectory() as home:
-        settings = replace(
-            Settings.from_env(),
-            home=Path(home),
-            source_url=f"jdbc:sqlite:{home}/source.db",
-            landing=f"{home}/landing",
+@dataclass
+class Measure:
+    """One measured command or run: its wall time, memory and JVMs, and its stages."""
+
+    name: str
+    wall_s: float = 0.0
+    peak_rss_gb: float = 0.0
+    jvms: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+@contextmanager
+def fresh_home() -> Iterator[Settings]:
+    """An empty lakehouse and Dagster instance, for this process and the commands it runs."""
+    saved = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as home:
+        dagster = Path(home, "dagster")
+        dagster.mkdir()
+        shutil.copy(REPO_ROOT / "deployment" / "dagster.yaml", dagster / "dagster.yaml")
+        os.environ.update(LAKEHOUSE_HOME=home, DAGSTER_HOME=str(dagster))
+        try:
+            yield Settings.from_env()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+@contextmanager
+def measured(measure: Measure) -> Iterator[None]:
+    """Wall time, peak memory of the process tree (this process excluded) and JVMs started."""
+    began = time.perf_counter()
+    with TreeSampler(os.getpid(), include_root=False) as tree:
+        yield
+    measure.wall_s += time.perf_counter() - began
+    measure.peak_rss_gb = max(measure.peak_rss_gb, tree.peak_rss_bytes / 2**30)
+    measure.jvms += len(tree.jvms_started)
+
+
+def run(command: list[str], name: str, env: dict[str, str] | None = None) -> int:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with (LOGS / f"{name}.log").open("a") as out:
+        out.write(f"$ {' '.join(command)}\n")
+        out.flush()
+        done = subprocess.run(
+            command, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return done.returncode
+
+
+def dagster_run(settings: Settings, job: str, first: date, last: date) -> str:
+    """One run of ``job`` over [first, last] from the CLI; its run id."""
+    from dagster import DagsterInstance
+
+    tags = {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }
+    command = [sys.executable, "-m", "dagster", "job", "execute"]
+    command += ["-m", "lakehouse_assets.definitions", "-j", job, "--tags", json.dumps(tags)]
+    if run(command, job):
+        log = LOGS / f"{job}.log"
+        sys.exit(f"error: the {job} run failed; log: {log}\n" + log.read_text()[-3000:])
+    with DagsterInstance.get() as instance:
+        return instance.get_runs(limit=1)[0].run_id
+
+
+def step_seconds(run_id: str) -> dict[str, float]:
+    """Seconds per layer (``checks``: the freshness and schema checks), from Dagster's step
+    stats for the run."""
+    from dagster import DagsterInstance
+
+    stages: dict[str, float] = {}
+    with DagsterInstance.get() as instance:
+        for step in instance.get_run_step_stats(run_id):
+            layer = step.step_key.split("_")[0]
+            layer = layer if layer in ("bronze", "silver", "gold") else "checks"
+            if step.start_time and step.end_time:
+                stages[layer] = stages.get(layer, 0.0) + step.end_time - step.start_time
+    return stages
+
+
+def through_dagster(name: str, settings: Settings, first: date, last: date, runs: str) -> Measure:
+    """The main job and the quality report over [first, last], as one run each or (``each``)
+    one pair of runs per day."""
+    measure = Measure(name)
+    spans = [(first, last)]
+    if runs == "each":
+        spans = [
+            (first + timedelta(d), first + timedelta(d)) for d in range((last - first).days + 1)
+        ]
+    for start, end in spans:
+        with measured(measure):
+            began = time.perf_counter()
+            main = dagster_run(settings, MAIN, start, end)
+            main_s = time.perf_counter() - began
+            dagster_run(settings, REPORT, start, end)
+            report_s = time.perf_counter() - began - main_s
+        stages = step_seconds(main)
+        stages["quality"] = report_s
+        stages["overhead"] = main_s - sum(v for k, v in stages.items() if k != "quality")
+        for stage, seconds in stages.items():
+            measure.stages[stage] = measure.stages.get(stage, 0.0) + seconds
+    return measure
+
+
+def events_of(settings: Settings) -> int:
+    manifest = json.loads((settings.home / "generator_manifest.json").read_text())
+    return sum(day["clickstream"]["lines"] for day in manifest["per_day"].values())
+
+
+def bare_submit() -> Measure:
+    """A trivial job through `spark-submit`: what every JVM a run starts costs at least."""
+    measure = Measure("bare spark-submit (spark.range(1).count())")
+    with fresh_home() as settings:
+        script = settings.home / "trivial.py"
+        script.write_text(
+            "from pyspark.sql import SparkSession\n"
+            "SparkSession.builder.master('local[*]').getOrCreate().range(1).count()\n"
         )
-        began = time.perf_counter()
-        manifest = generate(settings, date(2026, 1, 1), days, scale)
-        seconds = time.perf_counter() - began
-    events = sum(d["clickstream"]["lines"] for d in manifest.per_day.values())
-    orders = sum(d["orders"]["rows"] for d in manifest.per_day.values())
-    print(
-        f"generator  scale={scale} days={days}: {events:,} clickstream lines, "
-        f"{orders:,} orders in {seconds:.1f}s ({events / seconds:,.0f} lines/s)"
+        with measured(measure):
+            env = {"SPARK_HOME": SPARK_HOME, "PYSPARK_PYTHON": sys.executable}
+            if run([str(BIN / "spark-submit"), str(script)], "trivial", env):
+                measure.note = f"failed (see {LOGS / 'trivial.log'})"
+    return measure
+
+
+def seed_shape(settings: Settings, day: date) -> Measure:
+    """What this project replaces, on the day already generated in ``settings``' home: a
+    `spark-submit` per layer, then `dbt run` and `dbt test` with dbt's own Spark."""
+    from spark_jobs.session import write_spark_defaults
+
+    measure = Measure("seed shape: spark-submit per layer, dbt run, dbt test")
+    env = {
+        "SPARK_CONF_DIR": str(write_spark_defaults(settings)),
+        "PYTHONPATH": str(REPO_ROOT),
+        "SPARK_HOME": SPARK_HOME,
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    dbt_vars = json.dumps(
+        {"start_date": day.isoformat(), "end_date": (day + timedelta(1)).isoformat()}
     )
-
-
-def time_pipeline(days: int) -> None:
-    with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "LAKEHOUSE_HOME": home, "DAGSTER_HOME": f"{home}/dagster"}
-        Path(home, "dagster").mkdir()
-        cmd = [sys.executable, "-m", "tools.demo", "--days", str(days)]
+    dbt = [str(BIN / "dbt")]
+    where = ["--project-dir", "dbt_project", "--profiles-dir", "dbt_project", "--target", "session"]
+    commands = {
+        "bronze": [str(BIN / "spark-submit"), "spark_jobs/cli.py", "bronze", "--date", str(day)],
+        "silver": [str(BIN / "spark-submit"), "spark_jobs/cli.py", "silver", "--date", str(day)],
+        "gold": [*dbt, "run", *where, "--vars", dbt_vars],
+        "checks": [*dbt, "test", *where, "--vars", dbt_vars],
+    }
+    failed = []
+    for stage, command in commands.items():
         began = time.perf_counter()
-        out = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - began
-        if out.returncode:
-            sys.exit(out.stdout[-3000:] + out.stderr[-3000:])
-        timing = out.stdout[out.stdout.index("wall time") :].splitlines()[:8]
-        print(f"pipeline   {days} days of 'small' as one run: {seconds:.0f}s in all")
-        print("\n".join("  " + line for line in timing))
+        with measured(measure):
+            if run(command, "seed", env):
+                failed.append(stage)
+        measure.stages[stage] = time.perf_counter() - began
+    measure.note = f"failed: {', '.join(failed)} (see {LOGS / 'seed.log'})" if failed else ""
+    return measure
+
+
+def single_node(settings: Settings) -> Measure:
+    """DuckDB recomputes all of Gold from Silver, reading it through pyiceberg."""
+    from lakehouse_assets.resources.catalog import open_catalog
+    from tests import reconcile
+
+    measure = Measure("single node: DuckDB recomputes Gold from Silver")
+    began = time.perf_counter()
+    models = reconcile.recompute(open_catalog(settings))
+    measure.wall_s = time.perf_counter() - began
+    measure.note = f"{len(models)} models, {sum(len(rows) for rows in models.values()):,} rows"
+    return measure
+
+
+def one_day(scale: str, then: Callable[[Settings], list[Measure]] | None = None) -> list[Measure]:
+    with fresh_home() as settings:
+        generate(settings, DAY, 1, scale)
+        measure = through_dagster(f"one day, {scale}", settings, DAY, DAY, "one")
+        measure.note = f"{events_of(settings):,} events"
+        return [measure, *(then(settings) if then else [])]
+
+
+def backfill(days: int) -> list[Measure]:
+    last = DAY + timedelta(days - 1)
+    with fresh_home() as settings:
+        generate(settings, DAY, days, "small")
+        together = through_dagster(
+            f"{days}-day backfill, small, one run", settings, DAY, last, "one"
+        )
+    with fresh_home() as settings:
+        generate(settings, DAY, days, "small")
+        apart = through_dagster(f"{days} one-day runs, small", settings, DAY, last, "each")
+    return [together, apart]
+
+
+# ------------------------------------------------------------------------------- report
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )  # fmt: skip
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, commit {commit or 'unknown'}"
+
+
+def table(measures: list[Measure]) -> list[str]:
+    lines = [
+        "| what | wall s | " + " | ".join(STAGES) + " | peak RSS GiB | JVMs | note |",
+        "|---|---:|" + "---:|" * len(STAGES) + "---:|---:|---|",
+    ]
+    for m in measures:
+        stages = " | ".join(f"{m.stages[s]:.1f}" if s in m.stages else "" for s in STAGES)
+        lines.append(
+            f"| {m.name} | {m.wall_s:.1f} | {stages} | {m.peak_rss_gb:.2f} | {m.jvms} | {m.note} |"
+        )
+    return lines
+
+
+def ratios(by_name: dict[str, Measure], scales: list[str], days: int) -> list[str]:
+    lines = []
+    bare = by_name.get("bare")
+    tiny = by_name.get("one day, tiny")
+    if bare and tiny:
+        lines.append(
+            f"- Fixed overhead: a tiny day (main job and quality report) takes "
+            f"{tiny.wall_s:.1f} s, {tiny.wall_s / bare.wall_s:.1f}x one bare spark-submit "
+            f"({bare.wall_s:.1f} s)."
+        )
+    last, seed = by_name.get(f"one day, {scales[-1]}"), by_name.get("seed")
+    if last and seed:
+        lines.append(
+            f"- {scales[-1]} day: {last.wall_s:.1f} s through Dagster against {seed.wall_s:.1f} s "
+            f"for the seed shape ({seed.wall_s / last.wall_s:.2f}x faster)."
+        )
+    duck = by_name.get("duckdb")
+    if last and duck:
+        gold = last.stages.get("gold", 0.0)
+        lines.append(
+            f"- Gold alone: {gold:.1f} s on Spark and dbt, "
+            f"{duck.wall_s:.1f} s for DuckDB on one node."
+        )
+    together, apart = by_name.get("backfill"), by_name.get("apart")
+    if together and apart:
+        lines.append(
+            f"- {days}-day backfill as one run: {together.wall_s:.1f} s, against "
+            f"{apart.wall_s:.1f} s for {days} one-day runs ({apart.wall_s / together.wall_s:.2f}x)."
+        )
+    return lines
+
+
+def chart(measures: list[Measure], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    shown = [m for m in measures if m.stages]
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(shown) + 1.5))
+    left = [0.0] * len(shown)
+    for stage in STAGES:
+        widths = [max(m.stages.get(stage, 0.0), 0.0) for m in shown]
+        ax.barh([m.name for m in shown], widths, left=left, label=stage)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.set_title("Time per stage")
+    ax.legend(ncols=len(STAGES), loc="lower center", bbox_to_anchor=(0.5, 1.06), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="large")
-    parser.add_argument("--days", type=int, default=1, help="days for the generator")
-    parser.add_argument("--pipeline-days", type=int, default=0, help="0: skip the pipeline")
+    parser.add_argument("--scales", default="tiny,small,medium,large")
+    parser.add_argument("--backfill-days", type=int, default=5, help="0: skip the backfill")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    time_generator(args.scale, args.days)
-    if args.pipeline_days:
-        time_pipeline(args.pipeline_days)
+    shutil.rmtree(LOGS, ignore_errors=True)
+    scales = args.scales.split(",")
+    if unknown := set(scales) - set(SCALES):
+        parser.error(f"unknown scales: {', '.join(sorted(unknown))}; known: {', '.join(SCALES)}")
+    by_name: dict[str, Measure] = {"bare": bare_submit()}
+    measures = [by_name["bare"]]
+    for scale in scales:
+        extra = (lambda s: [seed_shape(s, DAY), single_node(s)]) if scale == scales[-1] else None
+        day, *others = one_day(scale, extra)
+        by_name[day.name] = day
+        measures.append(day)
+        for other in others:
+            by_name["seed" if other.name.startswith("seed") else "duckdb"] = other
+        measures += others
+        print("\n".join(table(measures)[-1 - len(others) :]), flush=True)
+    if args.backfill_days:
+        together, apart = backfill(args.backfill_days)
+        by_name.update(backfill=together, apart=apart)
+        measures += [together, apart]
+    chart(measures, args.out.with_name("benchmarks.png"))
+    text = [
+        "# Benchmarks",
+        "",
+        f"Written by `make benchmark` (`python -m tools.benchmark --scales {args.scales} "
+        f"--backfill-days {args.backfill_days}`) on {date.today()}: {machine()}.",
+        "Each row starts from an empty lakehouse on the embedded default; the data is generated "
+        "first and not timed. Stages come from Dagster's step stats (`overhead`: the main run's "
+        "wall time outside its steps: CLI, code location, Spark start; `quality`: the quality "
+        "report's run). Peak RSS is the whole process tree (Python and JVMs), sampled from /proc "
+        "every 0.25 s.",
+        "",
+        *table(measures),
+        "",
+        "## Ratios",
+        "",
+        *ratios(by_name, scales, args.backfill_days),
+        "",
+        "![time per stage](benchmarks.png)",
+        "",
+    ]
+    args.out.write_text("\n".join(text))
+    print(f"\nwrote {args.out} and {args.out.with_name('benchmarks.png')}")
 
 
 if __name__ == "__main__":

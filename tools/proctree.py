@@ -3,7 +3,7 @@
 `/usr/bin/time` reports one process; a Dagster run is a Python process, its Spark JVM and
 whatever else the steps start (dbt, a JVM of dbt's own). `TreeSampler` walks /proc every
 ``interval_s`` and keeps the peak of the summed resident memory of the whole tree, and the
-process ids of every `java` in it that was not there when sampling began.
+process ids of every JVM in it that was not there when sampling began.
 
     with TreeSampler(os.getpid()) as tree:
         job.execute_in_process(...)
@@ -60,12 +60,24 @@ def tree(root: int, table: dict[int, Process]) -> list[Process]:
     return found
 
 
+def is_jvm(process: Process) -> bool:
+    """A Java virtual machine that does work: not the one `spark-submit` runs for a moment
+    first, only to compute the real JVM's command line (``org.apache.spark.launcher.Main``)."""
+    if process.name != "java":
+        return False
+    try:
+        command = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"org.apache.spark.launcher.Main" not in command
+
+
 class TreeSampler:
     """Samples the tree under ``root`` in a background thread, from ``__enter__`` to
-    ``__exit__``."""
+    ``__exit__``; ``include_root=False`` leaves the root's own memory out (a benchmark's)."""
 
-    def __init__(self, root: int, interval_s: float = 0.25) -> None:
-        self.root, self.interval_s = root, interval_s
+    def __init__(self, root: int, interval_s: float = 0.25, include_root: bool = True) -> None:
+        self.root, self.interval_s, self.include_root = root, interval_s, include_root
         self.peak_rss_bytes = 0
         self.jvms_started: set[int] = set()
         self._before: set[int] = set()
@@ -74,15 +86,17 @@ class TreeSampler:
 
     def sample(self) -> None:
         members = tree(self.root, processes())
+        if not self.include_root:
+            members = [p for p in members if p.pid != self.root]
         self.peak_rss_bytes = max(self.peak_rss_bytes, sum(p.rss_bytes for p in members))
-        self.jvms_started |= {p.pid for p in members if p.name == "java"} - self._before
+        self.jvms_started |= {p.pid for p in members if is_jvm(p)} - self._before
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.sample()
 
     def __enter__(self) -> TreeSampler:
-        self._before = {p.pid for p in tree(self.root, processes()) if p.name == "java"}
+        self._before = {p.pid for p in tree(self.root, processes()) if is_jvm(p)}
         self.sample()
         self._thread.start()
         return self
