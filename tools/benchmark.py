@@ -14,7 +14,7 @@ Each measurement starts from an empty lakehouse in a throwaway home, on the embe
 4. on the same day, a single-node reference: DuckDB recomputes every Gold model from Silver
    (`tests/reconcile.py`, the end-to-end test's second engine);
 5. an N-day backfill at `small` as one run, against N one-day runs.
-It writes BENCHMARKS.md (tables, ratios, the machine, the commit) and benchmarks.png.
+It writes BENCHMARKS.md (tables, ratios, the machine, the commit) and deployment/benchmarks.png.
 """
 
 from __future__ import annotations
@@ -347,7 +347,9 @@ def main(argv: list[str] | None = None) -> None:
         together, apart = backfill(args.backfill_days)
         by_name.update(backfill=together, apart=apart)
         measures += [together, apart]
-    chart(measures, args.out.with_name("benchmarks.png"))
+    picture = args.out.parent / "deployment" / "benchmarks.png"  # beside the other pictures
+    picture.parent.mkdir(exist_ok=True)
+    chart(measures, picture)
     text = [
         "# Benchmarks",
         "",
@@ -365,11 +367,11 @@ def main(argv: list[str] | None = None) -> None:
         "",
         *ratios(by_name, scales, args.backfill_days),
         "",
-        "![time per stage](benchmarks.png)",
+        f"![time per stage]({picture.relative_to(args.out.parent)})",
         "",
     ]
     args.out.write_text("\n".join(text))
-    print(f"\nwrote {args.out} and {args.out.with_name('benchmarks.png')}")
+    print(f"\nwrote {args.out} and {picture}")
 
 
 if __name__ == "__main__":
