@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 import pyarrow as pa
+from pyiceberg.exceptions import TableAlreadyExistsError
 
 from spark_jobs.window import DayWindow
 
@@ -196,8 +197,18 @@ def write(catalog: Catalog, rows: list[ReportRow], window: DayWindow) -> None:
     ]
     data = pa.Table.from_pylist(records, schema=SCHEMA)
     if not catalog.table_exists(identifier):
-        table = catalog.create_table(identifier, schema=SCHEMA, properties={"format-version": "2"})
-        with table.update_spec() as spec:
-            spec.add_identity("day")
+        catalog.create_namespace_if_not_exists("gold")
+        try:  # partitioned by day from its first commit
+            properties = {"format-version": "2"}
+            with (
+                catalog.create_table_transaction(identifier, SCHEMA, properties=properties) as new,
+                new.update_spec() as spec,
+            ):
+                spec.add_identity("day")
+        except TableAlreadyExistsError:
+            pass  # another report created it meanwhile
     table = catalog.load_table(identifier)
-    table.overwrite(data, overwrite_filter=in_window("day", window))
+    if table.current_snapshot() is None:
+        table.append(data)  # nothing to replace yet
+    else:
+        table.overwrite(data, overwrite_filter=in_window("day", window))

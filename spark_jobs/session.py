@@ -1,8 +1,9 @@
 """Spark configuration for the lakehouse catalog, and the one function that starts a session.
 
-The same configuration reaches three places: the Dagster Spark resource, ``spark-submit`` of a
-job in this package, and dbt-spark's own session (through ``spark-defaults.conf`` written by
-``write_spark_defaults``). So Spark, dbt and pyiceberg all see one Iceberg catalog.
+The same configuration reaches the Dagster Spark resource (whose session also serves dbt, over
+Thrift: ``serve_thrift``), ``spark-submit`` of a job in this package, and whatever starts Spark
+from ``spark-defaults.conf`` (``write_spark_defaults``: Thrift servers, spark-sql, dbt's
+``session`` target). So Spark, dbt and pyiceberg all see one Iceberg catalog.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def check_java() -> None:
         )
 
 
+SINGLE_SESSION = "spark.sql.hive.thriftServer.singleSession"
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Everything a Spark session needs to use the ``lakehouse`` Iceberg catalog."""
     scratch = settings.scratch_dir
@@ -115,13 +119,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": "8",
         # A JSON line that repeats a key is dirt to quarantine, not an error that fails the run.
         "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
-        # dbt's connections to the run's own Thrift endpoint (`serve_thrift`) share the run's
-        # session, hence its Iceberg catalog and that catalog's one JDBC connection. A session
-        # per connection (Spark's default) opens a catalog, and a connection, per dbt thread:
-        # on SQLite one that read before another committed cannot write (SQLITE_BUSY_SNAPSHOT).
-        # dbt's `USE` reaches the run's session too: the PySpark assets name tables in full.
-        # Static, so set at the start; the cluster's shared Thrift server turns it off.
-        "spark.sql.hive.thriftServer.singleSession": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": "false",
         # Python code that runs inside tasks (the landing reader) must import on every
@@ -131,11 +128,21 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # not whichever `python3` comes first on PATH.
         "spark.pyspark.python": settings.pyspark_python,
     }
+    if settings.dbt_target == "embedded":
+        # dbt's connections to the run's own Thrift endpoint (`serve_thrift`) share the run's
+        # session, hence its Iceberg catalog and that catalog's one JDBC connection. A session
+        # per connection (Spark's default) opens a catalog, and a connection, per dbt thread:
+        # on SQLite one that read before another committed cannot write (SQLITE_BUSY_SNAPSHOT).
+        # dbt's `USE` reaches the run's session too: the PySpark assets name tables in full.
+        # Static, so set when the session starts. Never for a shared server (`thrift`): its
+        # runs' dbt temp views (`<model>__dbt_tmp`) would meet in one session.
+        conf[SINGLE_SESSION] = "true"
     if settings.spark_master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     if settings.catalog_uri.startswith("jdbc:sqlite:"):
-        # A JVM that touched the catalog holds a shared lock; WAL lets dbt and pyiceberg write.
+        # A JVM that touched the catalog holds a shared lock; WAL lets pyiceberg (and other
+        # JVMs) write.
         conf[f"{prefix}.jdbc.journal_mode"] = "WAL"
         # A commit that finds another JVM writing waits for it, rather than failing at once.
         conf[f"{prefix}.jdbc.busy_timeout"] = "30000"
@@ -159,7 +166,10 @@ def write_spark_defaults(settings: Settings) -> Path:
     conf_dir = settings.spark_conf_dir
     conf_dir.mkdir(parents=True, exist_ok=True)
     conf_dir.chmod(0o700)
-    lines = [f"{k} {v}" for k, v in spark_conf(settings).items()]
+    # Whatever starts from this file (a Thrift server, spark-sql, dbt's own Spark) may serve
+    # several clients: a session each, whatever the run's own session does.
+    conf = {**spark_conf(settings), SINGLE_SESSION: "false"}
+    lines = [f"{k} {v}" for k, v in conf.items()]
     target = conf_dir / "spark-defaults.conf"
     partial = target.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -248,49 +258,59 @@ def build_session(
     return spark
 
 
-_served: dict[int, int] = {}  # the Thrift port of each SparkContext this process started one on
+_served: dict[str, int] = {}  # the Thrift port of each Spark application this process serves
 
 
 def serve_thrift(spark: SparkSession, settings: Settings) -> int:
     """Serve ``spark`` over the HiveServer2 protocol on a free loopback port, for dbt-spark's
     thrift method, and return the port: dbt's models then run in this JVM, on this session's
     catalog, instead of a Spark of their own (about 15 s of start-up and a second writer on the
-    catalog per dbt invocation). It starts in under a second, once per Spark context: it lives
-    as long as the JVM (Spark cannot start a second one in a JVM whose first was stopped).
+    catalog per dbt invocation). It starts in under a second, once per Spark application: it
+    lives as long as the JVM (Spark cannot start a second one in a JVM whose first was stopped).
 
-    Only loopback can connect. With ``spark.sql.hive.thriftServer.singleSession`` (a static
-    setting, in ``spark_conf``) every connection shares ``spark`` itself, and its catalog.
+    The kernel picks the port (port 0, read back from the bound socket): no window in which
+    another process could take it. Only loopback can connect. With
+    ``spark.sql.hive.thriftServer.singleSession`` (static, so set by ``spark_conf``) every
+    connection shares ``spark`` itself, and its catalog.
     """
-    context = id(spark.sparkContext)
-    if context in _served and answers("127.0.0.1", _served[context], timeout_s=1):
-        return _served[context]
+    from py4j.protocol import Py4JJavaError
+
+    application = spark.sparkContext.applicationId
+    if application in _served:
+        return _served[application]
     ensure_namespaces(spark, ("default",))  # every Thrift session opens with `USE default`
-    with socket.socket() as probe:  # a port the kernel says is free; the server binds it next
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     (settings.scratch_dir / "hive").mkdir(parents=True, exist_ok=True)
     for key, value in {
         "hive.server2.thrift.bind.host": "127.0.0.1",
-        "hive.server2.thrift.port": str(port),
+        "hive.server2.thrift.port": "0",
         # Per-statement log files would go to /tmp/<user>/operation_logs; Spark's log has them.
         "hive.server2.logging.operation.enabled": "false",
         "hive.exec.local.scratchdir": str(settings.scratch_dir / "hive"),
     }.items():
         spark.conf.set(key, value)  # the server reads its HiveConf from the session's conf
     jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
-    server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2
     session: Any = spark._jsparkSession  # pyright: ignore[reportAttributeAccessIssue]
-    server.startWithContext(session.sqlContext())
-    deadline = time.monotonic() + 30
-    while not answers("127.0.0.1", port, timeout_s=1):
-        if time.monotonic() > deadline:
-            raise EndpointUnavailable(
-                f"the run's Spark Thrift server did not listen on 127.0.0.1:{port} within 30 s; "
-                "see the Spark log above"
-            )
-        time.sleep(0.1)
-    _served[context] = port
-    return port
+    try:
+        server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
+            session.sqlContext()
+        )
+    except Py4JJavaError as exc:
+        cause = str(exc.java_exception).splitlines()[0]
+        raise EndpointUnavailable(
+            f"the run's Spark Thrift server (dbt's embedded target) did not start: {cause}"
+        ) from None
+    ports = [
+        service.getPortNumber()
+        for service in server.getServices()
+        if service.getClass().getSimpleName() == "ThriftBinaryCLIService"
+    ]
+    if not ports or not ports[0]:
+        raise EndpointUnavailable(
+            "the run's Spark Thrift server started without a listening port; "
+            "set LAKEHOUSE_DBT_TARGET=session to give dbt a Spark of its own"
+        )
+    _served[application] = ports[0]
+    return ports[0]
 
 
 def answers(host: str, port: int, timeout_s: float = 3.0) -> bool:

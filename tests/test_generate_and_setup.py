@@ -226,3 +226,20 @@ def test_a_job_run_from_the_executors_zip_starts_again(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(archive) and archive.stat().st_size > 1000
+
+
+def test_only_the_runs_own_session_is_shared_by_its_thrift_clients(tmp_path):
+    # The run's session serves its own dbt (one catalog, one SQLite connection); a server
+    # started from spark-defaults.conf serves many runs at once, whose dbt temp views
+    # (<model>__dbt_tmp) must never meet in one session.
+    from spark_jobs.session import SINGLE_SESSION, write_spark_defaults
+
+    settings = replace(Settings.from_env(), home=tmp_path)
+    assert spark_conf(settings)[SINGLE_SESSION] == "true"
+    assert SINGLE_SESSION not in spark_conf(replace(settings, dbt_target="thrift"))
+    for target in ("embedded", "thrift", "session"):
+        folder = write_spark_defaults(replace(settings, dbt_target=target))
+        lines = (folder / "spark-defaults.conf").read_text().splitlines()
+        assert [line for line in lines if line.startswith(SINGLE_SESSION)] == [
+            f"{SINGLE_SESSION} false"
+        ]

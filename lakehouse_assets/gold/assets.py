@@ -121,8 +121,8 @@ def _dbt_build(
                 event = event.with_metadata({**event.metadata, **extra})
             yield event
     except DagsterDbtCliRuntimeError as exc:
-        # dbt's own Spark lost a commit race on the embedded SQLite catalog (another JVM held
-        # its lock): rebuilding is idempotent, so try again rather than fail the day.
+        # A commit lost a race on the embedded SQLite catalog (with the `session` target,
+        # another JVM held its lock): rebuilding is idempotent, so try again, not fail the day.
         if any(sign in str(exc) for sign in CATALOG_BUSY):
             raise RetryRequested(max_retries=2, seconds_to_wait=5) from exc
         raise

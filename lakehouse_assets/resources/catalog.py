@@ -16,7 +16,8 @@ def sqlalchemy_uri(settings: Settings) -> str:
     """The catalog's JDBC URI as SQLAlchemy wants it."""
     uri = settings.catalog_uri
     if uri.startswith("jdbc:sqlite:"):
-        return "sqlite:///" + uri.removeprefix("jdbc:sqlite:")
+        # Wait for another writer as long as the JVMs do (busy_timeout 30 s), not 5 s.
+        return "sqlite:///" + uri.removeprefix("jdbc:sqlite:") + "?timeout=30"
     if uri.startswith("jdbc:postgresql://"):
         creds = ""
         if settings.catalog_user:
