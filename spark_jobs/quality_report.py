@@ -19,11 +19,10 @@ import polars as pl
 import pyarrow as pa
 from pyiceberg.exceptions import TableAlreadyExistsError
 
-from spark_jobs.window import DayWindow
+from spark_jobs.window import DayWindow, iceberg_filter
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
-    from pyiceberg.expressions import BooleanExpression
 
 Status = Literal["passed", "warned", "failed", "not_run"]
 STATUSES: tuple[Status, ...] = ("passed", "warned", "failed", "not_run")
@@ -144,16 +143,6 @@ def summary_table(rows: list[ReportRow]) -> str:
     return "\n".join(lines)
 
 
-def in_window(column: str, window: DayWindow) -> BooleanExpression:
-    """Iceberg's filter for the window's days of a date column (end exclusive)."""
-    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
-
-    return And(
-        GreaterThanOrEqual(column, window.start.isoformat()),  # pyright: ignore[reportCallIssue] - pyiceberg's stubs miss the positional form
-        LessThan(column, window.end.isoformat()),  # pyright: ignore[reportCallIssue] - as above
-    )
-
-
 def quarantined(
     catalog: Catalog, window: DayWindow, tables: Iterable[str]
 ) -> dict[tuple[str, str], Quarantined]:
@@ -164,7 +153,7 @@ def quarantined(
         if not catalog.table_exists(identifier):
             continue
         scan = catalog.load_table(identifier).scan(
-            row_filter=in_window("_partition_date", window),
+            row_filter=iceberg_filter("_partition_date", window),
             selected_fields=("_partition_date", "rules"),
         )
         rows = pl.from_arrow(scan.to_arrow())
@@ -211,4 +200,4 @@ def write(catalog: Catalog, rows: list[ReportRow], window: DayWindow) -> None:
     if table.current_snapshot() is None:
         table.append(data)  # nothing to replace yet
     else:
-        table.overwrite(data, overwrite_filter=in_window("day", window))
+        table.overwrite(data, overwrite_filter=iceberg_filter("day", window))

@@ -6,6 +6,10 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyiceberg.expressions import BooleanExpression
 
 
 @dataclass(frozen=True)
@@ -49,3 +53,13 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> DayWindow
         return DayWindow(args.start, args.end + timedelta(days=1))
     parser.error("give --date, or both --start and --end")
     raise AssertionError  # parser.error exits
+
+
+def iceberg_filter(column: str, window: DayWindow) -> BooleanExpression:
+    """pyiceberg's row filter for the window's days of a date column (end exclusive)."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+    return And(
+        GreaterThanOrEqual(column, window.start.isoformat()),  # pyright: ignore[reportCallIssue] - pyiceberg's stubs miss the positional form
+        LessThan(column, window.end.isoformat()),  # pyright: ignore[reportCallIssue] - as above
+    )

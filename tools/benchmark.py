@@ -35,11 +35,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from spark_jobs.settings import REPO_ROOT, Settings
+from tools.demo import JOB as MAIN
+from tools.demo import REPORT_JOB as REPORT
+from tools.demo import run_job, stage_times
 from tools.generate import SCALES, generate
 from tools.proctree import TreeSampler
 
 DAY = date(2026, 5, 4)
-MAIN, REPORT = "daily_lakehouse", "quality_report"
 BIN = Path(sys.executable).parent
 SPARK_HOME = str(Path(__import__("pyspark").__file__).parent)  # `spark-submit` needs it
 STAGES = ("bronze", "silver", "gold", "checks", "quality", "overhead")
@@ -99,38 +101,6 @@ def run(command: list[str], name: str, env: dict[str, str] | None = None) -> int
     return done.returncode
 
 
-def dagster_run(settings: Settings, job: str, first: date, last: date) -> str:
-    """One run of ``job`` over [first, last] from the CLI; its run id."""
-    from dagster import DagsterInstance
-
-    tags = {
-        "dagster/asset_partition_range_start": first.isoformat(),
-        "dagster/asset_partition_range_end": last.isoformat(),
-    }
-    command = [sys.executable, "-m", "dagster", "job", "execute"]
-    command += ["-m", "lakehouse_assets.definitions", "-j", job, "--tags", json.dumps(tags)]
-    if run(command, job):
-        log = LOGS / f"{job}.log"
-        sys.exit(f"error: the {job} run failed; log: {log}\n" + log.read_text()[-3000:])
-    with DagsterInstance.get() as instance:
-        return instance.get_runs(limit=1)[0].run_id
-
-
-def step_seconds(run_id: str) -> dict[str, float]:
-    """Seconds per layer (``checks``: the freshness and schema checks), from Dagster's step
-    stats for the run."""
-    from dagster import DagsterInstance
-
-    stages: dict[str, float] = {}
-    with DagsterInstance.get() as instance:
-        for step in instance.get_run_step_stats(run_id):
-            layer = step.step_key.split("_")[0]
-            layer = layer if layer in ("bronze", "silver", "gold") else "checks"
-            if step.start_time and step.end_time:
-                stages[layer] = stages.get(layer, 0.0) + step.end_time - step.start_time
-    return stages
-
-
 def through_dagster(name: str, settings: Settings, first: date, last: date, runs: str) -> Measure:
     """The main job and the quality report over [first, last], as one run each or (``each``)
     one pair of runs per day."""
@@ -143,11 +113,11 @@ def through_dagster(name: str, settings: Settings, first: date, last: date, runs
     for start, end in spans:
         with measured(measure):
             began = time.perf_counter()
-            main = dagster_run(settings, MAIN, start, end)
+            main = run_job(settings, MAIN, start, end, source="make benchmark")
             main_s = time.perf_counter() - began
-            dagster_run(settings, REPORT, start, end)
+            run_job(settings, REPORT, start, end, source="make benchmark")
             report_s = time.perf_counter() - began - main_s
-        stages = step_seconds(main)
+        stages = stage_times(main)  # per layer, from Dagster's step stats
         stages["quality"] = report_s
         stages["overhead"] = main_s - sum(v for k, v in stages.items() if k != "quality")
         for stage, seconds in stages.items():

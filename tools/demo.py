@@ -34,13 +34,11 @@ JOB = "daily_lakehouse"
 REPORT_JOB = "quality_report"
 
 
-def run_job(settings: Settings, job: str, start: date, last: date) -> str:
+def run_job(
+    settings: Settings, job: str, start: date, last: date, source: str = "make demo"
+) -> str:
     """Run a job over [start, last] as one run, as the UI would; return its run id."""
-    tags = {
-        RANGE_START: start.isoformat(),
-        RANGE_END: last.isoformat(),
-        "source": "make demo",
-    }
+    tags = {RANGE_START: start.isoformat(), RANGE_END: last.isoformat(), "source": source}
     log = settings.home / "logs" / f"demo-{job}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "dagster", "job", "execute"]

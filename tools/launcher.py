@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import DagsterEventType, DefaultRunLauncher
+from dagster import DagsterEventType, DagsterRun, DefaultRunLauncher
+
+# Not exported by dagster: the types of RunLauncher.check_run_worker_health, which this overrides.
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
-from dagster._core.storage.dagster_run import DagsterRun
 
 
 class LocalRunLauncher(DefaultRunLauncher):

@@ -9,7 +9,7 @@ from dagster import TableColumn, TableColumnConstraints, TableSchema
 from pyiceberg.catalog.sql import SqlCatalog
 
 from spark_jobs.settings import CATALOG, LakehouseSetupError, Settings
-from spark_jobs.window import DayWindow
+from spark_jobs.window import DayWindow, iceberg_filter
 
 
 def sqlalchemy_uri(settings: Settings) -> str:
@@ -72,17 +72,13 @@ def table_metadata(catalog: SqlCatalog, identifier: str, window: DayWindow | Non
 def rows_per_day(table, window: DayWindow) -> dict[str, int] | None:
     """Rows of each day of the window in a table partitioned by its day column; None for a
     table that is not. File record counts, unless deletes make a scan necessary."""
-    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
     from pyiceberg.transforms import IdentityTransform
 
     fields = table.spec().fields
     if not fields or not isinstance(fields[0].transform, IdentityTransform):
         return None
     column = table.schema().find_field(fields[0].source_id).name
-    in_window = And(
-        GreaterThanOrEqual(column, window.start.isoformat()),  # pyright: ignore[reportCallIssue] - pyiceberg's stubs miss the positional form
-        LessThan(column, window.end.isoformat()),  # pyright: ignore[reportCallIssue] - as above
-    )
+    in_window = iceberg_filter(column, window)
     counts = dict.fromkeys((d.isoformat() for d in window.days), 0)
     tasks = list(table.scan(row_filter=in_window, selected_fields=(column,)).plan_files())
     if any(task.delete_files for task in tasks):  # merge-on-read deletes: count the rows
