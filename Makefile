@@ -11,7 +11,7 @@ START ?=
 DAYS ?= 3
 SCALE ?= small
 
-.PHONY: cluster-tables cluster-up cluster-status cluster-down cluster-clean cluster-demo test-cluster run-job-named help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark
+.PHONY: cluster-tables cluster-up cluster-status cluster-down cluster-clean cluster-demo test-cluster run-job-named help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark prometheus
 
 help: ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,14 +47,18 @@ demo: setup ## generate DAYS days ending yesterday (or from START) and run the m
 
 test: setup ## the whole test suite: every test file on one of two workers (own lakehouse, own Spark)
 	@# Real servers the tests start: PostgreSQL; headless Chromium for the UI's pictures.
-	@deployment/system-deps.sh postgresql chromium
+	@deployment/system-deps.sh postgresql chromium prometheus prometheus-pushgateway
 	@$(RUN) pytest -n 2 --dist loadfile -m "not cluster" $(PYTEST_ARGS)
 
 test-fast: env ## the tests marked fast: transforms, rules, definitions, registry, generator; no servers, no dbt (about a minute)
 	@$(RUN) pytest -m fast $(PYTEST_ARGS)
 
-dev: setup ## the Dagster UI (and daemon) on the demo's state: http://127.0.0.1:3000
+dev: setup ## the Dagster UI (and daemon) on the demo's state: http://127.0.0.1:3000 (metrics: make prometheus, then LAKEHOUSE_PUSHGATEWAY_URL=http://127.0.0.1:9091 make dev)
 	@$(RUN) dg dev --host 127.0.0.1 --port 3000
+
+prometheus: env ## a Pushgateway (:9091) and Prometheus (:9090) with deployment/prometheus/'s rules, in the foreground, for make dev's runs to push to
+	@deployment/system-deps.sh prometheus prometheus-pushgateway
+	@$(RUN) python -m tools.prometheus
 
 lint: env ## ruff check and format check, sqlfluff on the dbt models, pyright
 	@$(RUN) ruff check . && $(RUN) ruff format --check . && $(RUN) sqlfluff lint dbt_project/models && $(RUN) pyright
@@ -86,8 +90,8 @@ run-job-named: # before any setup: a wrong JOB fails at once, naming the valid o
 run: run-job-named setup spark-conf ## spark-submit a job: make run JOB=silver ARGS="--date 2026-01-02"
 	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-submit spark_jobs/cli.py $(JOB) $(ARGS)
 
-cluster-up: setup ## the production stack on this box: PostgreSQL, Spark master + 2 workers, Thrift server, S3 API, Dagster webserver + daemon (deployment/cluster.env)
-	@deployment/system-deps.sh postgresql
+cluster-up: setup ## the production stack on this box: PostgreSQL, Spark master + 2 workers, Thrift server, S3 API, Pushgateway + Prometheus, Dagster webserver + daemon (deployment/cluster.env)
+	@deployment/system-deps.sh postgresql prometheus prometheus-pushgateway
 	@$(RUN) python -m tools.cluster up
 
 cluster-status: env ## each component of the stack, where it listens, and whether it answers
@@ -106,7 +110,7 @@ cluster-demo: env ## make demo's data and report on the stack: the main job laun
 	@$(RUN) python -m tools.cluster_demo $(if $(START),--start $(START)) --days $(DAYS) --scale $(SCALE)
 
 test-cluster: setup ## the stack's test: up, 3 days through the daemon, Gold = embedded, sensors, a component down, Slack, down (own process)
-	@deployment/system-deps.sh postgresql
+	@deployment/system-deps.sh postgresql prometheus prometheus-pushgateway
 	@$(RUN) pytest -m cluster tests/test_cluster.py $(PYTEST_ARGS)
 
 screenshot: setup ## after make demo: the Silver graph and silver.orders' checks as the UI shows them (deployment/*.png)

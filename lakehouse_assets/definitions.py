@@ -12,6 +12,8 @@ from lakehouse_assets.automation import (
     daily_schedule,
     freshness_checks,
     freshness_sensor,
+    prometheus_after_failure,
+    prometheus_after_success,
     quality_after_failure,
     quality_after_success,
     slack_on_run_failure,
@@ -62,6 +64,8 @@ def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
             quality_after_success,
             quality_after_failure,
             slack_on_run_failure,
+            prometheus_after_success,
+            prometheus_after_failure,
             freshness_sensor,
         ],
         resources={

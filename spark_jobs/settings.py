@@ -79,6 +79,9 @@ class Settings:
     timezone: str = "UTC"
     # Failed runs are posted here (a Slack incoming webhook); empty: no alerts.
     slack_webhook_url: str = ""
+    # Each main-job and report run's metrics are pushed here (a Prometheus Pushgateway,
+    # http://host:9091); empty: no metrics are pushed.
+    pushgateway_url: str = ""
     # The dbt-spark output in dbt_project/profiles.yml: embedded (the run's own Spark, served
     # over Thrift from its driver), thrift (a long-running Spark Thrift server) or session
     # (a Spark of dbt's own, on spark-defaults.conf).
@@ -120,6 +123,7 @@ class Settings:
             extract_lookback_days=_int_env("LAKEHOUSE_EXTRACT_LOOKBACK_DAYS", 2, env),
             timezone=_env("LAKEHOUSE_TIMEZONE", "UTC", env),
             slack_webhook_url=_env("LAKEHOUSE_SLACK_WEBHOOK_URL", "", env),
+            pushgateway_url=_env("LAKEHOUSE_PUSHGATEWAY_URL", "", env),
             dbt_target=_choice_env("LAKEHOUSE_DBT_TARGET", DBT_TARGETS, env),
             pyspark_python=_env("PYSPARK_PYTHON", sys.executable, env),
             thrift_host=_env("LAKEHOUSE_THRIFT_HOST", "127.0.0.1", env),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import time
 from datetime import date
 from pathlib import Path
 
@@ -69,3 +70,15 @@ def empty_lakehouse(spark) -> None:
     for namespace in NAMESPACES:
         for row in spark.sql(f"SHOW TABLES IN lakehouse.{namespace}").collect():
             spark.sql(f"DROP TABLE IF EXISTS lakehouse.{namespace}.{row.tableName} PURGE")
+
+
+def wait_for(what: str, condition, timeout: float = 60.0, interval: float = 1.0):
+    """``condition()``'s first truthy value, polled until ``timeout``; else a failure naming
+    what did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

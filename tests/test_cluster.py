@@ -25,8 +25,9 @@ import pytest
 from lakehouse_assets.gold.assets import gold_current_state, gold_daily
 from lakehouse_assets.resources.catalog import open_catalog
 from spark_jobs.settings import REPO_ROOT, Settings
+from tests.builders import wait_for
 from tests.test_automation import _Capture
-from tools import cluster
+from tools import cluster, prometheus
 from tools.cluster_demo import launch, reexecute, set_sensors, step_errors, wait, where_it_ran
 from tools.generate import generate
 from tools.screenshot import free_port
@@ -60,7 +61,16 @@ def stack(slack):
     base.chmod(0o755)
     ports = {
         f"CLUSTER_{name}_PORT": str(free_port())
-        for name in ("PG", "SPARK", "SPARK_UI", "THRIFT", "S3", "DAGSTER")
+        for name in (
+            "PG",
+            "SPARK",
+            "SPARK_UI",
+            "THRIFT",
+            "S3",
+            "DAGSTER",
+            "PUSHGATEWAY",
+            "PROMETHEUS",
+        )
     }
     # The pytest process's own settings (SPARK_MASTER=local[2], ...) must not win over the
     # stack's file: only the ports are overridden.
@@ -84,7 +94,8 @@ def stack(slack):
 def test_every_component_answers(stack, capsys):
     assert cluster.status(stack)
     printed = capsys.readouterr().out
-    for name in ("postgres", "spark-master", "spark-worker-1", "spark-worker-2", "thrift", "s3"):
+    for name in ("postgres", "spark-master", "spark-worker-1", "spark-worker-2", "thrift", "s3",
+                 "pushgateway", "prometheus"):  # fmt: skip
         assert f"{name} " in printed and "DOWN" not in printed
     # The secrets are generated, kept owner-only, and never in the committed environment file.
     secrets_file = stack.state / "secrets.env"
@@ -166,6 +177,32 @@ def test_bronze_and_silver_ran_on_both_workers_and_gold_in_the_thrift_server(sta
         assert len(ran[table]["workers"]) == 2, ran[table]  # executors on both workers
     for table in ("gold.fct_orders", "gold.agg_daily_sales", "gold.dim_customers"):
         assert ran[table]["app"] == cluster.THRIFT_APP, ran[table]  # dbt ran through Thrift
+
+
+def test_the_daemon_pushes_each_runs_metrics_and_prometheus_scrapes_them(stack, cluster_run):
+    # The whole path with nothing evaluated by hand: the daemon ticks the metrics sensors after
+    # the run and after the quality report it triggered; Prometheus scrapes every 15 s.
+    url = f"http://{stack.host('PROMETHEUS')}:{stack.port('PROMETHEUS')}"
+    days = {(DAY + timedelta(days=n)).isoformat() for n in range(DAYS)}
+
+    def scraped(promql: str) -> dict[str, float]:
+        return {
+            s["metric"].get("partition") or s["metric"]["table"]: float(s["value"][1])
+            for s in prometheus.query(url, promql)
+        }
+
+    run = wait_for("the run's metrics in Prometheus", lambda: scraped(
+        'lakehouse_run_success{job="daily_lakehouse"}'), timeout=300)  # fmt: skip
+    assert run == {f"{DAY}..{LAST}": 1.0}
+    gold = scraped('lakehouse_rows_written{job="daily_lakehouse",layer="gold"}')
+    fct_orders = open_catalog(stack.settings).load_table("gold.fct_orders").scan().to_arrow()
+    assert gold["fct_orders"] == fct_orders.num_rows > 0  # each day's rows, summed
+    scores = wait_for("the report's scores", lambda: scraped(
+        "lakehouse_quality_score_ratio") if len(scraped(
+            "lakehouse_quality_score_ratio")) == DAYS else None, timeout=300)  # fmt: skip
+    assert set(scores) == days and all(0 < v <= 1 for v in scores.values())
+    assert not [a for a in prometheus.active_alerts(url)
+                if a["labels"]["alertname"] == "LakehouseDailyRunFailed"]  # fmt: skip
 
 
 def sensor_runs(stack) -> list[dict]:

@@ -106,7 +106,13 @@ def test_every_schedule_and_sensor_is_on_by_default_as_the_readme_says():
     assert len(defs.schedules) == 2  # the daily run, the weekly housekeeping
     off = [s.name for s in defs.sensors if s.default_status != DefaultSensorStatus.RUNNING]
     assert off == []
-    assert {"quality_after_success", "quality_after_failure", "gold_freshness"} <= {
+    assert {
+        "quality_after_success",
+        "quality_after_failure",
+        "gold_freshness",
+        "prometheus_after_success",
+        "prometheus_after_failure",
+    } <= {  # fmt: skip
         s.name for s in defs.sensors
     }
 

@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from datetime import date
 from http.server import HTTPServer
 from pathlib import Path
@@ -35,7 +34,7 @@ from lakehouse_assets.definitions import defs
 from lakehouse_assets.resources import SparkResource
 from spark_jobs.session import prepare, write_spark_defaults
 from spark_jobs.settings import REPO_ROOT, LakehouseSetupError, Settings
-from tests.builders import empty_lakehouse, write_source_db
+from tests.builders import empty_lakehouse, wait_for, write_source_db
 from tests.test_automation import _Capture
 from tools.generate import generate
 from tools.screenshot import free_port
@@ -59,16 +58,6 @@ def instance_home(tmp_path: Path) -> Path:
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     subprocess.run([*DAGSTER, "instance", "migrate"], env=env, check=True, capture_output=True)
     return home
-
-
-def wait_for(what: str, condition, timeout: float, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 # ------------------------------------------------------------------ kill -9 under the daemon

@@ -1,4 +1,5 @@
-"""Blocking checks gate Gold per day; schema drift warns or stops Silver; dbt tests are checks.
+"""Blocking checks gate Gold per day; schema drift warns or stops Silver; dbt tests are checks;
+the runs' metrics reach a real Prometheus through a real Pushgateway, and its alerts fire.
 
 Days are April 2026 and keys start at 2,000,000, so nothing here meets other tests' rows.
 """
@@ -8,23 +9,34 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from datetime import date
 
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, materialize
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    build_run_status_sensor_context,
+    materialize,
+)
 
+from lakehouse_assets.automation import prometheus_after_failure, prometheus_after_success
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
-from lakehouse_assets.gold import gold_current_state, gold_daily
+from lakehouse_assets.gold import gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
 from spark_jobs.settings import REPO_ROOT
-from tests.builders import click, write_landing, write_source_db
+from tests.builders import click, wait_for, write_landing, write_source_db
+from tools import prometheus
 from tools.proctree import TreeSampler
+from tools.screenshot import free_port
 
 BAD, GOOD, DRIFT = date(2026, 4, 1), date(2026, 4, 2), date(2026, 4, 3)
 CUSTOMER, PRODUCT = 2_000_001, 2_000_010
-ASSETS = [*bronze_assets, *silver_assets, gold_daily, gold_current_state]
 # Runs that assert nothing about the dimensions skip their dbt step (it costs ~20 s a run).
 DAILY = [*bronze_assets, *silver_assets, gold_daily]
 BRONZE_SILVER = [*bronze_assets, *silver_assets]
@@ -73,12 +85,12 @@ def gated(spark, settings, instance):
             day,
             [click(event_id, "view", PRODUCT, f"{day}T23:30:00Z", user_id=CUSTOMER)],
         )
-        runs[day] = materialize(
-            ASSETS if day == GOOD else DAILY,
+        # Runs of the main job, as the schedule starts them (their metrics are pushed below).
+        runs[day] = defs.resolve_job_def("daily_lakehouse").execute_in_process(
             partition_key=day.isoformat(),
-            resources=RESOURCES,
             instance=instance,
             raise_on_error=False,
+            asset_selection=None if day == GOOD else [k for a in DAILY for k in a.keys],
         )
     return runs
 
@@ -220,3 +232,130 @@ def test_the_quality_report_run_starts_no_jvm(gated, catalog, tmp_path):
     rows = catalog.load_table("gold.data_quality_daily").scan().to_arrow().to_pylist()
     bad = next(r for r in rows if r["day"] == BAD and r["table_name"] == "silver.clickstream")
     assert bad["rows_quarantined"] == 1 and bad["checks_failed"] == 0  # nothing ran there
+
+
+# ------------------------------------------------------------------ Prometheus
+def test_the_alert_rules_pass_promtool():
+    done = prometheus.check_rules()
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def pushed_after(instance, run_id: str) -> None:
+    """The metrics sensor's tick for a finished run, evaluated here on the run's real events:
+    the daemon that would tick it is what this test leaves out."""
+    run = instance.get_run_by_id(run_id)
+    ok = run.status == DagsterRunStatus.SUCCESS
+    ended = DagsterEventType.RUN_SUCCESS if ok else DagsterEventType.RUN_FAILURE
+    sensor = prometheus_after_success if ok else prometheus_after_failure
+    context = build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_event=instance.all_logs(run_id, of_type=ended)[-1].get_dagster_event(),
+        dagster_instance=instance,
+        dagster_run=run,
+    )
+    assert sensor(context) is None  # pushed, not skipped
+
+
+def report_run(instance, day: date) -> str:
+    report = defs.resolve_job_def("quality_report")
+    result = report.execute_in_process(instance=instance, partition_key=day.isoformat())
+    assert result.success
+    return result.run_id
+
+
+def by(url: str, promql: str, label: str) -> dict[str, float]:
+    """``label``'s value -> the sample's value, for what Prometheus has scraped so far."""
+    return {s["metric"][label]: float(s["value"][1]) for s in prometheus.query(url, promql)}
+
+
+def firing(url: str) -> set[tuple[str, str]]:
+    """(alert, its day or table) for every alert Prometheus has firing."""
+    return {
+        (a["labels"]["alertname"], a["labels"].get("partition") or a["labels"].get("table", ""))
+        for a in prometheus.active_alerts(url)
+        if a["state"] == "firing"
+    }
+
+
+def day_scores(catalog) -> dict[date, float]:
+    table = catalog.load_table("gold.data_quality_daily").scan().to_arrow().to_pylist()
+    return {r["day"]: r["score"] for r in table if r["table_name"] == "all"}
+
+
+def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_only(
+    gated, instance, catalog, tmp_path, monkeypatch
+):
+    main = 'job="daily_lakehouse"'
+    with prometheus.serving(tmp_path) as (gateway, url):
+        monkeypatch.setenv("LAKEHOUSE_PUSHGATEWAY_URL", gateway)
+        # The bad day: its main-job run failed at the gate, then its report ran.
+        assert not gated[BAD].success
+        pushed_after(instance, gated[BAD].run_id)
+        pushed_after(instance, report_run(instance, BAD))
+        ran = f"lakehouse_run_success{{{main}}}"
+        assert wait_for("the failed run's metrics", lambda: by(url, ran, "partition")) == {
+            str(BAD): 0.0
+        }
+        silver = by(url, f'lakehouse_rows_written{{{main},layer="silver"}}', "table")
+        assert silver["orders"] == 1 and silver["clickstream"] == 0
+        assert silver["clickstream_quarantine"] == 1
+        assert by(url, f'lakehouse_rows_written{{{main},layer="gold"}}', "table") == {}  # gated
+        assert by(url, "lakehouse_rows_quarantined_by_rule", "rule") == {"event_id_not_null": 1}
+        judged = f'lakehouse_silver_rows_judged{{table="clickstream",partition="{BAD}"}}'
+        assert by(url, judged, "table") == {"clickstream": 1}
+        failed = by(url, f'lakehouse_asset_checks{{{main},outcome="failed"}}', "severity")
+        evaluations = gated[BAD].get_asset_check_evaluations()
+        assert failed == Counter(e.severity.value for e in evaluations if not e.passed)
+        assert failed["ERROR"] == 1  # event_id_not_null
+        passed = by(url, f'lakehouse_asset_checks{{{main},outcome="passed"}}', "severity")
+        assert sum(passed.values()) == sum(e.passed for e in evaluations) > 10
+        scores = day_scores(catalog)
+        score = wait_for(
+            "the report's score", lambda: by(url, "lakehouse_quality_score_ratio", "partition")
+        )
+        assert score == {str(BAD): pytest.approx(scores[BAD] / 100)}
+        expected = {("LakehouseDailyRunFailed", str(BAD)), ("LakehouseQuarantineHigh", str(BAD))}
+        alerts = wait_for("the bad day's alerts", lambda: expected <= firing(url) and firing(url))
+        # (The bad day scores 98: one failed check of ~50, above the rule's 95 %.)
+        assert (("LakehouseQualityScoreLow", str(BAD)) in alerts) == (scores[BAD] < 95)
+        # Through PromQL too, as a dashboard reads it.
+        query = 'ALERTS{alertname="LakehouseDailyRunFailed",alertstate="firing"}'
+        assert by(url, query, "partition") == {str(BAD): 1.0}
+        # Gold's data ends on April 2, months before today: stale, as it should say.
+        assert ("LakehouseGoldStale", "fct_orders") in alerts
+
+        # The good day replaces the bad one on the Pushgateway: its alerts resolve.
+        assert gated[GOOD].success
+        pushed_after(instance, gated[GOOD].run_id)
+        pushed_after(instance, report_run(instance, GOOD))
+        wait_for("the good run's metrics", lambda: by(url, ran, "partition") == {str(GOOD): 1.0})
+        quiet = {"LakehouseDailyRunFailed", "LakehouseQuarantineHigh", "LakehouseQualityScoreLow"}
+        wait_for(
+            "the bad day's alerts to resolve",
+            lambda: not {name for name, _ in firing(url)} & quiet,
+        )
+        gold = by(url, f'lakehouse_rows_written{{{main},layer="gold"}}', "table")
+        assert gold["fct_orders"] == 1 and gold["dim_products"] == 1
+        score = by(url, "lakehouse_quality_score_ratio", "partition")
+        assert score == {str(GOOD): pytest.approx(day_scores(catalog)[GOOD] / 100)}
+
+
+def test_an_unset_pushgateway_pushes_nothing_and_an_unreachable_one_fails_in_one_line(
+    gated, instance, monkeypatch
+):
+    monkeypatch.delenv("LAKEHOUSE_PUSHGATEWAY_URL", raising=False)
+    run = instance.get_run_by_id(gated[GOOD].run_id)
+    event = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)[-1]
+    context = build_run_status_sensor_context(
+        sensor_name=prometheus_after_success.name,
+        dagster_event=event.get_dagster_event(),
+        dagster_instance=instance,
+        dagster_run=run,
+    )
+    skipped = prometheus_after_success(context)
+    assert "LAKEHOUSE_PUSHGATEWAY_URL is not set" in skipped.skip_message
+    monkeypatch.setenv("LAKEHOUSE_PUSHGATEWAY_URL", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(RuntimeError) as failed:
+        prometheus_after_success(context)
+    message = str(failed.value)
+    assert "did not take the metrics" in message and "\n" not in message

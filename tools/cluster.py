@@ -4,8 +4,10 @@
 
 ``up`` starts PostgreSQL (the Iceberg catalog, the operational ``shop`` database and Dagster's
 storage), a Spark standalone master and its workers, the Spark Thrift server on that master
-(dbt's Gold models run there), an S3 API server holding the landing bucket (moto's), and the
-Dagster webserver and daemon on ``deployment/cluster/dagster.yaml``. The configuration is
+(dbt's Gold models run there), an S3 API server holding the landing bucket (moto's), a
+Prometheus Pushgateway the runs push their metrics to and a Prometheus scraping it with the
+alert rules of ``deployment/prometheus/``, and the Dagster webserver and daemon on
+``deployment/cluster/dagster.yaml``. The configuration is
 ``deployment/cluster.env`` (the environment wins over it); the state, logs and pid files live
 under ``$LAKEHOUSE_HOME/cluster/``; the database password is generated once into
 ``secrets.env`` there (mode 0600). ``down`` stops exactly what ``up`` started, by pid, and any
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spark_jobs.settings import REPO_ROOT, Settings
+from tools import prometheus
 
 ENV_FILE = REPO_ROOT / "deployment" / "cluster.env"
 DAGSTER_YAML = REPO_ROOT / "deployment" / "cluster" / "dagster.yaml"
@@ -410,6 +413,36 @@ def s3_client(stack: Stack):
     )
 
 
+# ------------------------------------------------------------------ metrics
+def _url(stack: Stack, name: str) -> str:
+    return f"http://{stack.host(name)}:{stack.port(name)}"
+
+
+def _metrics_binary(command: Callable[[], list[str]]) -> list[str]:
+    try:
+        return command()
+    except RuntimeError as exc:  # not installed: one line saying what to run
+        raise ClusterError(str(exc)) from None
+
+
+def start_pushgateway(stack: Stack) -> None:
+    host, port = stack.host("PUSHGATEWAY"), stack.port("PUSHGATEWAY")
+    persist = stack.state / "pushgateway.metrics"
+    spawn(stack, "pushgateway", _metrics_binary(
+        lambda: prometheus.pushgateway_command(host, port, persist)))  # fmt: skip
+    wait_for(stack, "pushgateway", lambda: prometheus.ready(_url(stack, "PUSHGATEWAY")))
+
+
+def start_prometheus(stack: Stack) -> None:
+    target = f"{stack.host('PUSHGATEWAY')}:{stack.port('PUSHGATEWAY')}"
+    home = stack.state / "prometheus"
+    config = prometheus.write_config(home, target)
+    host, port = stack.host("PROMETHEUS"), stack.port("PROMETHEUS")
+    spawn(stack, "prometheus", _metrics_binary(
+        lambda: prometheus.prometheus_command(config, home / "data", host, port)))  # fmt: skip
+    wait_for(stack, "prometheus", lambda: prometheus.ready(_url(stack, "PROMETHEUS")))
+
+
 # ------------------------------------------------------------------ Dagster
 def _dagster_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
@@ -542,6 +575,10 @@ def components(stack: Stack) -> list[Component]:
                   lambda: port_open(stack.host("S3"), stack.port("S3")), start_s3),
         Component("thrift", f"thrift://{stack.host('THRIFT')}:{stack.port('THRIFT')}",
                   lambda: port_open(stack.host("THRIFT"), stack.port("THRIFT")), start_thrift),
+        Component("pushgateway", _url(stack, "PUSHGATEWAY"),
+                  lambda: prometheus.ready(_url(stack, "PUSHGATEWAY")), start_pushgateway),
+        Component("prometheus", _url(stack, "PROMETHEUS"),
+                  lambda: prometheus.ready(_url(stack, "PROMETHEUS")), start_prometheus),
         Component("dagster-webserver", stack.dagster_url,
                   lambda: bool(get_json(f"{stack.dagster_url}/server_info")), start_webserver),
         Component("dagster-daemon", "(through the webserver)",
