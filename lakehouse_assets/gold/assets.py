@@ -115,8 +115,10 @@ def _dbt_build(
                 # Row counts, columns and the Iceberg snapshot, read through pyiceberg: no JVM.
                 key = context.asset_key_for_output(event.output_name)
                 extra = table_metadata(catalog, ".".join(key.path), window)
-                for day, rows in extra.get("rows_per_day", {}).items():
-                    if day in context.partition_keys:  # each day's plot point: its own rows
+                per_day = extra.get("rows_per_day")
+                if per_day is not None:  # each day's plot point: its own rows, 0 included
+                    for day in context.partition_keys:  # (not the table's total, the default)
+                        rows = per_day.get(day, 0)
                         context.add_asset_metadata({"dagster/row_count": rows}, key, day)
                 event = event.with_metadata({**event.metadata, **extra})
             yield event
