@@ -110,8 +110,7 @@ def test_every_schedule_and_sensor_is_on_by_default_as_the_readme_says():
         "quality_after_success",
         "quality_after_failure",
         "gold_freshness",
-        "prometheus_after_success",
-        "prometheus_after_failure",
+        "prometheus_metrics",
     } <= {  # fmt: skip
         s.name for s in defs.sensors
     }

@@ -16,20 +16,19 @@ import pytest
 from dagster import (
     AssetCheckSeverity,
     AssetKey,
-    DagsterEventType,
     DagsterInstance,
-    DagsterRunStatus,
-    build_run_status_sensor_context,
+    build_sensor_context,
     materialize,
 )
 
-from lakehouse_assets.automation import prometheus_after_failure, prometheus_after_success
+from lakehouse_assets.automation import prometheus_metrics
+from lakehouse_assets.automation.metrics import PushFailed, push_run_metrics
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
 from lakehouse_assets.gold import gold_daily
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
-from spark_jobs.settings import REPO_ROOT
+from spark_jobs.settings import REPO_ROOT, Settings
 from tests.builders import click, wait_for, write_landing, write_source_db
 from tools import prometheus
 from tools.proctree import TreeSampler
@@ -240,20 +239,16 @@ def test_the_alert_rules_pass_promtool():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def pushed_after(instance, run_id: str) -> None:
-    """The metrics sensor's tick for a finished run, evaluated here on the run's real events:
-    the daemon that would tick it is what this test leaves out."""
-    run = instance.get_run_by_id(run_id)
-    ok = run.status == DagsterRunStatus.SUCCESS
-    ended = DagsterEventType.RUN_SUCCESS if ok else DagsterEventType.RUN_FAILURE
-    sensor = prometheus_after_success if ok else prometheus_after_failure
-    context = build_run_status_sensor_context(
-        sensor_name=sensor.name,
-        dagster_event=instance.all_logs(run_id, of_type=ended)[-1].get_dagster_event(),
-        dagster_instance=instance,
-        dagster_run=run,
-    )
-    assert sensor(context) is None  # pushed, not skipped
+def pushed(instance, run_id: str) -> None:
+    """One run pushed as the sensor pushes it, for a run that is not its job's newest."""
+    push_run_metrics(instance, instance.get_run_by_id(run_id), Settings.from_env())
+
+
+def tick(instance, cursor: str | None = None):
+    """The metrics sensor's tick, evaluated here on the instance's real runs: the daemon that
+    would tick it is what this test leaves out (tests/test_cluster.py has it)."""
+    context = build_sensor_context(instance=instance, cursor=cursor)
+    return prometheus_metrics(context), context.cursor
 
 
 def report_run(instance, day: date) -> str:
@@ -288,10 +283,11 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
     main = 'job="daily_lakehouse"'
     with prometheus.serving(tmp_path) as (gateway, url):
         monkeypatch.setenv("LAKEHOUSE_PUSHGATEWAY_URL", gateway)
-        # The bad day: its main-job run failed at the gate, then its report ran.
+        # The bad day: its main-job run failed at the gate, then its report ran. (The good
+        # day's run came after it: pushed by hand, as the sensor pushes its job's newest.)
         assert not gated[BAD].success
-        pushed_after(instance, gated[BAD].run_id)
-        pushed_after(instance, report_run(instance, BAD))
+        pushed(instance, gated[BAD].run_id)
+        pushed(instance, report_run(instance, BAD))
         ran = f"lakehouse_run_success{{{main}}}"
         assert wait_for("the failed run's metrics", lambda: by(url, ran, "partition")) == {
             str(BAD): 0.0
@@ -321,15 +317,23 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
         # Through PromQL too, as a dashboard reads it.
         query = 'ALERTS{alertname="LakehouseDailyRunFailed",alertstate="firing"}'
         assert by(url, query, "partition") == {str(BAD): 1.0}
-        # Gold's data ends on April 2, months before today: stale, as it should say.
-        assert ("LakehouseGoldStale", "fct_orders") in alerts
 
-        # The good day replaces the bad one on the Pushgateway: its alerts resolve.
+        # The sensor pushes each job's newest finished run, once: the good day's, which
+        # replaces the bad one on the Pushgateway, and its report. Its alerts resolve.
         assert gated[GOOD].success
-        pushed_after(instance, gated[GOOD].run_id)
-        pushed_after(instance, report_run(instance, GOOD))
+        report = report_run(instance, GOOD)
+        result, cursor = tick(instance)
+        assert result.skip_message == (
+            f"pushed daily_lakehouse run {gated[GOOD].run_id[:8]}, quality_report run {report[:8]}"
+        )
+        assert tick(instance, cursor)[0].skip_message == "no run finished since the last push"
         wait_for("the good run's metrics", lambda: by(url, ran, "partition") == {str(GOOD): 1.0})
-        quiet = {"LakehouseDailyRunFailed", "LakehouseQuarantineHigh", "LakehouseQualityScoreLow"}
+        quiet = {
+            "LakehouseDailyRunFailed",
+            "LakehouseQuarantineHigh",
+            "LakehouseQualityScoreLow",
+            "LakehouseGoldStale",  # each table's newest day was written minutes ago
+        }
         wait_for(
             "the bad day's alerts to resolve",
             lambda: not {name for name, _ in firing(url)} & quiet,
@@ -344,18 +348,12 @@ def test_an_unset_pushgateway_pushes_nothing_and_an_unreachable_one_fails_in_one
     gated, instance, monkeypatch
 ):
     monkeypatch.delenv("LAKEHOUSE_PUSHGATEWAY_URL", raising=False)
-    run = instance.get_run_by_id(gated[GOOD].run_id)
-    event = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)[-1]
-    context = build_run_status_sensor_context(
-        sensor_name=prometheus_after_success.name,
-        dagster_event=event.get_dagster_event(),
-        dagster_instance=instance,
-        dagster_run=run,
-    )
-    skipped = prometheus_after_success(context)
+    skipped, _ = tick(instance)
     assert "LAKEHOUSE_PUSHGATEWAY_URL is not set" in skipped.skip_message
     monkeypatch.setenv("LAKEHOUSE_PUSHGATEWAY_URL", f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(RuntimeError) as failed:
-        prometheus_after_success(context)
+    context = build_sensor_context(instance=instance, cursor=None)
+    with pytest.raises(PushFailed) as failed:
+        prometheus_metrics(context)
     message = str(failed.value)
     assert "did not take the metrics" in message and "\n" not in message
+    assert context.cursor is None  # nothing pushed, nothing marked: the next tick tries again

@@ -144,6 +144,13 @@ def serving(
                     logs = {n: (directory / f"{n}.log").read_text()[-1500:] for n in commands}
                     raise RuntimeError(f"{url} did not get ready: {logs}")
                 time.sleep(0.2)
+        # Ready, but ours? A server already on the port (Debian's own, started when the
+        # package was installed) answers while ours died on bind.
+        time.sleep(0.5)
+        exited = [n for n, p in zip(commands, processes, strict=True) if p.poll() is not None]
+        if exited:
+            logs = {n: (directory / f"{n}.log").read_text()[-500:] for n in exited}
+            raise RuntimeError(f"{', '.join(exited)} exited (is its port taken?): {logs}")
         yield gateway, prometheus
     finally:
         for process in processes:

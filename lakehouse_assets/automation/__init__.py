@@ -6,7 +6,7 @@ from lakehouse_assets.automation.landing import (
     build_landing_sensors,
     landing_sensors,
 )
-from lakehouse_assets.automation.metrics import prometheus_after_failure, prometheus_after_success
+from lakehouse_assets.automation.metrics import prometheus_metrics
 from lakehouse_assets.automation.schedules import daily_schedule, freshness_checks, freshness_sensor
 from lakehouse_assets.automation.sensors import quality_after_failure, quality_after_success
 
@@ -19,8 +19,7 @@ __all__ = [
     "freshness_checks",
     "freshness_sensor",
     "landing_sensors",
-    "prometheus_after_failure",
-    "prometheus_after_success",
+    "prometheus_metrics",
     "quality_after_failure",
     "quality_after_success",
     "slack_on_run_failure",

@@ -3,7 +3,10 @@
 The numbers come from what the run recorded in the Dagster instance (its materialisations,
 their metadata and its check evaluations), so a run killed with kill -9 and marked failed by
 run monitoring is pushed like any other failed run. Each push replaces the job's group on the
-Pushgateway (grouping key: the job), so the Pushgateway holds one run per job: the last one.
+Pushgateway (grouping key: the job), so the Pushgateway holds one run per job: the newest
+finished one. The sensor pushes exactly that, idempotently: its cursor records what it pushed
+and moves only once the Pushgateway took it, so a push that failed is made at the next tick,
+and an older run can never overwrite a newer one.
 
 Every metric is therefore a gauge describing that last run, and none ends in ``_total``:
 Prometheus reserves the suffix for counters, and a count pushed afresh by each run is a gauge
@@ -12,21 +15,22 @@ outcome, job, and the run's days; never a run or event id. deployment/prometheus
 scrape config and the alert rules built on these names.
 """
 
+import json
 import urllib.error
 from collections import Counter, defaultdict
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from dagster import (
     AssetKey,
+    AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
-    RunStatusSensorContext,
+    RunsFilter,
+    SensorEvaluationContext,
     SkipReason,
-    run_status_sensor,
+    sensor,
 )
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
@@ -37,6 +41,8 @@ from spark_jobs.settings import Settings
 PUSHGATEWAY_ENV = "LAKEHOUSE_PUSHGATEWAY_URL"
 METERED_JOBS = (daily_lakehouse.name, quality_report.name)
 GOLD = "gold"
+FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]  # not a cancelled run
+QUALITY_TABLE = AssetKey([GOLD, "data_quality_daily"])
 
 
 def run_partition(run: DagsterRun) -> str:
@@ -47,7 +53,7 @@ def run_partition(run: DagsterRun) -> str:
     return span[0] if span[0] == span[1] else f"{span[0]}..{span[1]}"
 
 
-def run_registry(instance: DagsterInstance, run: DagsterRun, timezone: str) -> CollectorRegistry:
+def run_registry(instance: DagsterInstance, run: DagsterRun) -> CollectorRegistry:
     """The metrics of one finished run, read back from the instance."""
     registry = CollectorRegistry()
 
@@ -69,22 +75,36 @@ def run_registry(instance: DagsterInstance, run: DagsterRun, timezone: str) -> C
         )
         finished.labels(**labels).set(record.end_time)
 
-    materialisations = [
-        entry.get_dagster_event().step_materialization_data.materialization
-        for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
-    ]
+    # The last event per asset and day (per check and day): a step retried within the run
+    # (dbt's, after a busy catalog) records its materialisations and checks again.
+    materialisations = list({
+        (m.asset_key, m.partition): m
+        for m in (
+            entry.get_dagster_event().step_materialization_data.materialization
+            for entry in instance.all_logs(
+                run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+            )
+        )
+    }.values())  # fmt: skip
     _rows(gauge, materialisations)
-    checks = Counter()
+    evaluations = {}
     for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.get_dagster_event().asset_check_evaluation_data
-        checks[(evaluation.severity.value, "passed" if evaluation.passed else "failed")] += 1
+        evaluations[(evaluation.asset_check_key, evaluation.partition)] = evaluation
+    checks = Counter(
+        (e.severity.value, "passed" if e.passed else "failed") for e in evaluations.values()
+    )
     outcomes = gauge(
         "lakehouse_asset_checks", "Asset checks the last run evaluated", ("severity", "outcome")
     )
     for (severity, outcome), n in checks.items():
         outcomes.labels(severity=severity, outcome=outcome).set(n)
     _quality_score(gauge, materialisations)
-    _gold_freshness(gauge, instance, timezone)
+    # Each Gold table's freshness in one group only: the report's table with the report, the
+    # others with the main job (which runs before the report has written its day).
+    gold = [k for k in instance.get_asset_keys(prefix=[GOLD])]
+    mine = [k for k in gold if (k == QUALITY_TABLE) == (run.job_name == quality_report.name)]
+    _gold_freshness(gauge, instance, mine)
     return registry
 
 
@@ -144,7 +164,7 @@ def _quality_score(gauge, materialisations) -> None:
     scores = {
         m.partition: _value(m.metadata, "score")
         for m in materialisations
-        if m.asset_key == AssetKey([GOLD, "data_quality_daily"]) and m.partition
+        if m.asset_key == QUALITY_TABLE and m.partition
     }
     if scores:
         score = gauge(
@@ -157,65 +177,80 @@ def _quality_score(gauge, materialisations) -> None:
                 score.labels(partition=day).set(value / 100)
 
 
-def _gold_freshness(gauge, instance: DagsterInstance, timezone: str) -> None:
-    """How far each Gold table's data reaches: the end of its latest materialised day, or the
-    time of its latest materialisation for a table rebuilt whole. A timestamp, not an age, so
-    Prometheus can tell a table going stale while no run pushes (time() minus it)."""
-    reach = gauge(
-        "lakehouse_gold_data_end_timestamp_seconds",
-        "End of the latest materialised day of each Gold table (or its latest rebuild)",
+def _gold_freshness(gauge, instance: DagsterInstance, tables: list[AssetKey]) -> None:
+    """When each Gold table's newest day was last written (a table rebuilt whole: its last
+    rebuild). A timestamp, not an age, so Prometheus sees a table go stale while no run pushes
+    (time() minus it); the newest day, so a backfill of older days does not look fresh."""
+    written = gauge(
+        "lakehouse_gold_newest_day_written_timestamp_seconds",
+        "When each Gold table's newest day (or whole table) was last written",
         ("table",),
     )
-    zone = ZoneInfo(timezone)
-    for key in instance.get_asset_keys(prefix=[GOLD]):
+    for key in tables:
         days = instance.get_materialized_partitions(key)
-        if days:
-            end = datetime.combine(date.fromisoformat(max(days)) + timedelta(days=1), time(), zone)
-            reach.labels(table=key.path[-1]).set(end.timestamp())
-            continue
-        latest = instance.get_latest_materialization_event(key)
-        if latest is not None:
-            reach.labels(table=key.path[-1]).set(latest.timestamp)
+        wanted = AssetRecordsFilter(asset_key=key, asset_partitions=[max(days)] if days else None)
+        records = instance.fetch_materializations(wanted, limit=1).records
+        if records:
+            written.labels(table=key.path[-1]).set(records[0].timestamp)
 
 
 def push_run_metrics(instance: DagsterInstance, run: DagsterRun, settings: Settings) -> None:
-    """Replace the job's group on the Pushgateway with this run's metrics. An unreachable
-    Pushgateway raises one line: the sensor's tick fails and the push is tried again."""
-    registry = run_registry(instance, run, settings.timezone)
+    """Replace the job's group on the Pushgateway with this run's metrics; an unreachable
+    Pushgateway raises one line."""
+    registry = run_registry(instance, run)
     url = settings.pushgateway_url
     try:
         push_to_gateway(url, job=run.job_name, registry=registry, timeout=10)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise RuntimeError(
+        raise PushFailed(
             f"the Pushgateway at {url} ({PUSHGATEWAY_ENV}) did not take the metrics of run "
             f"{run.run_id[:8]}: {reason}; start it or unset {PUSHGATEWAY_ENV}"
         ) from None
 
 
-def metrics_after(status: DagsterRunStatus, outcome: str):
-    @run_status_sensor(
-        name=f"prometheus_after_{outcome}",
-        run_status=status,
-        # Every run of the two jobs, also those started from the CLI (`make demo`), which
-        # belong to a code location of their own.
-        monitor_all_code_locations=True,
-        default_status=DefaultSensorStatus.RUNNING,
-        description=f"Pushes each {' and '.join(METERED_JOBS)} run's metrics after its "
-        f"{outcome} to the Pushgateway in ${PUSHGATEWAY_ENV}, when set.",
-    )
-    def _sensor(context: RunStatusSensorContext):
-        run = context.dagster_run
-        if run.job_name not in METERED_JOBS:
-            return SkipReason(f"{run.job_name} is not metered")
-        settings = Settings.from_env()  # read at tick time: point it elsewhere without redeploy
-        if not settings.pushgateway_url:
-            return SkipReason(f"{PUSHGATEWAY_ENV} is not set; not pushing")
-        push_run_metrics(context.instance, run, settings)
-        return None
-
-    return _sensor
+class PushFailed(Exception):
+    """The Pushgateway did not take a run's metrics (one line: where, which run, why)."""
 
 
-prometheus_after_success = metrics_after(DagsterRunStatus.SUCCESS, "success")
-prometheus_after_failure = metrics_after(DagsterRunStatus.FAILURE, "failure")
+def newest_finished_runs(instance: DagsterInstance) -> dict[str, DagsterRun]:
+    """Per metered job, its newest run that succeeded or failed (CLI runs included)."""
+    out = {}
+    for job in METERED_JOBS:
+        finished = RunsFilter(job_name=job, statuses=FINISHED)
+        records = instance.get_run_records(finished, limit=1)
+        if records:
+            out[job] = records[0].dagster_run
+    return out
+
+
+@sensor(
+    name="prometheus_metrics",
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=f"Pushes the newest finished run of {' and '.join(METERED_JOBS)} to the "
+    f"Pushgateway in ${PUSHGATEWAY_ENV}, when set; a failed push is made at the next tick.",
+)
+def prometheus_metrics(context: SensorEvaluationContext):
+    settings = Settings.from_env()  # read at tick time: point it elsewhere without redeploy
+    if not settings.pushgateway_url:
+        return SkipReason(f"{PUSHGATEWAY_ENV} is not set; not pushing")
+    pushed = json.loads(context.cursor) if context.cursor else {}
+    new = {
+        job: run for job, run in newest_finished_runs(context.instance).items()
+        if pushed.get(job) != run.run_id
+    }  # fmt: skip
+    if not new:
+        return SkipReason("no run finished since the last push")
+    failures = []
+    for job, run in new.items():
+        try:
+            push_run_metrics(context.instance, run, settings)
+        except PushFailed as exc:
+            failures.append(str(exc))
+            continue
+        pushed[job] = run.run_id  # this job's cursor moves only once its push was taken
+        context.update_cursor(json.dumps(pushed, sort_keys=True))
+    if failures:
+        raise PushFailed(failures[0])  # the tick fails, in one line; the next tick retries
+    return SkipReason("pushed " + ", ".join(f"{j} run {r.run_id[:8]}" for j, r in new.items()))
