@@ -50,7 +50,7 @@ test: setup ## the whole test suite: every test file on one of two workers (own 
 	@deployment/system-deps.sh postgresql chromium prometheus prometheus-pushgateway
 	@$(RUN) pytest -n 2 --dist loadfile -m "not cluster" $(PYTEST_ARGS)
 
-test-fast: env ## the tests marked fast: transforms, rules, definitions, registry, generator; no servers, no dbt (about a minute)
+test-fast: env manifest ## the tests marked fast: transforms, rules, definitions, registry, generator; no servers, no dbt run (about a minute; the dbt manifest is parsed first)
 	@$(RUN) pytest -m fast $(PYTEST_ARGS)
 
 dev: setup ## the Dagster UI (and daemon) on the demo's state: http://127.0.0.1:3000 (metrics: make prometheus, then LAKEHOUSE_PUSHGATEWAY_URL=http://127.0.0.1:9091 make dev)
