@@ -195,16 +195,13 @@ def test_the_daemon_pushes_each_runs_metrics_and_prometheus_scrapes_them(stack, 
     url = f"http://{stack.host('PROMETHEUS')}:{stack.port('PROMETHEUS')}"
     days = {(DAY + timedelta(days=n)).isoformat() for n in range(DAYS)}
 
-    def scraped(promql: str) -> dict[str, float]:
-        return {
-            s["metric"].get("partition") or s["metric"]["table"]: float(s["value"][1])
-            for s in prometheus.query(url, promql)
-        }
+    def scraped(promql: str, label: str = "partition") -> dict[str, float]:
+        return prometheus.by_label(url, promql, label)
 
     run = wait_for("the run's metrics in Prometheus", lambda: scraped(
         'lakehouse_run_success{job="daily_lakehouse"}'), timeout=300)  # fmt: skip
     assert run == {f"{DAY}..{LAST}": 1.0}
-    gold = scraped('lakehouse_rows_written{job="daily_lakehouse",layer="gold"}')
+    gold = scraped('lakehouse_rows_written{job="daily_lakehouse",layer="gold"}', "table")
     # Each day's rows summed (a day without rows counts 0), or a dimension's rebuild: the
     # rows each table holds on the run's days (a model may also touch a day next to them).
     catalog = open_catalog(stack.settings)

@@ -258,11 +258,6 @@ def report_run(instance, day: date) -> str:
     return result.run_id
 
 
-def by(url: str, promql: str, label: str) -> dict[str, float]:
-    """``label``'s value -> the sample's value, for what Prometheus has scraped so far."""
-    return {s["metric"][label]: float(s["value"][1]) for s in prometheus.query(url, promql)}
-
-
 def firing(url: str) -> set[tuple[str, str]]:
     """(alert, its day or table) for every alert Prometheus has firing."""
     return {
@@ -289,25 +284,37 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
         pushed(instance, gated[BAD].run_id)
         pushed(instance, report_run(instance, BAD))
         ran = f"lakehouse_run_success{{{main}}}"
-        assert wait_for("the failed run's metrics", lambda: by(url, ran, "partition")) == {
-            str(BAD): 0.0
-        }
-        silver = by(url, f'lakehouse_rows_written{{{main},layer="silver"}}', "table")
+        assert wait_for(
+            "the failed run's metrics", lambda: prometheus.by_label(url, ran, "partition")
+        ) == {str(BAD): 0.0}
+        silver = prometheus.by_label(
+            url, f'lakehouse_rows_written{{{main},layer="silver"}}', "table"
+        )
         assert silver["orders"] == 1 and silver["clickstream"] == 0
         assert silver["clickstream_quarantine"] == 1
-        assert by(url, f'lakehouse_rows_written{{{main},layer="gold"}}', "table") == {}  # gated
-        assert by(url, "lakehouse_rows_quarantined_by_rule", "rule") == {"event_id_not_null": 1}
+        assert (
+            prometheus.by_label(url, f'lakehouse_rows_written{{{main},layer="gold"}}', "table")
+            == {}
+        )  # gated
+        assert prometheus.by_label(url, "lakehouse_rows_quarantined_by_rule", "rule") == {
+            "event_id_not_null": 1
+        }
         judged = f'lakehouse_silver_rows_judged{{table="clickstream",partition="{BAD}"}}'
-        assert by(url, judged, "table") == {"clickstream": 1}
-        failed = by(url, f'lakehouse_asset_checks{{{main},outcome="failed"}}', "severity")
+        assert prometheus.by_label(url, judged, "table") == {"clickstream": 1}
+        failed = prometheus.by_label(
+            url, f'lakehouse_asset_checks{{{main},outcome="failed"}}', "severity"
+        )
         evaluations = gated[BAD].get_asset_check_evaluations()
         assert failed == Counter(e.severity.value for e in evaluations if not e.passed)
         assert failed["ERROR"] == 1  # event_id_not_null
-        passed = by(url, f'lakehouse_asset_checks{{{main},outcome="passed"}}', "severity")
+        passed = prometheus.by_label(
+            url, f'lakehouse_asset_checks{{{main},outcome="passed"}}', "severity"
+        )
         assert sum(passed.values()) == sum(e.passed for e in evaluations) > 10
         scores = day_scores(catalog)
         score = wait_for(
-            "the report's score", lambda: by(url, "lakehouse_quality_score_ratio", "partition")
+            "the report's score",
+            lambda: prometheus.by_label(url, "lakehouse_quality_score_ratio", "partition"),
         )
         assert score == {str(BAD): pytest.approx(scores[BAD] / 100)}
         expected = {("LakehouseDailyRunFailed", str(BAD)), ("LakehouseQuarantineHigh", str(BAD))}
@@ -316,7 +323,7 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
         assert (("LakehouseQualityScoreLow", str(BAD)) in alerts) == (scores[BAD] < 95)
         # Through PromQL too, as a dashboard reads it.
         query = 'ALERTS{alertname="LakehouseDailyRunFailed",alertstate="firing"}'
-        assert by(url, query, "partition") == {str(BAD): 1.0}
+        assert prometheus.by_label(url, query, "partition") == {str(BAD): 1.0}
 
         # The sensor pushes each job's newest finished run, once: the good day's, which
         # replaces the bad one on the Pushgateway, and its report. Its alerts resolve.
@@ -327,7 +334,10 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
             f"pushed daily_lakehouse run {gated[GOOD].run_id[:8]}, quality_report run {report[:8]}"
         )
         assert tick(instance, cursor)[0].skip_message == "no run finished since the last push"
-        wait_for("the good run's metrics", lambda: by(url, ran, "partition") == {str(GOOD): 1.0})
+        wait_for(
+            "the good run's metrics",
+            lambda: prometheus.by_label(url, ran, "partition") == {str(GOOD): 1.0},
+        )
         quiet = {
             "LakehouseDailyRunFailed",
             "LakehouseQuarantineHigh",
@@ -338,9 +348,9 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
             "the bad day's alerts to resolve",
             lambda: not {name for name, _ in firing(url)} & quiet,
         )
-        gold = by(url, f'lakehouse_rows_written{{{main},layer="gold"}}', "table")
+        gold = prometheus.by_label(url, f'lakehouse_rows_written{{{main},layer="gold"}}', "table")
         assert gold["fct_orders"] == 1 and gold["dim_products"] == 1
-        score = by(url, "lakehouse_quality_score_ratio", "partition")
+        score = prometheus.by_label(url, "lakehouse_quality_score_ratio", "partition")
         assert score == {str(GOOD): pytest.approx(day_scores(catalog)[GOOD] / 100)}
 
 

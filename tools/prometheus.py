@@ -88,6 +88,11 @@ def query(url: str, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
+def by_label(url: str, promql: str, label: str) -> dict[str, float]:
+    """``label``'s value -> the sample's value, for what Prometheus has scraped so far."""
+    return {s["metric"][label]: float(s["value"][1]) for s in query(url, promql)}
+
+
 def active_alerts(url: str) -> list[dict]:
     """The alerts Prometheus holds pending or firing (``/api/v1/alerts``)."""
     with urllib.request.urlopen(f"{url}/api/v1/alerts", timeout=10) as response:

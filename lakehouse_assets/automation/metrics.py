@@ -102,7 +102,7 @@ def run_registry(instance: DagsterInstance, run: DagsterRun) -> CollectorRegistr
     _quality_score(gauge, materialisations)
     # Each Gold table's freshness in one group only: the report's table with the report, the
     # others with the main job (which runs before the report has written its day).
-    gold = [k for k in instance.get_asset_keys(prefix=[GOLD])]
+    gold = instance.get_asset_keys(prefix=[GOLD])
     mine = [k for k in gold if (k == QUALITY_TABLE) == (run.job_name == quality_report.name)]
     _gold_freshness(gauge, instance, mine)
     return registry
