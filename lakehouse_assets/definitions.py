@@ -20,8 +20,7 @@ from lakehouse_assets.automation import (
 from lakehouse_assets.bronze import build_bronze_assets
 from lakehouse_assets.gold import (
     data_quality_daily,
-    gold_current_state,
-    gold_daily,
+    gold_marts,
     gold_schema_checks,
 )
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
@@ -45,8 +44,7 @@ def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
     tables = [
         *build_bronze_assets(registered),
         *build_silver_assets(registered),
-        gold_daily,
-        gold_current_state,
+        gold_marts,
         data_quality_daily,
     ]
     table_keys = [key for table in tables for key in table.keys]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_assets.gold.assets import gold_current_state, gold_daily
+from lakehouse_assets.gold.assets import gold_marts
 from lakehouse_assets.resources.catalog import open_catalog
 from spark_jobs.settings import REPO_ROOT, Settings
 from tests.builders import wait_for
@@ -285,7 +285,7 @@ def _alerts_for(slack, run_id: str, timeout_s: float = 120) -> list[dict]:
     return []
 
 
-GOLD = [list(key.path) for key in sorted(gold_daily.keys | gold_current_state.keys, key=str)]
+GOLD = [list(key.path) for key in sorted(gold_marts.keys, key=str)]
 
 
 def test_a_run_while_the_thrift_server_is_down_fails_naming_it_alerts_and_reruns(

@@ -12,18 +12,19 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from dagster import materialize
+from dagster import AssetSelection, materialize
 
 from lakehouse_assets.bronze import bronze_assets
-from lakehouse_assets.gold import gold_current_state, gold_daily
+from lakehouse_assets.gold import DIMENSION_KEYS, gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
 from tests.builders import write_source_db
 
 DAY1, DAY2 = "2026-04-06", "2026-04-07"
 ANN, LAMP = 7_000_001, 7_000_010
-DAILY = [*bronze_assets, *silver_assets, gold_daily]
-ASSETS = [*DAILY, gold_current_state]  # the dimensions, history included: once is enough
+ASSETS = [*bronze_assets, *silver_assets, gold_marts]
+# Without the dimensions, history included: building them once is enough.
+DAILY = AssetSelection.assets(*ASSETS) - AssetSelection.assets(*DIMENSION_KEYS)
 RESOURCES = {"spark": SparkResource(), "dbt": dbt_resource}
 BOTH_DAYS = {
     "dagster/asset_partition_range_start": DAY1,
@@ -52,8 +53,8 @@ def source(day: int) -> dict[str, list[tuple]]:
     return {"customers": [ann], "products": [lamp], "orders": orders}
 
 
-def run(assets=DAILY, **kwargs) -> None:
-    assert materialize(assets, resources=RESOURCES, **kwargs).success
+def run(selection=DAILY, **kwargs) -> None:
+    assert materialize(ASSETS, selection=selection, resources=RESOURCES, **kwargs).success
 
 
 def gold(spark) -> dict[str, list[tuple]]:

@@ -25,7 +25,7 @@ from lakehouse_assets.automation import prometheus_metrics
 from lakehouse_assets.automation.metrics import PushFailed, push_run_metrics
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
-from lakehouse_assets.gold import gold_daily
+from lakehouse_assets.gold import DIMENSION_KEYS, gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
 from spark_jobs.settings import REPO_ROOT, Settings
@@ -37,7 +37,8 @@ from tools.screenshot import free_port
 BAD, GOOD, DRIFT = date(2026, 4, 1), date(2026, 4, 2), date(2026, 4, 3)
 CUSTOMER, PRODUCT = 2_000_001, 2_000_010
 # Runs that assert nothing about the dimensions skip their dbt step (it costs ~20 s a run).
-DAILY = [*bronze_assets, *silver_assets, gold_daily]
+LAKEHOUSE = [*bronze_assets, *silver_assets, gold_marts]
+DAILY = [k for a in LAKEHOUSE for k in a.keys if k not in DIMENSION_KEYS]  # all but the dimensions
 BRONZE_SILVER = [*bronze_assets, *silver_assets]
 RESOURCES = {"spark": SparkResource(), "dbt": dbt_resource}
 
@@ -89,7 +90,7 @@ def gated(spark, settings, instance):
             partition_key=day.isoformat(),
             instance=instance,
             raise_on_error=False,
-            asset_selection=None if day == GOOD else [k for a in DAILY for k in a.keys],
+            asset_selection=None if day == GOOD else DAILY,
         )
     return runs
 
@@ -104,7 +105,7 @@ def test_a_failed_blocking_check_stops_gold_for_that_day_only(spark, gated):
     bad = evaluations(gated[BAD], ["silver", "clickstream"])["event_id_not_null"]
     assert not bad.passed and bad.severity == AssetCheckSeverity.ERROR
     assert bad.metadata["failing_rows"].value == 1
-    assert not gated[BAD].asset_materializations_for_node("gold_daily")
+    assert not gated[BAD].asset_materializations_for_node("gold_marts")
     assert gold_rows(spark, BAD) == 0
     # Silver itself was written: valid rows kept, the bad one quarantined, nothing lost.
     assert spark.table("lakehouse.silver.orders").where(f"order_date = '{BAD}'").count() == 1
@@ -139,7 +140,9 @@ def test_schema_drift_new_field_warns_removed_field_stops_silver(spark, settings
     extra["campaign"] = "spring"  # a field nobody announced
     missing = click("d-2", "view", PRODUCT, f"{DRIFT}T23:10:00Z", user_id=CUSTOMER)
     write_landing(settings, "clickstream", DRIFT, [extra])
-    first = materialize(DAILY, partition_key=DRIFT.isoformat(), resources=RESOURCES)
+    first = materialize(
+        LAKEHOUSE, selection=DAILY, partition_key=DRIFT.isoformat(), resources=RESOURCES
+    )
     checks = evaluations(first, ["silver", "clickstream"])
     assert not checks["no_new_fields"].passed
     assert checks["no_new_fields"].severity == AssetCheckSeverity.WARN
@@ -162,7 +165,11 @@ def test_schema_drift_new_field_warns_removed_field_stops_silver(spark, settings
     del missing["timestamp"]  # a required field removed upstream
     write_landing(settings, "clickstream", DRIFT, [extra, missing])
     second = materialize(
-        DAILY, partition_key=DRIFT.isoformat(), resources=RESOURCES, raise_on_error=False
+        LAKEHOUSE,
+        selection=DAILY,
+        partition_key=DRIFT.isoformat(),
+        resources=RESOURCES,
+        raise_on_error=False,
     )
     schema = evaluations(second, ["silver", "clickstream"])["schema"]
     assert not schema.passed and schema.severity == AssetCheckSeverity.ERROR

@@ -11,7 +11,7 @@ from dagster import (
     build_time_partition_freshness_checks,
 )
 
-from lakehouse_assets.gold import data_quality_daily, gold_current_state, gold_daily
+from lakehouse_assets.gold import DAILY_KEYS, DIMENSION_KEYS, data_quality_daily
 from lakehouse_assets.jobs import daily_lakehouse
 from lakehouse_assets.partitions import TIMEZONE
 
@@ -26,10 +26,12 @@ daily_schedule = build_schedule_from_partitioned_job(
 
 # Yesterday's Gold partitions must be there by 09:00: three hours for the run and its retries.
 gold_partition_freshness = build_time_partition_freshness_checks(
-    assets=[gold_daily, data_quality_daily], deadline_cron="0 9 * * *", timezone=TIMEZONE
+    assets=[*sorted(DAILY_KEYS, key=str), data_quality_daily],
+    deadline_cron="0 9 * * *",
+    timezone=TIMEZONE,
 )
 gold_dims_freshness = build_last_update_freshness_checks(
-    assets=[gold_current_state], lower_bound_delta=timedelta(hours=27)
+    assets=sorted(DIMENSION_KEYS, key=str), lower_bound_delta=timedelta(hours=27)
 )
 freshness_checks = [*gold_partition_freshness, *gold_dims_freshness]
 freshness_sensor = build_sensor_for_freshness_checks(

@@ -11,6 +11,7 @@ from dagster import (
     AssetKey,
     Failure,
     Output,
+    PartitionsDefinition,
     RetryRequested,
     build_column_schema_change_checks,
 )
@@ -22,7 +23,7 @@ from dagster_dbt import (
 )
 
 from lakehouse_assets.annotations import OWNERS, layer
-from lakehouse_assets.partitions import daily_partitions, single_run, window_of
+from lakehouse_assets.partitions import daily_partitions, days_of_run, single_run, window_of
 from lakehouse_assets.resources import SparkResource, dbt_project
 from lakehouse_assets.resources.catalog import open_catalog, table_metadata
 from lakehouse_assets.resources.dbt import LakehouseDbtResource
@@ -58,6 +59,15 @@ class LakehouseTranslator(DagsterDbtTranslator):
 
     def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
         return {**super().get_tags(dbt_resource_props), **layer("gold")}
+
+    def get_partitions_def(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> PartitionsDefinition | None:
+        # dbt's `daily` tag: a mart partitioned by day, rebuilt for the run's days. The rest
+        # (`current_state`: the dimensions) are rebuilt whole, in the same dbt invocation.
+        if dbt_resource_props["resource_type"] == "model" and DAILY in dbt_resource_props["tags"]:
+            return daily_partitions
+        return None
 
 
 def _relation(text: str) -> str:
@@ -114,7 +124,8 @@ def _dbt_build(
             if isinstance(event, Output):
                 # Row counts, columns and the Iceberg snapshot, read through pyiceberg: no JVM.
                 key = context.asset_key_for_output(event.output_name)
-                extra = table_metadata(catalog, ".".join(key.path), window)
+                daily = key in DAILY_KEYS
+                extra = table_metadata(catalog, ".".join(key.path), window if daily else None)
                 per_day = extra.get("rows_per_day")
                 if per_day is not None:  # each day's plot point: its own rows, 0 included
                     for day in context.partition_keys:  # (not the table's total, the default)
@@ -156,37 +167,30 @@ def check_thrift_server(settings: Settings) -> None:
 CATALOG_BUSY = ("SQLITE_BUSY", "UncheckedSQLException: Unknown failure")
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select="tag:daily",
-    name="gold_daily",
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
-    dagster_dbt_translator=translator,
-)
-def gold_daily(context: AssetExecutionContext, dbt: LakehouseDbtResource, spark: SparkResource):
-    """Daily marts: each run rebuilds the days its partition window changed."""
-    yield from _dbt_build(context, dbt, spark, window_of(context))
+DAILY, CURRENT_STATE = "daily", "current_state"  # the dbt tags Gold's models carry
 
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    select="tag:current_state",
-    name="gold_current_state",
-    # Not partitioned, but it joins a single-run backfill of the daily graph as one step.
+    select=f"tag:{DAILY} tag:{CURRENT_STATE}",
+    name="gold_marts",
+    # The daily marts and a single-run backfill's window: one step, one `dbt build`.
     backfill_policy=single_run,
     dagster_dbt_translator=translator,
 )
-def gold_current_state(
-    context: AssetExecutionContext, dbt: LakehouseDbtResource, spark: SparkResource
-):
-    """Dimensions: current state, rebuilt whole on every run."""
-    yield from _dbt_build(context, dbt, spark, None)
+def gold_marts(context: AssetExecutionContext, dbt: LakehouseDbtResource, spark: SparkResource):
+    """Gold in one dbt build: the daily marts for the run's days, the dimensions whole."""
+    partitioned = days_of_run(context.run.tags) is not None
+    yield from _dbt_build(context, dbt, spark, window_of(context) if partitioned else None)
+
+
+# The daily marts (partitioned by day) and the dimensions (current state, not partitioned).
+DAILY_KEYS = frozenset(spec.key for spec in gold_marts.specs if spec.partitions_def is not None)
+DIMENSION_KEYS = frozenset(gold_marts.keys - DAILY_KEYS)
 
 
 # A Gold table whose columns change (a model edit, a dbt upgrade) warns, naming the columns
 # added, removed or retyped since its previous materialisation: downstream readers break on
 # exactly that. The schema is the dagster/column_schema each materialisation records.
-gold_schema_checks = build_column_schema_change_checks(assets=[gold_daily, gold_current_state])
+gold_schema_checks = build_column_schema_change_checks(assets=[gold_marts])

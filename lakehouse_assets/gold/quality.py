@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from lakehouse_assets.annotations import OWNERS, layer
-from lakehouse_assets.gold.assets import gold_current_state, gold_daily
+from lakehouse_assets.gold.assets import gold_marts
 from lakehouse_assets.partitions import daily_partitions, days_of_run, single_run, window_of
 from lakehouse_assets.resources import SparkResource
 from lakehouse_assets.resources.catalog import open_catalog
@@ -95,11 +95,7 @@ def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> 
     """
     window = window_of(context)
     keys = sorted(
-        {
-            key
-            for assets in (*silver_assets, gold_daily, gold_current_state)
-            for key in assets.check_keys
-        },
+        {key for assets in (*silver_assets, gold_marts) for key in assets.check_keys},
         key=str,
     )
     outcomes = list(check_outcomes(context.instance, keys, window))
