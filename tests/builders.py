@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
+import threading
 import time
 from datetime import date
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 from spark_jobs.settings import Settings
 from tools.generate import DDL
+from tools.screenshot import free_port
 
 
 def write_source_db(settings: Settings, tables: dict[str, list[tuple]]) -> None:
@@ -82,3 +86,27 @@ def wait_for(what: str, condition, timeout: float = 60.0, interval: float = 1.0)
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def webhook():
+    """A Slack-like webhook on loopback: yields its URL and the JSON payloads posted to it."""
+    received: list[dict] = []
+
+    class Capture(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", free_port()), Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()

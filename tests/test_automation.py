@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import boto3
 import pytest
@@ -28,12 +25,8 @@ from lakehouse_assets.definitions import defs
 from lakehouse_assets.partitions import daily_partitions
 from lakehouse_assets.resources import SparkResource
 from spark_jobs.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.builders import webhook
+from tools.screenshot import free_port
 
 
 def test_the_schedule_runs_yesterday_at_six():
@@ -172,20 +165,6 @@ def finished_run_context(instance, result, sensor_name: str, event_type: str):
     )
 
 
-class _Capture(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Capture.received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-
 @asset(key=["bronze", "always_fails"], partitions_def=daily_partitions)
 def always_fails():
     """A stand-in for a broken step: the alert path, not the failure, is under test."""
@@ -193,11 +172,8 @@ def always_fails():
 
 
 def test_failed_runs_post_asset_partition_and_error_to_slack(monkeypatch):
-    server = HTTPServer(("127.0.0.1", free_port()), _Capture)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("LAKEHOUSE_SLACK_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
-    _Capture.received.clear()
-    with DagsterInstance.ephemeral() as instance:
+    with webhook() as (url, received), DagsterInstance.ephemeral() as instance:
+        monkeypatch.setenv("LAKEHOUSE_SLACK_WEBHOOK_URL", url)
         result = materialize(
             [always_fails], partition_key="2026-03-04", instance=instance, raise_on_error=False
         )
@@ -205,8 +181,7 @@ def test_failed_runs_post_asset_partition_and_error_to_slack(monkeypatch):
         assert instance.get_run_by_id(result.run_id).status == DagsterRunStatus.FAILURE
         context = finished_run_context(instance, result, "slack_on_run_failure", "PIPELINE_FAILURE")
         slack_on_run_failure(context.for_run_failure())
-    server.shutdown()
-    [payload] = _Capture.received
+    [payload] = received
     assert payload["partition"] == "2026-03-04"
     assert payload["assets"] == ["bronze/always_fails"]
     assert "connection refused" in " ".join(payload["failed_steps"])

@@ -14,10 +14,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import date, timedelta
-from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,8 +23,7 @@ import pytest
 from lakehouse_assets.gold.assets import gold_marts
 from lakehouse_assets.resources.catalog import open_catalog
 from spark_jobs.settings import REPO_ROOT, Settings
-from tests.builders import wait_for
-from tests.test_automation import _Capture
+from tests.builders import wait_for, webhook
 from tools import cluster, prometheus
 from tools.cluster_demo import launch, reexecute, set_sensors, step_errors, wait, where_it_ran
 from tools.generate import generate
@@ -47,11 +44,8 @@ SENSORS = ["clickstream_landed", "inventory_landed"]
 def slack():
     """A stand-in for Slack's incoming webhook (Slack itself is not reachable here): an HTTP
     server on loopback that keeps what the stack's daemon posts."""
-    server = HTTPServer(("127.0.0.1", free_port()), _Capture)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Capture.received.clear()
-    yield f"http://127.0.0.1:{server.server_port}/hook", _Capture.received
-    server.shutdown()
+    with webhook() as hook:
+        yield hook
 
 
 @pytest.fixture(scope="module")

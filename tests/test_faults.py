@@ -15,9 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from datetime import date
-from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,10 +32,8 @@ from lakehouse_assets.definitions import defs
 from lakehouse_assets.resources import SparkResource
 from spark_jobs.session import prepare, write_spark_defaults
 from spark_jobs.settings import REPO_ROOT, LakehouseSetupError, Settings
-from tests.builders import empty_lakehouse, wait_for, write_source_db
-from tests.test_automation import _Capture
+from tests.builders import empty_lakehouse, wait_for, webhook, write_source_db
 from tools.generate import generate
-from tools.screenshot import free_port
 
 DAGSTER = [sys.executable, "-m", "dagster"]
 CONCURRENT_DAYS = ("2026-02-02", "2026-02-03", "2026-02-04")
@@ -88,20 +84,25 @@ def retried(instance, run_id: str, what: str) -> None:
     assert retries[0].tags["dagster/retry_number"] == "1"
 
 
+@pytest.fixture
+def slack():
+    """A stand-in for Slack's incoming webhook (not reachable here), on loopback."""
+    with webhook() as hook:
+        yield hook
+
+
 def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
-    tmp_path, monkeypatch, settings
+    tmp_path, monkeypatch, settings, slack
 ):
     home = instance_home(tmp_path)
     if not settings.source_db_path.exists():  # this test may run alone: an empty source
         write_source_db(settings, {})
-    hook = HTTPServer(("127.0.0.1", free_port()), _Capture)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    _Capture.received.clear()
+    hook_url, received = slack
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "PYTHONPATH": str(REPO_ROOT),  # as `make dev` sets it: the daemon loads the launcher
-        "LAKEHOUSE_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{hook.server_port}/hook",
+        "LAKEHOUSE_SLACK_WEBHOOK_URL": hook_url,
     }
     daemon_log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(
@@ -163,16 +164,15 @@ def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
             # from, so its retry is the operator's: the alert below says which days.)
 
             def alerted():
-                runs = {p["run_id"] for p in _Capture.received}
+                runs = {p["run_id"] for p in received}
                 return {launched.run_id, cli_run.run_id} <= runs
 
             wait_for("both failure alerts", alerted, timeout=120)
-        payload = next(p for p in _Capture.received if p["run_id"] == cli_run.run_id)
+        payload = next(p for p in received if p["run_id"] == cli_run.run_id)
         assert payload["partition"] == EMPTY_DAY and "is gone" in payload["error"]
     finally:
         os.killpg(daemon.pid, signal.SIGKILL)
         daemon.wait(timeout=30)
-        hook.shutdown()
         daemon_log.close()
         cli_log.close()
 
