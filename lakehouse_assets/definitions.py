@@ -32,6 +32,12 @@ from lakehouse_assets.maintenance import (
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import build_silver_assets
 from lakehouse_assets.sources import source_specs
+from lakehouse_assets.stream import (
+    inventory_micro_batches,
+    inventory_stream,
+    inventory_stream_job,
+    low_stock_now,
+)
 from spark_jobs.registry import SOURCES, Source
 from spark_jobs.settings import Settings
 
@@ -46,6 +52,8 @@ def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
         *build_silver_assets(registered),
         gold_marts,
         data_quality_daily,
+        inventory_stream,
+        low_stock_now,
     ]
     table_keys = [key for table in tables for key in table.keys]
     return Definitions(
@@ -54,7 +62,13 @@ def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
             *with_source_code_references([*tables, *build_maintenance_assets(table_keys)]),
         ],
         asset_checks=[*freshness_checks, *gold_schema_checks],
-        jobs=[daily_lakehouse, quality_report, iceberg_maintenance, *arrival_jobs.values()],
+        jobs=[
+            daily_lakehouse,
+            quality_report,
+            iceberg_maintenance,
+            inventory_stream_job,
+            *arrival_jobs.values(),
+        ],
         schedules=[daily_schedule, weekly_maintenance],
         sensors=[
             *build_landing_sensors(arrival_jobs, registered),
@@ -63,6 +77,7 @@ def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
             slack_on_run_failure,
             prometheus_metrics,
             freshness_sensor,
+            inventory_micro_batches,
         ],
         resources={
             "spark": SparkResource(),

@@ -4,12 +4,16 @@ from dagster import AssetKey, AssetSelection, define_asset_job
 
 QUALITY_REPORT = AssetKey(["gold", "data_quality_daily"])
 MAINTENANCE = "maintenance"  # the housekeeping group (lakehouse_assets/maintenance)
+# The inventory stream's micro-batch assets (lakehouse_assets/stream) carry this tag: their own
+# job runs them as files land, never the daily one.
+MICRO_BATCH = ("cadence", "micro-batch")
 
 daily_lakehouse = define_asset_job(
     "daily_lakehouse",
     selection=AssetSelection.all()
     - AssetSelection.assets(QUALITY_REPORT)
-    - AssetSelection.groups(MAINTENANCE),
+    - AssetSelection.groups(MAINTENANCE)
+    - AssetSelection.tag(*MICRO_BATCH),
     description="Bronze, Silver and Gold for a day, or a range of days in one run.",
 )
 

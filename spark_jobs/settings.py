@@ -75,6 +75,9 @@ class Settings:
     reference_grace_days: int = 3
     # Days before the window read again, for row versions committed after their day's run.
     extract_lookback_days: int = 2
+    # The inventory stream quarantines an event older than the newest event time of earlier
+    # micro-batches minus this many minutes (its watermark).
+    stream_watermark_minutes: int = 60
     # Days and the 06:00 schedule are in this timezone (read when the code location loads).
     timezone: str = "UTC"
     # Failed runs are posted here (a Slack incoming webhook); empty: no alerts.
@@ -121,6 +124,7 @@ class Settings:
             extra_jars=tuple(j for j in extra.split(",") if j),
             reference_grace_days=_int_env("LAKEHOUSE_REFERENCE_GRACE_DAYS", 3, env),
             extract_lookback_days=_int_env("LAKEHOUSE_EXTRACT_LOOKBACK_DAYS", 2, env),
+            stream_watermark_minutes=_int_env("LAKEHOUSE_STREAM_WATERMARK_MINUTES", 60, env),
             timezone=_env("LAKEHOUSE_TIMEZONE", "UTC", env),
             slack_webhook_url=_env("LAKEHOUSE_SLACK_WEBHOOK_URL", "", env),
             pushgateway_url=_env("LAKEHOUSE_PUSHGATEWAY_URL", "", env),

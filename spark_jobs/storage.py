@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,22 +172,37 @@ class LandedFile:
     day: date
     landed_us: int  # when the object landed (S3 LastModified, a file's mtime), epoch µs
     path: str
+    size: int = field(default=0, compare=False)
+
+    @property
+    def version(self) -> str:
+        """Which version of the object this is: a rewritten object gets a new one."""
+        return f"{self.landed_us}-{self.size}"
 
 
-def list_landing_files(settings: Settings, source: str, window: DayWindow) -> list[LandedFile]:
-    """Every ``*.jsonl`` object landed for the source in the window, in landing order."""
+def list_landing_files(
+    settings: Settings, source: str, window: DayWindow | None = None
+) -> list[LandedFile]:
+    """Every ``*.jsonl`` object landed for the source in the window (every day when None),
+    in landing order."""
     if source not in LANDING_SOURCES:
         raise ValueError(f"unknown landing source {source!r}; expected one of {LANDING_SOURCES}")
     zone = LandingZone.of(settings)
     filesystem = zone.filesystem()
+    folders = (
+        [f"{zone.root}/{source}"]
+        if window is None
+        else [f"{zone.root}/{source}/{day.isoformat()}" for day in window.days]
+    )
     found = []
-    for day in window.days:
-        selector = pafs.FileSelector(
-            f"{zone.root}/{source}/{day.isoformat()}", allow_not_found=True
-        )
+    for folder in folders:
+        selector = pafs.FileSelector(folder, allow_not_found=True, recursive=window is None)
         for info in filesystem.get_file_info(selector):
-            if info.type == pafs.FileType.File and info.path.endswith(".jsonl"):
-                found.append(LandedFile(day, (info.mtime_ns or 0) // 1_000, info.path))
+            if info.type != pafs.FileType.File:
+                continue
+            day = day_of_object(info.path[len(zone.root) + 1 :])
+            if day is not None and (window is None or day in window.days):
+                found.append(LandedFile(day, (info.mtime_ns or 0) // 1_000, info.path, info.size))
     return sorted(found)
 
 
@@ -261,14 +276,33 @@ def read_landing_lines(
     paths = spark.createDataFrame(
         [(f.day, f.landed_us, f.path) for f in files], "day date, landed_us long, path string"
     )
-    if files:
-        paths = paths.repartition(min(len(files), spark.sparkContext.defaultParallelism))
-    return paths.mapInArrow(_line_reader(LandingZone.of(settings)), LANDING_LINE_SCHEMA)
+    return read_landed(paths, LandingZone.of(settings), len(files))
+
+
+def read_landed(files: DataFrame, zone: LandingZone, count: int) -> DataFrame:
+    """The lines of the ``count`` objects ``files`` names (``day``, ``landed_us``, ``path``),
+    read in parallel: what Bronze and the inventory stream both read landed files with."""
+    if count:
+        files = files.repartition(min(count, files.sparkSession.sparkContext.defaultParallelism))
+    return files.mapInArrow(_line_reader(zone), LANDING_LINE_SCHEMA)
 
 
 # ------------------------------------------------------------------ Iceberg writes
 def window_condition(column: str, window: DayWindow) -> Column:
     return (F.col(column) >= F.lit(window.start)) & (F.col(column) < F.lit(window.end))
+
+
+def current_table(spark: SparkSession, name: str) -> DataFrame | None:
+    """The table's latest snapshot, or None when it does not exist.
+
+    Each session's Iceberg catalog caches the tables it loaded, and a streaming query's
+    micro-batches write through a session of their own: without the refresh, one session
+    reads what another replaced a moment ago as it was.
+    """
+    if not spark.catalog.tableExists(name):
+        return None
+    spark.catalog.refreshTable(name)
+    return spark.table(name)
 
 
 def ensure_table(df: DataFrame, name: str, partition_column: str | None) -> None:

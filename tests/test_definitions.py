@@ -21,6 +21,9 @@ GOLD_DAILY = {
 GOLD_DIMS = {"dim_customers", "dim_products", "dim_customers_history", "dim_products_history"}
 HISTORY = {"customers", "products"}  # dimensions whose Silver step also keeps every version
 GOLD_QUALITY = {"data_quality_daily"}
+# The inventory stream's micro-batches: current state, not days.
+SILVER_STREAM = {"inventory_stream", "inventory_stream_quarantine"}
+GOLD_STREAM = {"low_stock_now", "low_stock_notifications"}
 
 # Spark and Dagster in this process only: no servers, no dbt (make test-fast).
 pytestmark = pytest.mark.fast
@@ -37,9 +40,12 @@ def test_every_table_is_an_asset_keyed_layer_table():
     assert keys("source") == SOURCES
     assert keys("bronze") == BRONZE
     assert keys("silver") == (
-        SILVER | {f"{t}_quarantine" for t in SILVER} | {f"{t}_history" for t in HISTORY}
+        SILVER
+        | {f"{t}_quarantine" for t in SILVER}
+        | {f"{t}_history" for t in HISTORY}
+        | SILVER_STREAM
     )
-    assert keys("gold") == GOLD_DAILY | GOLD_DIMS | GOLD_QUALITY
+    assert keys("gold") == GOLD_DAILY | GOLD_DIMS | GOLD_QUALITY | GOLD_STREAM
     assert all(len(k.path) == 2 for k in GRAPH.get_all_asset_keys())
 
 
@@ -53,8 +59,13 @@ def test_group_is_the_layer_and_every_asset_has_a_description():
 def test_daily_data_is_daily_partitioned_with_single_run_backfills():
     for key in GRAPH.get_all_asset_keys():
         node = GRAPH.get(key)
-        # dimensions, sources, and the weekly housekeeping of every table
-        if key.path[1] in GOLD_DIMS or not node.is_materializable or key.path[0] == "maintenance":
+        # dimensions, the stream, sources, and the weekly housekeeping of every table
+        current_state = GOLD_DIMS | SILVER_STREAM | GOLD_STREAM
+        if (
+            key.path[1] in current_state
+            or not node.is_materializable
+            or key.path[0] == "maintenance"
+        ):
             assert node.partitions_def is None
             continue
         assert isinstance(node.partitions_def, DailyPartitionsDefinition), key

@@ -5,19 +5,33 @@ Keys start at 1,000,000 and the day is 2026-03-10, so nothing here meets other t
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from dagster import materialize
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    build_sensor_context,
+    materialize,
+)
 
+from lakehouse_assets.automation import LandingResource
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.gold import gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.resources.dbt import DBT_PROJECT_DIR
 from lakehouse_assets.silver import silver_assets
-from tests.builders import click, stock_event, write_landing, write_source_db
+from lakehouse_assets.stream import inventory_micro_batches, inventory_stream, low_stock_now
+from spark_jobs import storage
+from spark_jobs.settings import Settings
+from tests.builders import click, stock_event, webhook, write_landing, write_source_db
 from tools.proctree import TreeSampler
 
 DAY = date(2026, 3, 10)
@@ -276,3 +290,163 @@ def test_rematerialising_the_day_changes_nothing(spark, day_materialised):
     for table in tables:
         assert after[table] == before[table], table
     assert len(before["gold.fct_orders"]) >= 5
+
+
+# ------------------------------------------------------------------ the inventory stream
+# The next day, 2026-03-11: inventory files land in three batches and the stream's runs keep
+# low_stock_now current; velocity comes from the day above (6 lamps and 1 book sold).
+NEXT_DAY = "2026-03-11"
+STREAM_ASSETS = [inventory_stream, low_stock_now]
+
+
+def stock_at(offset: int, product: int, change: int, level: int, clock: str) -> dict:
+    return stock_event(offset, product, change, level, f"{NEXT_DAY}T{clock}Z")
+
+
+def land(landing: Path, name: str, events: list[dict]) -> None:
+    folder = landing / "inventory" / NEXT_DAY
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def low_stock(spark) -> dict:
+    return {
+        r.product_id: (r.stock_level, r.units_per_day, r.days_of_cover, r.below_threshold)
+        for r in rows(spark, "gold.low_stock_now", "warehouse_id = 'wh-1'")
+    }
+
+
+@pytest.fixture(scope="module")
+def streamed(day_materialised, spark, tmp_path_factory):
+    landing = tmp_path_factory.mktemp("stream-landing")
+    env = pytest.MonkeyPatch()
+    env.setenv("LAKEHOUSE_LANDING", str(landing))
+    out = {"requests": [], "stock": [], "runs": []}
+    with webhook() as (url, posted), DagsterInstance.ephemeral() as instance:
+        env.setenv("LAKEHOUSE_SLACK_WEBHOOK_URL", url)
+        resources = {"landing": LandingResource.from_settings(Settings.from_env())}
+
+        def tick(cursor):
+            with build_sensor_context(
+                cursor=cursor, resources=resources, instance=instance
+            ) as context:
+                return inventory_micro_batches.evaluate_tick(context)
+
+        def run(request):
+            result = materialize(
+                STREAM_ASSETS,
+                resources={"spark": SparkResource()},
+                instance=instance,
+                tags=request.tags,
+                raise_on_error=False,
+            )
+            out["runs"].append(result)
+            return result
+
+        real = storage.insert_missing
+
+        def killed_after_commit(df, name, keys):
+            real(df, name, keys)
+            raise RuntimeError("killed after the commit")
+
+        cursor = None
+        batches = [
+            [stock_at(101, LAMP, 26, 30, "08:00:00"), stock_at(102, BOOK, -1, 98, "08:00:00")],
+            [
+                stock_at(103, LAMP, -15, 15, "10:00:00"),  # under 3 days of cover: alert
+                stock_at(101, LAMP, 26, 30, "08:00:00"),  # redelivered by the sink
+            ],
+            [
+                stock_at(104, LAMP, -3, 12, "11:00:00"),  # still low: no second alert
+                stock_at(105, BOOK, -1, 97, "09:30:00"),  # late, inside the 60-minute watermark
+                stock_at(106, BOOK, -1, 96, "08:30:00"),  # late, past it (09:00)
+            ],
+        ]
+        for n, events in enumerate(batches, 1):
+            land(landing, f"part-{n}.jsonl", events)
+            if n == 2:  # a run in flight holds the arrivals back: at most one at a time
+                running = DagsterRun(job_name="inventory_stream", status=DagsterRunStatus.STARTED)
+                instance.add_run(running)
+                out["in_flight"] = tick(cursor)
+                instance.delete_run(running.run_id)
+            evaluation = tick(cursor)
+            out["requests"].append(evaluation.run_requests)
+            cursor = evaluation.cursor
+            [request] = evaluation.run_requests
+            if n == 3:
+                # A micro-batch killed after its events were committed, before Spark
+                # recorded the batch as done (an exception stands in for the kill: the
+                # state left behind is the same). The next run replays it.
+                env.setattr(storage, "insert_missing", killed_after_commit)
+                out["killed"] = run(request)
+                env.setattr(storage, "insert_missing", real)
+            assert run(request).success
+            out["stock"].append(low_stock(spark))
+        out["again"] = tick(cursor)
+        out["posted"] = list(posted)
+        # The end-of-day batch over the same files.
+        batch = AssetSelection.assets(
+            AssetKey(["bronze", "inventory_events"]), AssetKey(["silver", "inventory"])
+        ).required_multi_asset_neighbors()
+        assert materialize(
+            ASSETS, selection=batch, partition_key=NEXT_DAY, resources=RESOURCES
+        ).success
+    env.undo()
+    return out
+
+
+def test_three_landings_make_three_micro_batch_runs_with_the_stock_after_each(streamed):
+    assert [len(r) for r in streamed["requests"]] == [1, 1, 1]
+    assert streamed["requests"][0][0].tags["dagster/max_retries"] == "2"  # replays are safe
+    assert "in flight" in streamed["in_flight"].skip_message
+    assert streamed["in_flight"].run_requests == []
+    assert "no new inventory objects" in streamed["again"].skip_message
+    # (stock, units per day, days of cover, below 3 days of cover)
+    lamp = [s[LAMP] for s in streamed["stock"]]
+    assert lamp == [
+        (30, Decimal("6.00"), Decimal("5.0"), False),
+        (15, Decimal("6.00"), Decimal("2.5"), True),
+        (12, Decimal("6.00"), Decimal("2.0"), True),
+    ]
+    assert [s[BOOK][0] for s in streamed["stock"]] == [98, 98, 97]
+
+
+def test_a_redelivered_offset_is_counted_once(spark, streamed):
+    offsets = [r.offset for r in rows(spark, "silver.inventory_stream", "true")]
+    assert sorted(offsets) == [101, 102, 103, 104, 105]
+    second = streamed["runs"][1].asset_materializations_for_node("inventory_stream")
+    [meta] = [m.metadata for m in second if m.asset_key.path[-1] == "inventory_stream"]
+    assert meta["redelivered"].value == 1
+    assert meta["events_added"].value == 1
+
+
+def test_late_events_inside_the_watermark_count_and_past_it_are_quarantined(spark, streamed):
+    quarantined = rows(spark, "silver.inventory_stream_quarantine", "true")
+    assert [(r.record_key, r.rules) for r in quarantined] == [
+        ("inventory-events:0:106", ["event_ts_within_watermark"])
+    ]
+    assert [s[BOOK][0] for s in streamed["stock"]][-1] == 97  # 09:30 counted
+
+
+def test_a_micro_batch_killed_after_its_commit_is_replayed_once(spark, streamed):
+    assert not streamed["killed"].success
+    lamp = rows(spark, "silver.inventory_stream", f"product_id = {LAMP}")
+    assert sorted(r.offset for r in lamp) == [101, 103, 104]
+    assert streamed["stock"][-1][LAMP][0] == 12  # 30 - 15 - 3, each once
+
+
+def test_the_low_stock_alert_fires_once_per_product_and_day(spark, streamed):
+    [alert] = streamed["posted"]
+    assert alert["product_id"] == LAMP
+    assert "Lamp" in alert["text"] and "2.5 days of cover" in alert["text"]
+    notified = rows(spark, "gold.low_stock_notifications", "true")
+    assert [(r.product_id, str(r.alert_date)) for r in notified] == [(LAMP, NEXT_DAY)]
+
+
+def test_the_stream_and_the_days_batch_agree_on_final_stock(spark, streamed):
+    batch = {
+        (r.product_id, r.warehouse_id): r.stock_level
+        for r in rows(spark, "silver.inventory", f"snapshot_date = '{NEXT_DAY}'")
+    }
+    stream = {(p, "wh-1"): s[0] for p, s in streamed["stock"][-1].items()}
+    assert batch == stream == {(LAMP, "wh-1"): 12, (BOOK, "wh-1"): 97}
