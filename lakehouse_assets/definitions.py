@@ -33,9 +33,9 @@ from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import build_silver_assets
 from lakehouse_assets.sources import source_specs
 from lakehouse_assets.stream import (
+    inventory_micro_batch_job,
     inventory_micro_batches,
     inventory_stream,
-    inventory_stream_job,
     low_stock_now,
 )
 from spark_jobs.registry import SOURCES, Source
@@ -66,7 +66,7 @@ def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
             daily_lakehouse,
             quality_report,
             iceberg_maintenance,
-            inventory_stream_job,
+            inventory_micro_batch_job,
             *arrival_jobs.values(),
         ],
         schedules=[daily_schedule, weekly_maintenance],

@@ -24,9 +24,13 @@ event older than it is quarantined under ``event_ts_within_watermark``, never dr
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
 FEED = "inventory"
 STREAM_TABLE = table_name("silver", "inventory_stream")
 QUARANTINE_TABLE = table_name("silver", "inventory_stream_quarantine")
+NOW_TABLE = table_name("gold", "low_stock_now")
+NOTIFIED_TABLE = table_name("gold", "low_stock_notifications")
 COORDINATES = ["topic", "partition", "offset"]
 LATE_RULE = "event_ts_within_watermark"
 ARRIVALS_SCHEMA = "day date, landed_us long, path string, version string"
@@ -143,7 +149,8 @@ def process_batch(
     new ones to the stream table and the rest to its quarantine, idempotently."""
     spark = arrivals.sparkSession
     objects = arrivals.count()
-    lines = storage.read_landed(arrivals, LandingZone.of(settings), objects)
+    # Read once: every count and write below works from this copy, not from the objects.
+    lines = storage.read_landed(arrivals, LandingZone.of(settings), objects).localCheckpoint()
     bronze = with_lineage(lines, f"landing.{FEED}", run_id)
     products = storage.current_table(spark, table_name("silver", "products"))
     # No grace for a missing product: the stream has no later run that would re-check it.
@@ -216,9 +223,37 @@ def process_batch(
     )
 
 
+@contextlib.contextmanager
+def exclusive(paths: StreamPaths) -> Iterator[None]:
+    """One run of the stream at a time, however it was started (the sensor never starts two,
+    the UI or the CLI might): a second waits, then takes what the first left. The kernel
+    drops the lock when a process ends, also after `kill -9`."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with (paths.root / "stream.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def run_inventory_stream(spark: SparkSession, settings: Settings, run_id: str) -> StreamResult:
     """Log the new arrivals, then process everything not yet processed and stop."""
     paths = StreamPaths.of(settings)
+    with exclusive(paths):
+        return _run(spark, settings, paths, run_id)
+
+
+def reset(spark: SparkSession, settings: Settings) -> None:
+    """Forget everything streamed: its tables, arrivals log and checkpoint, together (a
+    checkpoint without its tables, or the reverse, would skip or repeat events)."""
+    paths = StreamPaths.of(settings)
+    with exclusive(paths):
+        for name in (STREAM_TABLE, QUARANTINE_TABLE, NOW_TABLE, NOTIFIED_TABLE):
+            # Names from table_name(), which admits only plain identifiers.
+            spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
+        for state in (paths.arrivals, paths.checkpoint):
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def _run(spark: SparkSession, settings: Settings, paths: StreamPaths, run_id: str) -> StreamResult:
     result = StreamResult(logged=log_arrivals(settings, paths))
 
     def each(arrivals: DataFrame, batch_id: int) -> None:
@@ -239,12 +274,10 @@ def run_inventory_stream(spark: SparkSession, settings: Settings, run_id: str) -
 
 
 # ------------------------------------------------------------------ current stock
-def current_stock(spark: SparkSession) -> DataFrame:
+def current_stock(events: DataFrame) -> DataFrame:
     """The last known level per product and warehouse: by event time, then Kafka position,
     the same order ``silver.inventory`` takes a day's last level by."""
     order = F.struct(F.col("event_ts"), F.col("partition"), F.col("offset"))
-    events = storage.current_table(spark, STREAM_TABLE)
-    assert events is not None, "the stream's first micro-batch creates its table"
     return events.groupBy("product_id", "warehouse_id").agg(
         F.max_by("stock_level", order).alias("stock_level"),
         F.max("event_ts").alias("last_event_ts"),
@@ -259,11 +292,15 @@ class LowStockRule:
     velocity_days: int
 
 
-def low_stock_now(spark: SparkSession, rule: LowStockRule, run_id: str) -> DataFrame:
+def low_stock_now(spark: SparkSession, rule: LowStockRule, run_id: str) -> DataFrame | None:
     """Stock per product and warehouse now, and the product's days of cover at its sales
     velocity: units sold per day over the ``velocity_days`` full days before today (today
-    is the newest event's day), or since the product's first sale when that is more recent."""
-    stock = current_stock(spark)
+    is the newest event's day), or since the product's first sale when that is more recent.
+    None before the stream's first event."""
+    events = storage.current_table(spark, STREAM_TABLE)
+    if events is None:
+        return None
+    stock = current_stock(events)
     as_of = stock.agg(F.max("last_event_ts").alias("as_of_ts"))
     stock = stock.crossJoin(as_of).withColumn("as_of_date", F.to_date("as_of_ts"))
     totals = stock.groupBy("product_id").agg(F.sum("stock_level").alias("product_stock"))

@@ -56,3 +56,17 @@ def catalog(settings):
     from lakehouse_assets.resources.catalog import open_catalog
 
     return open_catalog(settings)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A real S3 API (moto's server) on loopback; no AWS is reachable or needed here."""
+    from moto.server import ThreadedMotoServer
+
+    from tools.screenshot import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime
 
 import boto3
-import pytest
 from dagster import (
     DagsterInstance,
     DagsterRunStatus,
@@ -26,7 +25,6 @@ from lakehouse_assets.partitions import daily_partitions
 from lakehouse_assets.resources import SparkResource
 from spark_jobs.settings import Settings
 from tests.builders import webhook
-from tools.screenshot import free_port
 
 
 def test_the_schedule_runs_yesterday_at_six():
@@ -67,18 +65,6 @@ def test_objects_already_in_bronze_are_remembered_not_rerun():
     requests, cursor = plan_runs(objects, {}, "clickstream", built.get)
     assert [r.partition_key for r in requests] == ["2026-08-02"]
     assert set(cursor) == {o.key for o in objects}
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """A real S3 API (moto's server) on loopback; no AWS is reachable or needed here."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def test_s3_arrivals_become_runs_that_land_rows_in_bronze(s3_server, monkeypatch, spark):

@@ -11,6 +11,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import boto3
 import pytest
 from dagster import (
     AssetKey,
@@ -28,8 +29,13 @@ from lakehouse_assets.gold import gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.resources.dbt import DBT_PROJECT_DIR
 from lakehouse_assets.silver import silver_assets
-from lakehouse_assets.stream import inventory_micro_batches, inventory_stream, low_stock_now
-from spark_jobs import storage
+from lakehouse_assets.stream import (
+    inventory_micro_batch_job,
+    inventory_micro_batches,
+    inventory_stream,
+    low_stock_now,
+)
+from spark_jobs import storage, stream
 from spark_jobs.settings import Settings
 from tests.builders import click, stock_event, webhook, write_landing, write_source_db
 from tools.proctree import TreeSampler
@@ -303,10 +309,28 @@ def stock_at(offset: int, product: int, change: int, level: int, clock: str) -> 
     return stock_event(offset, product, change, level, f"{NEXT_DAY}T{clock}Z")
 
 
+BATCHES = [
+    [stock_at(101, LAMP, 26, 30, "08:00:00"), stock_at(102, BOOK, -1, 98, "08:00:00")],
+    [
+        stock_at(103, LAMP, -15, 15, "10:00:00"),  # under 3 days of cover: alert
+        stock_at(101, LAMP, 26, 30, "08:00:00"),  # redelivered by the sink
+    ],
+    [
+        stock_at(104, LAMP, -3, 12, "11:00:00"),  # still low: no second alert
+        stock_at(105, BOOK, -1, 97, "09:30:00"),  # late, inside the 60-minute watermark
+        stock_at(106, BOOK, -1, 96, "08:30:00"),  # late, past it (09:00)
+    ],
+]
+
+
+def jsonl(events: list[dict]) -> str:
+    return "".join(json.dumps(e) + "\n" for e in events)
+
+
 def land(landing: Path, name: str, events: list[dict]) -> None:
     folder = landing / "inventory" / NEXT_DAY
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text("".join(json.dumps(e) + "\n" for e in events))
+    (folder / name).write_text(jsonl(events))
 
 
 def low_stock(spark) -> dict:
@@ -317,10 +341,11 @@ def low_stock(spark) -> dict:
 
 
 @pytest.fixture(scope="module")
-def streamed(day_materialised, spark, tmp_path_factory):
+def streamed(day_materialised, spark, settings, tmp_path_factory):
     landing = tmp_path_factory.mktemp("stream-landing")
     env = pytest.MonkeyPatch()
     env.setenv("LAKEHOUSE_LANDING", str(landing))
+    stream.reset(spark, settings)  # this worker's lakehouse may have streamed before
     out = {"requests": [], "stock": [], "runs": []}
     with webhook() as (url, posted), DagsterInstance.ephemeral() as instance:
         env.setenv("LAKEHOUSE_SLACK_WEBHOOK_URL", url)
@@ -350,22 +375,12 @@ def streamed(day_materialised, spark, tmp_path_factory):
             raise RuntimeError("killed after the commit")
 
         cursor = None
-        batches = [
-            [stock_at(101, LAMP, 26, 30, "08:00:00"), stock_at(102, BOOK, -1, 98, "08:00:00")],
-            [
-                stock_at(103, LAMP, -15, 15, "10:00:00"),  # under 3 days of cover: alert
-                stock_at(101, LAMP, 26, 30, "08:00:00"),  # redelivered by the sink
-            ],
-            [
-                stock_at(104, LAMP, -3, 12, "11:00:00"),  # still low: no second alert
-                stock_at(105, BOOK, -1, 97, "09:30:00"),  # late, inside the 60-minute watermark
-                stock_at(106, BOOK, -1, 96, "08:30:00"),  # late, past it (09:00)
-            ],
-        ]
-        for n, events in enumerate(batches, 1):
+        for n, events in enumerate(BATCHES, 1):
             land(landing, f"part-{n}.jsonl", events)
             if n == 2:  # a run in flight holds the arrivals back: at most one at a time
-                running = DagsterRun(job_name="inventory_stream", status=DagsterRunStatus.STARTED)
+                running = DagsterRun(
+                    job_name=inventory_micro_batch_job.name, status=DagsterRunStatus.STARTED
+                )
                 instance.add_run(running)
                 out["in_flight"] = tick(cursor)
                 instance.delete_run(running.run_id)
@@ -450,3 +465,37 @@ def test_the_stream_and_the_days_batch_agree_on_final_stock(spark, streamed):
     }
     stream = {(p, "wh-1"): s[0] for p, s in streamed["stock"][-1].items()}
     assert batch == stream == {(LAMP, "wh-1"): 12, (BOOK, "wh-1"): 97}
+
+
+@pytest.fixture(scope="module")
+def streamed_from_s3(streamed, spark, settings, s3_server):
+    """The same three files in an S3 bucket, taken by one run: one micro-batch."""
+    env = pytest.MonkeyPatch()
+    for name, value in {
+        "LAKEHOUSE_LANDING": "s3://stream-bucket/feeds",
+        "LAKEHOUSE_S3_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        env.setenv(name, value)
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="stream-bucket")
+    for n, events in enumerate(BATCHES, 1):
+        key = f"feeds/inventory/{NEXT_DAY}/part-{n}.jsonl"
+        s3.put_object(Bucket="stream-bucket", Key=key, Body=jsonl(events).encode())
+    stream.reset(spark, settings)
+    result = materialize(STREAM_ASSETS, resources={"spark": SparkResource()})
+    env.undo()
+    return result
+
+
+def test_the_stream_reads_an_s3_landing_zone_like_a_folder(spark, streamed_from_s3):
+    assert streamed_from_s3.success
+    events = rows(spark, "silver.inventory_stream", "true")
+    # One micro-batch: no earlier event time, hence no watermark yet; 101 arrived twice.
+    assert sorted(r.offset for r in events) == [101, 102, 103, 104, 105, 106]
+    assert {r._source_file.rsplit("/", 1)[0] for r in events} == {
+        f"s3://stream-bucket/feeds/inventory/{NEXT_DAY}"
+    }
+    assert {p: s[0] for p, s in low_stock(spark).items()} == {LAMP: 12, BOOK: 97}

@@ -42,9 +42,9 @@ from lakehouse_assets.sources import source_key
 from spark_jobs import stream
 from spark_jobs.registry import SOURCES
 from spark_jobs.settings import REPO_ROOT
-from spark_jobs.storage import day_of_object, table_name
+from spark_jobs.storage import day_of_object
 
-JOB = "inventory_stream"
+JOB = "inventory_micro_batch"
 STREAM_KEY = AssetKey(["silver", "inventory_stream"])
 STREAM_QUARANTINE_KEY = AssetKey(["silver", "inventory_stream_quarantine"])
 LOW_STOCK_KEY = AssetKey(["gold", "low_stock_now"])
@@ -180,11 +180,14 @@ def alert_text(row: dict, rule: stream.LowStockRule) -> str:
 )
 def low_stock_now(context: AssetExecutionContext, spark: SparkResource):
     session, settings, rule = spark.session, spark.settings(), low_stock_rule()
-    now_table, notified_table = (
-        table_name("gold", "low_stock_now"),
-        table_name("gold", "low_stock_notifications"),
-    )
-    now = stream.low_stock_now(session, rule, context.run_id).localCheckpoint()
+    now_table, notified_table = stream.NOW_TABLE, stream.NOTIFIED_TABLE
+    computed = stream.low_stock_now(session, rule, context.run_id)
+    if computed is None:
+        context.log.info("no inventory event has been streamed yet: nothing to compute")
+        yield MaterializeResult(asset_key=LOW_STOCK_KEY, metadata={"dagster/row_count": 0})
+        yield MaterializeResult(asset_key=NOTIFIED_KEY, metadata={"alerts_posted": 0})
+        return
+    now = computed.localCheckpoint()
     stream.replace_table(now, now_table)
     fresh = stream.newly_low(session, now, notified_table)
     url = settings.slack_webhook_url
@@ -221,7 +224,7 @@ def low_stock_now(context: AssetExecutionContext, spark: SparkResource):
         raise Failure(f"{len(failed)} low-stock alerts not posted (retried next run): {failed}")
 
 
-inventory_stream_job = define_asset_job(
+inventory_micro_batch_job = define_asset_job(
     JOB,
     selection=AssetSelection.tag(*MICRO_BATCH),
     description="One micro-batch run: new inventory events, then current stock and alerts.",
@@ -235,7 +238,7 @@ def arrivals_digest(objects) -> str:
 
 @sensor(
     name="inventory_micro_batches",
-    job=inventory_stream_job,
+    job=inventory_micro_batch_job,
     minimum_interval_seconds=30,
     # Opt-in: on the embedded default (one run at a time) every inventory file that lands
     # starts a run. Turn it on in the UI or with `dagster sensor start inventory_micro_batches`.
