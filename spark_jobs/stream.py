@@ -32,7 +32,6 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -396,7 +395,7 @@ def record_notified(spark: SparkSession, rows: list[dict], name: str, run_id: st
     if not rows:
         return
     notified = spark.createDataFrame(
-        [(r["product_id"], r["as_of_date"], r["stock_on_hand"], datetime.now()) for r in rows],
-        "product_id long, alert_date date, stock_on_hand long, notified_at timestamp",
-    ).withColumn("_run_id", F.lit(run_id))
+        [(r["product_id"], r["as_of_date"], r["stock_on_hand"]) for r in rows],
+        "product_id long, alert_date date, stock_on_hand long",
+    ).withColumns({"notified_at": F.current_timestamp(), "_run_id": F.lit(run_id)})
     storage.insert_missing(notified, name, ["product_id", "alert_date"])
