@@ -110,3 +110,21 @@ def webhook():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def s3_landing(env, endpoint: str, bucket: str, prefix: str):
+    """Point the landing zone at ``s3://bucket/prefix`` on the S3 API at ``endpoint`` (through
+    ``env``, a pytest MonkeyPatch), create the bucket, and return a client to put objects."""
+    import boto3
+
+    for name, value in {
+        "LAKEHOUSE_LANDING": f"s3://{bucket}/{prefix}",
+        "LAKEHOUSE_S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        env.setenv(name, value)
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    return s3

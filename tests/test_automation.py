@@ -6,7 +6,6 @@ import json
 import time
 from datetime import UTC, datetime
 
-import boto3
 from dagster import (
     DagsterInstance,
     DagsterRunStatus,
@@ -24,7 +23,7 @@ from lakehouse_assets.definitions import defs
 from lakehouse_assets.partitions import daily_partitions
 from lakehouse_assets.resources import SparkResource
 from spark_jobs.settings import Settings
-from tests.builders import webhook
+from tests.builders import s3_landing, webhook
 
 
 def test_the_schedule_runs_yesterday_at_six():
@@ -68,16 +67,7 @@ def test_objects_already_in_bronze_are_remembered_not_rerun():
 
 
 def test_s3_arrivals_become_runs_that_land_rows_in_bronze(s3_server, monkeypatch, spark):
-    for key, value in {
-        "LAKEHOUSE_LANDING": "s3://landing-bucket/lake",
-        "LAKEHOUSE_S3_ENDPOINT_URL": s3_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-    s3.create_bucket(Bucket="landing-bucket")
+    s3 = s3_landing(monkeypatch, s3_server, "landing-bucket", "lake")
 
     def put(day: str, name: str, events: list[str]):
         body = "".join(

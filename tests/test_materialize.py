@@ -11,7 +11,6 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-import boto3
 import pytest
 from dagster import (
     AssetKey,
@@ -37,7 +36,14 @@ from lakehouse_assets.stream import (
 )
 from spark_jobs import storage, stream
 from spark_jobs.settings import Settings
-from tests.builders import click, stock_event, webhook, write_landing, write_source_db
+from tests.builders import (
+    click,
+    s3_landing,
+    stock_event,
+    webhook,
+    write_landing,
+    write_source_db,
+)
 from tools.proctree import TreeSampler
 
 DAY = date(2026, 3, 10)
@@ -471,16 +477,7 @@ def test_the_stream_and_the_days_batch_agree_on_final_stock(spark, streamed):
 def streamed_from_s3(streamed, spark, settings, s3_server):
     """The same three files in an S3 bucket, taken by one run: one micro-batch."""
     env = pytest.MonkeyPatch()
-    for name, value in {
-        "LAKEHOUSE_LANDING": "s3://stream-bucket/feeds",
-        "LAKEHOUSE_S3_ENDPOINT_URL": s3_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        env.setenv(name, value)
-    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-    s3.create_bucket(Bucket="stream-bucket")
+    s3 = s3_landing(env, s3_server, "stream-bucket", "feeds")
     for n, events in enumerate(BATCHES, 1):
         key = f"feeds/inventory/{NEXT_DAY}/part-{n}.jsonl"
         s3.put_object(Bucket="stream-bucket", Key=key, Body=jsonl(events).encode())
