@@ -54,10 +54,12 @@ def test_the_code_location_loads_as_the_webserver_and_cli_load_it():
     Definitions.validate_loadable(defs)
 
 
-def test_group_is_the_layer_and_every_asset_has_a_description():
+def test_group_is_the_layer_but_the_streams_and_every_asset_has_a_description():
     for key in GRAPH.get_all_asset_keys():
         node = GRAPH.get(key)
-        assert node.group_name == key.path[0], key
+        stream = key.path[1] in SILVER_STREAM | GOLD_STREAM
+        assert node.group_name == ("stream" if stream else key.path[0]), key
+        assert node.tags["layer"] == key.path[0], key
         assert node.description and node.description.strip(), key
 
 

@@ -74,7 +74,9 @@ def low_stock_rule() -> stream.LowStockRule:
 
 def _common(table_layer: str) -> dict:
     return {
-        "group_name": table_layer,
+        # A group of their own: the stream's four tables side by side in the UI, and the
+        # daily layers' graphs as they were. The layer stays a tag (`tag:layer=silver`).
+        "group_name": "stream",
         "kinds": {"spark", "iceberg"},
         "owners": OWNERS,
         "tags": {**layer(table_layer), MICRO_BATCH[0]: MICRO_BATCH[1]},
