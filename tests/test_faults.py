@@ -103,6 +103,9 @@ def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
         "DAGSTER_HOME": str(home),
         "PYTHONPATH": str(REPO_ROOT),  # as `make dev` sets it: the daemon loads the launcher
         "LAKEHOUSE_SLACK_WEBHOOK_URL": hook_url,
+        # An empty landing zone: the worker's own holds other test files' days, which the
+        # arrival sensors would queue runs for, ahead of the run under test.
+        "LAKEHOUSE_LANDING": str(tmp_path / "landing"),
     }
     daemon_log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(

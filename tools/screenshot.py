@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -101,6 +102,8 @@ PAGES = {
     "asset-graph.png": "/locations/lakehouse/asset-groups/silver",
     "silver-checks.png": "/assets/silver/orders?view=checks",
 }
+# What each page shows once its slower queries (the checks' outcomes) have rendered.
+READY = {"asset-graph.png": r"\d+ / \d+ Passed", "silver-checks.png": r"Succeeded"}
 
 
 async def _capture(debug_port: int, url: str, target: Path) -> str:
@@ -130,6 +133,13 @@ async def _capture(debug_port: int, url: str, target: Path) -> str:
         await asyncio.sleep(12)
         await call("Runtime.evaluate", expression=SKIP_DIALOGS)
         await asyncio.sleep(2)
+        # A busy machine renders the checks' outcomes later: wait for them, up to a minute.
+        ready = READY.get(target.name)
+        for _ in range(60):
+            text = await call("Runtime.evaluate", expression="document.body.innerText")
+            if ready is None or re.search(ready, text["result"]["value"]):
+                break
+            await asyncio.sleep(1)
         shot = await call("Page.captureScreenshot", format="png")
         target.write_bytes(base64.b64decode(shot["data"]))
         text = await call("Runtime.evaluate", expression="document.body.innerText")
