@@ -127,7 +127,7 @@ async def _capture(debug_port: int, url: str, target: Path) -> str:
                 if reply.get("id") == msg_id:
                     return reply.get("result", {})
 
-        await call("Emulation.setDeviceMetricsOverride", width=1600, height=1000,
+        await call("Emulation.setDeviceMetricsOverride", width=2400, height=1500,
                    deviceScaleFactor=1, mobile=False)  # fmt: skip
         await call("Page.navigate", url=url)
         await asyncio.sleep(12)
