@@ -51,7 +51,9 @@ def test_every_table_is_an_asset_keyed_layer_table():
 
 def test_the_code_location_loads_as_the_webserver_and_cli_load_it():
     # Names the UI needs unique (jobs, ops) are checked only when the repository is built.
-    Definitions.validate_loadable(defs)
+    Definitions.validate_loadable(defs)  # raises on a clash
+    jobs = {j.name for j in defs.get_repository_def().get_all_jobs()}
+    assert {"daily_lakehouse", "inventory_micro_batch", "quality_report"} <= jobs
 
 
 def test_group_is_the_layer_but_the_streams_and_every_asset_has_a_description():
