@@ -11,7 +11,7 @@ START ?=
 DAYS ?= 3
 SCALE ?= small
 
-.PHONY: cluster-tables cluster-up cluster-status cluster-down cluster-clean cluster-demo test-cluster run-job-named help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark prometheus
+.PHONY: cluster-tables cluster-up cluster-status cluster-down cluster-clean cluster-demo test-cluster run-job-named help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark prometheus stream-reset
 
 help: ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ run-job-named: # before any setup: a wrong JOB fails at once, naming the valid o
 
 run: run-job-named setup spark-conf ## spark-submit a job: make run JOB=silver ARGS="--date 2026-01-02"
 	@SPARK_CONF_DIR=$(LAKEHOUSE_HOME)/spark-conf $(RUN) spark-submit spark_jobs/cli.py $(JOB) $(ARGS)
+
+stream-reset: setup ## replay the inventory stream from scratch: drop its tables and its checkpoint together
+	@$(RUN) python -m spark_jobs.cli stream-reset
 
 cluster-up: setup ## the production stack on this box: PostgreSQL, Spark master + 2 workers, Thrift server, S3 API, Pushgateway + Prometheus, Dagster webserver + daemon (deployment/cluster.env)
 	@deployment/system-deps.sh postgresql prometheus prometheus-pushgateway

@@ -33,6 +33,7 @@ from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import build_silver_assets
 from lakehouse_assets.sources import source_specs
 from lakehouse_assets.stream import (
+    SELF_MAINTAINED,
     inventory_micro_batch_job,
     inventory_micro_batches,
     inventory_stream,
@@ -55,11 +56,11 @@ def build_definitions(registered: tuple[Source, ...] = SOURCES) -> Definitions:
         inventory_stream,
         low_stock_now,
     ]
-    table_keys = [key for table in tables for key in table.keys]
+    maintained = [key for table in tables for key in table.keys if key not in SELF_MAINTAINED]
     return Definitions(
         assets=[
             *source_specs(settings, registered),
-            *with_source_code_references([*tables, *build_maintenance_assets(table_keys)]),
+            *with_source_code_references([*tables, *build_maintenance_assets(maintained)]),
         ],
         asset_checks=[*freshness_checks, *gold_schema_checks],
         jobs=[

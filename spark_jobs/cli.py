@@ -33,8 +33,27 @@ def run_job(name: str, argv: Sequence[str] | None = None) -> None:
         print(f"{result.table}: {result.rows} rows, snapshot {result.snapshot_id}")
 
 
+def reset_stream() -> None:
+    """Drop the inventory stream's tables and checkpoint together; its next run replays every
+    landed inventory object from scratch (the same decisions: nothing depends on timing)."""
+    from spark_jobs import stream
+    from spark_jobs.session import build_session
+    from spark_jobs.settings import LakehouseSetupError, Settings
+
+    try:
+        settings = Settings.from_env()
+        spark = build_session(settings, app_name="lakehouse-stream-reset")
+    except LakehouseSetupError as exc:
+        sys.exit(f"error: {exc}")
+    stream.reset(spark, settings)
+    print(f"dropped {', '.join(stream.TABLES)} and {stream.StreamPaths.of(settings).checkpoint}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["stream-reset"]:
+        reset_stream()
+        return
     if not args or args[0] not in JOBS:
         sys.exit(f"usage: spark_jobs/cli.py <{'|'.join(JOBS)}> --date YYYY-MM-DD")
     run_job(args[0], args[1:])

@@ -157,9 +157,10 @@ class LandingZone:
 
 
 def day_of_object(relative_key: str) -> date | None:
-    """The landing day of ``<source>/<YYYY-MM-DD>/<file>.jsonl``, or None for anything else."""
+    """The landing day of ``<source>/<YYYY-MM-DD>/<file>.jsonl``, or None for anything else
+    (a nested folder too: Bronze lists a day's folder, not below it)."""
     parts = relative_key.split("/")
-    if len(parts) < 3 or parts[0] not in LANDING_SOURCES or not parts[-1].endswith(".jsonl"):
+    if len(parts) != 3 or parts[0] not in LANDING_SOURCES or not parts[-1].endswith(".jsonl"):
         return None
     try:
         return date.fromisoformat(parts[1])
@@ -373,8 +374,11 @@ def merge_latest(df: DataFrame, name: str, key: str, partition_column: str | Non
         df.sparkSession.catalog.dropTempView(view)
 
 
-def insert_missing(df: DataFrame, name: str, keys: Sequence[str]) -> None:
-    """Add the rows of ``df`` whose key the table does not hold yet (idempotent)."""
+def insert_missing(
+    df: DataFrame, name: str, keys: Sequence[str], *, replace_matched: bool = False
+) -> None:
+    """Add the rows of ``df`` whose key the table does not hold yet (idempotent); with
+    ``replace_matched``, rows whose key it holds are replaced by ``df``'s (an upsert)."""
     for key in keys:
         if not _IDENT.match(key):
             raise ValueError(f"not a valid key column: {key!r}")
@@ -386,7 +390,10 @@ def insert_missing(df: DataFrame, name: str, keys: Sequence[str]) -> None:
     df.createOrReplaceTempView(view)
     on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
     try:
-        statement = f"MERGE INTO {name} t USING {view} s ON {on} WHEN NOT MATCHED THEN INSERT *"
+        matched = "WHEN MATCHED THEN UPDATE SET * " if replace_matched else ""
+        statement = (
+            f"MERGE INTO {name} t USING {view} s ON {on} {matched}WHEN NOT MATCHED THEN INSERT *"
+        )
         df.sparkSession.sql(statement)
     finally:
         df.sparkSession.catalog.dropTempView(view)

@@ -2,20 +2,27 @@
 
 Spark Structured Streaming with ``trigger(availableNow=True)``: each run processes whatever
 arrived since the last one in micro-batches, then stops, so there is no long-running job to
-babysit. Its source is an *arrivals log* under ``LAKEHOUSE_HOME``: one small JSON entry per
-landed object version, written before the query starts. The log exists because this Spark
-has no S3 filesystem (no hadoop-aws): Spark streams the log, and each micro-batch reads the
-objects it names with Bronze's own reader (``storage.read_landed``: local folder or S3, BOM,
-invalid UTF-8, line numbers), so the stream and the daily batch see the same lines.
+babysit. Its source is an *arrivals log*, the Iceberg table ``silver.inventory_stream_arrivals``:
+one row per landed object version, appended at the start of a run. The log exists because this
+Spark has no S3 filesystem (no hadoop-aws) to list a bucket; as an Iceberg table it lives in the
+warehouse, so executors on a cluster read it like any table. Each micro-batch reads the objects
+its rows name with Bronze's own reader (``storage.read_landed``: local folder or S3, BOM, invalid
+UTF-8, line numbers), so the stream and the daily batch see the same lines.
 
 Exactly once, across kills and reruns:
-- the arrivals log is append-only, one entry per object version, written atomically;
-- Spark's checkpoint records which entries each micro-batch took, and replays a micro-batch
-  whose commit it did not record;
+- the arrivals log is append-only, one row per object version;
+- Spark's checkpoint (under ``$LAKEHOUSE_HOME/streams/inventory/``, written by the driver only)
+  records which log snapshots each micro-batch took, and replays a micro-batch whose commit it
+  did not record;
 - every write is an idempotent MERGE: events by their Kafka coordinates (topic, partition,
   offset), quarantined lines by their key, so a replayed micro-batch adds nothing twice;
-- a micro-batch is judged against the events of the micro-batches *before* it (its id is
-  stored on every row), so a replay makes the same decisions.
+- a micro-batch is judged against the micro-batches *before* it, and its first attempt records
+  what it was judged with (the watermark, the ``silver.products`` snapshot) in
+  ``silver.inventory_stream_batches``: a replay reuses them, so it makes the same decisions even
+  after a product arrived in between;
+- the checkpoint and the tables must agree: a run that finds one without the other (a lost
+  ``streams/`` folder, restored tables) stops with a one-line error instead of re-judging
+  history (``make stream-reset`` replays it from scratch, deterministically).
 
 Lateness: Spark's own watermark drops late rows silently. Here the watermark has Spark's
 meaning (the newest event time of earlier micro-batches minus the allowed delay), but an
@@ -26,12 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +47,13 @@ from pyspark.sql import functions as F
 from spark_jobs import storage
 from spark_jobs.bronze import with_lineage
 from spark_jobs.quality import RULES_COLUMN
-from spark_jobs.silver.common import BRONZE_PARTITION, Lateness, quarantine_rows
+from spark_jobs.settings import LakehouseSetupError
+from spark_jobs.silver.common import (
+    BRONZE_PARTITION,
+    DEDUP_LOOKBACK_DAYS,
+    Lateness,
+    quarantine_rows,
+)
 from spark_jobs.silver.inventory import clean_inventory_events
 from spark_jobs.storage import LandingZone, table_name
 
@@ -52,18 +65,33 @@ if TYPE_CHECKING:
 FEED = "inventory"
 STREAM_TABLE = table_name("silver", "inventory_stream")
 QUARANTINE_TABLE = table_name("silver", "inventory_stream_quarantine")
+ARRIVALS_TABLE = table_name("silver", "inventory_stream_arrivals")
+BATCHES_TABLE = table_name("silver", "inventory_stream_batches")
 NOW_TABLE = table_name("gold", "low_stock_now")
 NOTIFIED_TABLE = table_name("gold", "low_stock_notifications")
+PRODUCTS_TABLE = table_name("silver", "products")
+TABLES = (STREAM_TABLE, QUARANTINE_TABLE, ARRIVALS_TABLE, BATCHES_TABLE, NOW_TABLE, NOTIFIED_TABLE)
 COORDINATES = ["topic", "partition", "offset"]
 LATE_RULE = "event_ts_within_watermark"
 ARRIVALS_SCHEMA = "day date, landed_us long, path string, version string"
-# A first run over a long history takes it in micro-batches of this many objects.
-MAX_FILES_PER_BATCH = 1000
+# A first run over a long history takes it in micro-batches of at most this many objects.
+MAX_OBJECTS_PER_BATCH = 1000
+# The arrivals log is compacted after a run once it has more snapshots than this.
+ARRIVALS_SNAPSHOTS = 20
+# A redelivered event landed at most this long after its first copy: older copies are
+# quarantined by Silver's plausibility rule (event time within 7 days before the landing day,
+# up to a day after it), so deduplication reads only the stream's partitions this recent.
+REDELIVERY_DAYS = DEDUP_LOOKBACK_DAYS + 2
+RESET_HINT = "replay the stream from scratch with `make stream-reset`"
+
+
+class StreamStateError(LakehouseSetupError):
+    """The checkpoint and the stream's tables disagree."""
 
 
 @dataclass(frozen=True)
 class StreamPaths:
-    """Where the stream keeps its state: the arrivals log and Spark's checkpoint."""
+    """Where the driver keeps the stream's state: Spark's checkpoint and the run lock."""
 
     root: Path
 
@@ -72,17 +100,13 @@ class StreamPaths:
         return cls(settings.home / "streams" / FEED)
 
     @property
-    def arrivals(self) -> Path:
-        return self.root / "arrivals"
-
-    @property
     def checkpoint(self) -> Path:
         return self.root / "checkpoint"
 
 
 @dataclass
 class MicroBatch:
-    """What one micro-batch did."""
+    """What one micro-batch did (also kept in ``silver.inventory_stream_batches``)."""
 
     batch_id: int
     objects: int
@@ -92,6 +116,7 @@ class MicroBatch:
     late: int
     quarantined: dict[str, int]  # rows per rule, the late ones included
     watermark: str | None
+    replayed: bool  # an earlier attempt planned it (and was killed or failed)
 
 
 @dataclass
@@ -110,35 +135,99 @@ class StreamResult:
         return out
 
 
-def log_arrivals(settings: Settings, paths: StreamPaths) -> int:
-    """One arrivals-log entry per landed object version not logged yet; how many were new.
-
-    An entry's name is a digest of the object and its version, and it appears by an atomic
-    rename: Spark never reads half an entry, and logging twice is a no-op.
-    """
-    paths.arrivals.mkdir(parents=True, exist_ok=True)
-    added = 0
-    for landed in storage.list_landing_files(settings, FEED):
-        digest = hashlib.sha256(f"{landed.path}@{landed.version}".encode()).hexdigest()[:32]
-        entry = paths.arrivals / f"{digest}.json"
-        if entry.exists():
-            continue
-        record = {
-            "day": landed.day.isoformat(),
-            "landed_us": landed.landed_us,
-            "path": landed.path,
-            "version": landed.version,
-        }
-        partial = paths.arrivals / f".{digest}.json.tmp"  # hidden: Spark's listing skips it
-        partial.write_text(json.dumps(record) + "\n")
-        os.replace(partial, entry)
-        added += 1
+def log_arrivals(spark: SparkSession, settings: Settings, run_id: str) -> int:
+    """Append one arrivals-log row per landed object version not logged yet (in landing
+    order, one commit); how many were new."""
+    landed = storage.list_landing_files(settings, FEED)
+    if not landed:
+        return 0
+    found = spark.createDataFrame(
+        [(f.day, f.landed_us, f.path, f.version) for f in landed], ARRIVALS_SCHEMA
+    )
+    logged = storage.current_table(spark, ARRIVALS_TABLE)
+    if logged is not None:
+        found = found.join(logged.select("path", "version"), ["path", "version"], "left_anti")
+    new = (
+        found.withColumns({"logged_at": F.current_timestamp(), "_run_id": F.lit(run_id)})
+        .select("day", "landed_us", "path", "version", "logged_at", "_run_id")
+        .orderBy("landed_us", "path")
+        .coalesce(1)
+        .localCheckpoint()
+    )
+    added = new.count()
+    if added:
+        storage.ensure_table(new, ARRIVALS_TABLE, None)
+        storage.conform(new, ARRIVALS_TABLE).writeTo(ARRIVALS_TABLE).append()
     return added
 
 
-def _earlier_events(spark: SparkSession, batch_id: int) -> DataFrame | None:
+# ------------------------------------------------------------------ micro-batch plans
+def _newest_event_time(spark: SparkSession, batch_id: int) -> DataFrame:
+    """One row: the newest event time the micro-batches before ``batch_id`` stored."""
+    batches = storage.current_table(spark, BATCHES_TABLE)
+    if batches is None:
+        return spark.range(1).select(F.lit(None).cast("timestamp").alias("newest"))
+    earlier = batches.where(F.col("batch_id") < F.lit(batch_id))
+    return earlier.agg(F.max("max_event_ts").alias("newest"))
+
+
+def _plan(spark: SparkSession, batch_id: int, settings: Settings, run_id: str) -> DataFrame:
+    """The micro-batch's row in the batches table: recorded by its first attempt (the
+    watermark and the products snapshot it is judged with), and returned as recorded."""
+    batches = storage.current_table(spark, BATCHES_TABLE)
+    recorded = None if batches is None else batches.where(F.col("batch_id") == F.lit(batch_id))
+    if recorded is not None and recorded.limit(1).count():
+        return recorded
+    products_snapshot, _ = (
+        storage.latest_snapshot(spark, PRODUCTS_TABLE)
+        if spark.catalog.tableExists(PRODUCTS_TABLE)
+        else (None, None)
+    )
+    delay = F.expr(f"INTERVAL {int(settings.stream_watermark_minutes)} MINUTES")
+    plan = _newest_event_time(spark, batch_id).select(
+        F.lit(batch_id).cast("long").alias("batch_id"),
+        F.lit(run_id).alias("first_run_id"),
+        F.lit(None).cast("string").alias("run_id"),
+        F.lit(products_snapshot).cast("long").alias("products_snapshot_id"),
+        (F.col("newest") - delay).alias("watermark"),
+        F.current_timestamp().alias("started_at"),
+        F.lit(None).cast("timestamp").alias("finished_at"),
+        *[
+            F.lit(None).cast("long").alias(name)
+            for name in ("objects", "lines", "events_added", "redelivered", "late")
+        ],
+        F.lit(None).cast("map<string,bigint>").alias("quarantined"),
+        F.lit(None).cast("timestamp").alias("max_event_ts"),
+    )
+    storage.insert_missing(plan, BATCHES_TABLE, ["batch_id"])
+    batches = storage.current_table(spark, BATCHES_TABLE)
+    assert batches is not None, "just written"
+    return batches.where(F.col("batch_id") == F.lit(batch_id))
+
+
+def _products(spark: SparkSession, snapshot_id: int | None) -> DataFrame | None:
+    """``silver.products`` as the micro-batch's first attempt saw it (the current one when
+    that snapshot has been expired since, or there were no products then)."""
+    if snapshot_id is None or not spark.catalog.tableExists(PRODUCTS_TABLE):
+        return storage.current_table(spark, PRODUCTS_TABLE)
+    snapshots = spark.table(f"{PRODUCTS_TABLE}.snapshots")
+    if not snapshots.where(F.col("snapshot_id") == F.lit(snapshot_id)).limit(1).count():
+        return storage.current_table(spark, PRODUCTS_TABLE)
+    # An integer and a name from table_name(): nothing from input.
+    return spark.sql(f"SELECT * FROM {PRODUCTS_TABLE} VERSION AS OF {int(snapshot_id)}")
+
+
+def _earlier_events(spark: SparkSession, batch_id: int, valid: DataFrame) -> DataFrame | None:
+    """Coordinates the micro-batches before this one stored, as far back as a redelivery of
+    ``valid``'s events can reach (partition pruning on the landing day)."""
     events = storage.current_table(spark, STREAM_TABLE)
-    return None if events is None else events.where(F.col("_batch_id") < batch_id)
+    first = valid.agg(F.min("snapshot_date")).first()
+    if events is None or first is None or first[0] is None:
+        return None
+    since = first[0] - timedelta(days=REDELIVERY_DAYS)
+    return events.where(
+        (F.col("snapshot_date") >= F.lit(since)) & (F.col("_batch_id") < F.lit(batch_id))
+    ).select(*COORDINATES)
 
 
 def process_batch(
@@ -147,33 +236,31 @@ def process_batch(
     """Read the objects a micro-batch names, judge their events like Silver does, and add the
     new ones to the stream table and the rest to its quarantine, idempotently."""
     spark = arrivals.sparkSession
+    plan = _plan(spark, batch_id, settings, run_id).localCheckpoint()
+    [planned] = plan.select(
+        "first_run_id",
+        "products_snapshot_id",
+        # As text, compared in Spark: a Python datetime would pass through the driver's zone.
+        F.date_format("watermark", "yyyy-MM-dd HH:mm:ss.SSSSSS").alias("watermark"),
+    ).collect()
+    watermark = planned["watermark"]
+
     objects = arrivals.count()
     # Read once: every count and write below works from this copy, not from the objects.
     lines = storage.read_landed(arrivals, LandingZone.of(settings), objects).localCheckpoint()
     bronze = with_lineage(lines, f"landing.{FEED}", run_id)
-    products = storage.current_table(spark, table_name("silver", "products"))
+    products = _products(spark, planned["products_snapshot_id"])
     # No grace for a missing product: the stream has no later run that would re-check it.
     split = clean_inventory_events(bronze, products, run_id, Lateness())
     valid = split.valid.localCheckpoint()
     bad = split.quarantined.localCheckpoint()
-    within_batch = split.duplicates.count()
 
-    earlier = _earlier_events(spark, batch_id)
-    if earlier is not None:
-        known = earlier.select(*COORDINATES)
-        fresh = valid.join(known, COORDINATES, "left_anti")
-        # In Spark, as text: a Python datetime would pass through the driver's time zone.
-        minutes = settings.stream_watermark_minutes
-        newest = F.max("event_ts") - F.expr(f"INTERVAL {int(minutes)} MINUTES")
-        stats = earlier.agg(F.date_format(newest, "yyyy-MM-dd HH:mm:ss.SSSSSS")).first()
-        assert stats is not None, "a global aggregate always returns one row"
-        watermark = stats[0]  # None while the table is empty
-    else:
-        fresh, watermark = valid, None
-    fresh = fresh.localCheckpoint()
+    earlier = _earlier_events(spark, batch_id, valid)
+    fresh = valid if earlier is None else valid.join(earlier, COORDINATES, "left_anti")
     is_late = F.col("event_ts") < F.lit(watermark).cast("timestamp") if watermark else F.lit(False)
-    late = fresh.where(is_late).withColumn(RULES_COLUMN, F.array(F.lit(LATE_RULE)))
-    on_time = fresh.where(~is_late)
+    fresh = fresh.withColumn("_late", is_late).localCheckpoint()
+    late = fresh.where("_late").withColumn(RULES_COLUMN, F.array(F.lit(LATE_RULE)))
+    on_time = fresh.where(~F.col("_late"))
 
     events = on_time.select(
         *COORDINATES,
@@ -193,11 +280,13 @@ def process_batch(
         F.current_timestamp().alias("_ingested_at"),
     )
     offset_key = F.concat_ws(":", *COORDINATES)
-    quarantined = bad.unionByName(quarantine_rows(late, offset_key, run_id))
+    quarantined = bad.unionByName(quarantine_rows(late.drop("_late"), offset_key, run_id))
     quarantined = quarantined.localCheckpoint()
 
+    # The landing day is in the key: a replay writes the same rows, and the MERGE then
+    # reads only those days' partitions of the table.
     storage.ensure_table(events, STREAM_TABLE, "snapshot_date")
-    storage.insert_missing(events, STREAM_TABLE, COORDINATES)
+    storage.insert_missing(events, STREAM_TABLE, [*COORDINATES, "snapshot_date"])
     storage.ensure_table(quarantined, QUARANTINE_TABLE, BRONZE_PARTITION)
     storage.insert_missing(quarantined, QUARANTINE_TABLE, [BRONZE_PARTITION, "record_key"])
 
@@ -208,68 +297,238 @@ def process_batch(
         .agg(F.count(F.lit(1)).alias("rows"))
         .collect()
     }
-    n_fresh = fresh.count()
-    n_late = per_rule.get(LATE_RULE, 0)
-    return MicroBatch(
+    counts = fresh.agg(
+        F.count(F.lit(1)).alias("fresh"),
+        F.count_if("_late").alias("late"),
+        F.max(F.when(~F.col("_late"), F.col("event_ts"))).alias("max_event_ts"),
+    ).localCheckpoint()
+    [stats] = counts.collect()
+    n_valid = valid.count() + split.duplicates.count()
+    batch = MicroBatch(
         batch_id=batch_id,
         objects=objects,
         lines=lines.count(),
-        events_added=n_fresh - n_late,
-        redelivered=within_batch + valid.count() - n_fresh,
-        late=n_late,
+        events_added=stats["fresh"] - stats["late"],
+        redelivered=n_valid - stats["fresh"],
+        late=stats["late"],
         quarantined=per_rule,
         watermark=watermark,
+        replayed=planned["first_run_id"] != run_id,
     )
+    done = plan.drop("max_event_ts").crossJoin(counts.select("max_event_ts"))
+    done = done.withColumns(
+        {
+            "run_id": F.lit(run_id),
+            "finished_at": F.current_timestamp(),
+            "objects": F.lit(batch.objects).cast("long"),
+            "lines": F.lit(batch.lines).cast("long"),
+            "events_added": F.lit(batch.events_added).cast("long"),
+            "redelivered": F.lit(batch.redelivered).cast("long"),
+            "late": F.lit(batch.late).cast("long"),
+            "quarantined": F.create_map(
+                *[F.lit(x) for rule, n in sorted(per_rule.items()) for x in (rule, n)]
+            ).cast("map<string,bigint>"),
+        }
+    )
+    storage.insert_missing(done, BATCHES_TABLE, ["batch_id"], replace_matched=True)
+    return batch
 
 
+# ------------------------------------------------------------------ runs
 @contextlib.contextmanager
 def exclusive(paths: StreamPaths) -> Iterator[None]:
-    """One run of the stream at a time, however it was started (the sensor never starts two,
-    the UI or the CLI might): a second waits, then takes what the first left. The kernel
-    drops the lock when a process ends, also after `kill -9`."""
+    """One run of the stream (or of its alerts) at a time, however it was started (the
+    sensor never starts two, the UI or the CLI might): a second waits, then takes what the
+    first left. The kernel drops the lock when a process ends, also after `kill -9`."""
     paths.root.mkdir(parents=True, exist_ok=True)
     with (paths.root / "stream.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One Spark checkpoint of the stream. When the arrivals log is packed (``compact``) the
+    stream goes on in a new checkpoint that starts at the packed snapshot, so the old
+    snapshots can expire: Spark's ``availableNow`` walks the log from a checkpoint's first
+    snapshot on every run. Micro-batch ids stay global: ``base`` plus Spark's own."""
+
+    path: Path
+    base: int  # the global id of its first micro-batch
+    from_ms: int | None  # where it starts in the arrivals log (a packed snapshot's time)
+
+    @property
+    def spark(self) -> Path:
+        return self.path / "spark"
+
+    def _ids(self, folder: str) -> list[int]:
+        found = self.spark / folder
+        return [int(f.name) for f in found.iterdir() if f.name.isdigit()] if found.is_dir() else []
+
+    def planned(self) -> int | None:
+        """The global id of the newest micro-batch planned (Spark's ``offsets/<id>``), or of
+        the last one before this checkpoint; None before the first."""
+        ids = self._ids("offsets")
+        if ids:
+            return self.base + max(ids)
+        return self.base - 1 if self.base else None
+
+    def committed(self) -> int | None:
+        """The global id of the newest micro-batch Spark recorded as done."""
+        ids = self._ids("commits")
+        if ids:
+            return self.base + max(ids)
+        return self.base - 1 if self.base else None
+
+
+GENERATION_FILE = "generation.json"
+
+
+def active_generation(paths: StreamPaths) -> Generation | None:
+    found = []
+    for folder in paths.checkpoint.glob("from-*"):
+        marker = folder / GENERATION_FILE
+        if marker.is_file():
+            meta = json.loads(marker.read_text())
+            found.append(Generation(folder, int(meta["base"]), meta["from_ms"]))
+    return max(found, key=lambda g: (g.base, g.from_ms or 0), default=None)
+
+
+def _new_generation(paths: StreamPaths, base: int, from_ms: int | None) -> Generation:
+    """A checkpoint folder that appears whole (an atomic rename), or the one already there."""
+    name = f"from-{base:012d}-{from_ms or 0}"
+    final = paths.checkpoint / name
+    if not (final / GENERATION_FILE).is_file():
+        partial = paths.checkpoint / f".{name}.tmp"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        (partial / GENERATION_FILE).write_text(json.dumps({"base": base, "from_ms": from_ms}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(partial, final)
+    return Generation(final, base, from_ms)
+
+
+def check_state(spark: SparkSession, paths: StreamPaths) -> None:
+    """The checkpoint and the batches table must describe the same history.
+
+    Spark writes ``offsets/<id>`` before a micro-batch runs, and the micro-batch records its
+    plan first thing, so the table's newest batch is the checkpoint's or the one before it.
+    Anything else means one of them was lost or restored on its own: going on would re-judge
+    (or skip) events that are already decided.
+    """
+    generation = active_generation(paths)
+    planned = generation.planned() if generation is not None else None
+    batches = storage.current_table(spark, BATCHES_TABLE)
+    newest = batches.agg(F.max("batch_id")).first() if batches is not None else None
+    recorded = newest[0] if newest is not None else None
+    if recorded is not None and planned is None:
+        raise StreamStateError(
+            f"the inventory stream's checkpoint {paths.checkpoint} is missing, but "
+            f"{BATCHES_TABLE} records {recorded + 1} micro-batches: restore the checkpoint, "
+            f"or {RESET_HINT}"
+        )
+    if planned is not None and not (
+        (recorded is None and planned == 0)
+        or (recorded is not None and planned - 1 <= recorded <= planned)
+    ):
+        found = "no micro-batch" if recorded is None else f"micro-batch {recorded}"
+        raise StreamStateError(
+            f"the inventory stream's checkpoint {paths.checkpoint} is at micro-batch {planned}, "
+            f"but {BATCHES_TABLE} records {found}: restore the tables, or {RESET_HINT}"
+        )
+
+
 def run_inventory_stream(spark: SparkSession, settings: Settings, run_id: str) -> StreamResult:
     """Log the new arrivals, then process everything not yet processed and stop."""
     paths = StreamPaths.of(settings)
     with exclusive(paths):
+        check_state(spark, paths)
         return _run(spark, settings, paths, run_id)
 
 
 def reset(spark: SparkSession, settings: Settings) -> None:
-    """Forget everything streamed: its tables, arrivals log and checkpoint, together (a
-    checkpoint without its tables, or the reverse, would skip or repeat events)."""
+    """Forget everything streamed: its tables and its checkpoint, together (a checkpoint
+    without its tables, or the reverse, would skip or repeat events)."""
     paths = StreamPaths.of(settings)
     with exclusive(paths):
-        for name in (STREAM_TABLE, QUARANTINE_TABLE, NOW_TABLE, NOTIFIED_TABLE):
+        for name in TABLES:
             # Names from table_name(), which admits only plain identifiers.
             spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
-        for state in (paths.arrivals, paths.checkpoint):
-            shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(paths.checkpoint, ignore_errors=True)
 
 
 def _run(spark: SparkSession, settings: Settings, paths: StreamPaths, run_id: str) -> StreamResult:
-    result = StreamResult(logged=log_arrivals(settings, paths))
+    result = StreamResult(logged=log_arrivals(spark, settings, run_id))
+    if not spark.catalog.tableExists(ARRIVALS_TABLE):
+        return result  # nothing has ever landed
+    generation = active_generation(paths) or _new_generation(paths, 0, None)
 
     def each(arrivals: DataFrame, batch_id: int) -> None:
-        result.batches.append(process_batch(arrivals, batch_id, settings, run_id))
+        global_id = generation.base + batch_id
+        result.batches.append(process_batch(arrivals, global_id, settings, run_id))
 
+    reader = spark.readStream.option("streaming-max-rows-per-micro-batch", MAX_OBJECTS_PER_BATCH)
+    if generation.from_ms is not None:
+        reader = reader.option("stream-from-timestamp", str(generation.from_ms))
     query = (
-        spark.readStream.schema(ARRIVALS_SCHEMA)
-        .option("maxFilesPerTrigger", MAX_FILES_PER_BATCH)
-        .json(str(paths.arrivals))
+        reader.table(ARRIVALS_TABLE)
         .writeStream.foreachBatch(each)
-        .option("checkpointLocation", str(paths.checkpoint))
+        .option("checkpointLocation", str(generation.spark))
         .trigger(availableNow=True)
         .queryName(f"{FEED}_stream")
         .start()
     )
     query.awaitTermination()
+    compact_arrivals(spark, paths)
     return result
+
+
+def compact_arrivals(
+    spark: SparkSession, paths: StreamPaths, keep: int = ARRIVALS_SNAPSHOTS
+) -> bool:
+    """Pack the arrivals log once it has more than ``keep`` snapshots; whether it did.
+
+    Called after a run took everything. Its files are packed into one (a ``replace``
+    snapshot, which the stream skips), the stream goes on in a new checkpoint starting at
+    that snapshot, and every older snapshot expires. Each step is safe to be killed after:
+    until the new checkpoint exists the old one goes on (its snapshots are still there), and
+    a new checkpoint starts at the packed snapshot whatever has expired yet. The weekly
+    housekeeping leaves this table alone: expiring a snapshot a checkpoint needs would stop
+    the stream.
+    """
+    generation = active_generation(paths)
+    log = f"{ARRIVALS_TABLE}.snapshots"
+    if generation is None or spark.table(log).count() <= keep:
+        return False
+    qualified = ARRIVALS_TABLE.split(".", 1)[1]  # as the procedures name it
+    system = f"{storage.CATALOG}.system"
+    spark.sql(
+        f"CALL {system}.rewrite_data_files(table => '{qualified}', "
+        "options => map('min-input-files', '2'))"
+    ).collect()
+    spark.catalog.refreshTable(ARRIVALS_TABLE)
+    packed = (
+        spark.table(log)
+        .orderBy(F.col("committed_at").desc())
+        .select(
+            "operation",
+            F.unix_millis("committed_at").alias("ms"),
+            F.date_format("committed_at", "yyyy-MM-dd HH:mm:ss.SSS").alias("at"),
+        )
+        .first()
+    )
+    if packed is None or packed["operation"] != "replace":
+        return False  # a single file: nothing to pack, and no snapshot to start from
+    committed = generation.committed()
+    new = _new_generation(paths, 0 if committed is None else committed + 1, packed["ms"])
+    spark.sql(
+        f"CALL {system}.expire_snapshots(table => '{qualified}', "
+        f"older_than => TIMESTAMP '{packed['at']}', retain_last => 1)"
+    ).collect()
+    for folder in paths.checkpoint.glob("from-*"):
+        if folder != new.path:
+            shutil.rmtree(folder, ignore_errors=True)
+    return True
 
 
 # ------------------------------------------------------------------ current stock

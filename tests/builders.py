@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 from datetime import date
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from spark_jobs.settings import Settings
@@ -89,21 +89,24 @@ def wait_for(what: str, condition, timeout: float = 60.0, interval: float = 1.0)
 
 
 @contextlib.contextmanager
-def webhook():
-    """A Slack-like webhook on loopback: yields its URL and the JSON payloads posted to it."""
+def webhook(status: int = 200, delay_s: float = 0.0):
+    """A Slack-like webhook on loopback: yields its URL and the JSON payloads posted to it.
+    It answers ``status`` (500: Slack is down), after ``delay_s`` (a slow Slack); posts at
+    the same time are handled at the same time."""
     received: list[dict] = []
 
     class Capture(BaseHTTPRequestHandler):
         def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
+            time.sleep(delay_s)
+            self.send_response(status)
             self.end_headers()
             self.wfile.write(b"ok")
 
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("127.0.0.1", free_port()), Capture)
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Capture)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_port}/hook", received

@@ -10,6 +10,7 @@ stack takes the machine's two cores while it is up. Nothing is mocked.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -208,24 +209,26 @@ def test_the_daemon_pushes_each_runs_metrics_and_prometheus_scrapes_them(stack, 
                 if a["labels"]["alertname"] == "LakehouseDailyRunFailed"]  # fmt: skip
 
 
-def sensor_runs(stack) -> list[dict]:
+def sensor_runs(stack, sensors: list[str] = SENSORS) -> list[dict]:
     query = """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
       ... on Runs { results { runId jobName tags { key value } } } } }"""
     runs = []
-    for name in SENSORS:
+    for name in sensors:
         tags = [{"key": "dagster/sensor_name", "value": name}]
         runs += cluster.graphql(stack, query, {"tags": tags})["runsOrError"]["results"]
     return runs
 
 
-def wait_for_runs(stack, count: int, timeout_s: float = 300) -> list[dict]:
+def wait_for_runs(
+    stack, count: int, timeout_s: float = 300, sensors: list[str] = SENSORS
+) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        runs = sensor_runs(stack)
+        runs = sensor_runs(stack, sensors)
         if len(runs) >= count:
             return runs
         time.sleep(5)
-    return sensor_runs(stack)
+    return sensor_runs(stack, sensors)
 
 
 def test_files_landing_in_the_bucket_launch_one_run_per_day_and_object_version(stack, cluster_run):
@@ -251,6 +254,58 @@ def test_files_landing_in_the_bucket_launch_one_run_per_day_and_object_version(s
     assert len(second) == 2, second  # the rewritten object: one more run, nothing else
     time.sleep(70)  # another sensor tick: still nothing new
     assert len(sensor_runs(stack)) == 2
+
+
+STREAM_SENSOR = "inventory_micro_batches"
+STREAM_WAREHOUSE = "wh-cluster"  # this test's events only
+
+
+def test_inventory_landing_in_the_bucket_streams_on_the_cluster(stack, cluster_run):
+    """The inventory stream through the daemon: its sensor sees objects in the bucket and
+    launches a micro-batch run; the run's driver streams the arrivals log (an Iceberg table in
+    the warehouse) and its executors on the workers read the objects it names. Nothing in the
+    driver's LAKEHOUSE_HOME but the checkpoint."""
+    settings = stack.settings
+    set_sensors(stack, SENSORS, running=False)  # the daily arrival runs are not under test
+    catalog = open_catalog(settings)
+    products = catalog.load_table("silver.products").scan(selected_fields=("product_id",))
+    first, second = sorted(products.to_arrow()["product_id"].to_pylist())[:2]
+    day = (LAST + timedelta(days=2)).isoformat()
+    events = [  # first: 40, then 3 left; second: 7 left (topic of its own: no clash)
+        (1, first, 40, "08:00:00"), (2, first, 3, "09:00:00"), (3, second, 7, "09:30:00"),
+    ]  # fmt: skip
+    lines = "".join(
+        json.dumps({"topic": "inventory-cluster", "partition": 0, "offset": offset,
+                    "event_id": f"cl-{offset}", "product_id": product,
+                    "warehouse_id": STREAM_WAREHOUSE, "change": -1, "stock_level": level,
+                    "reason": "sale", "event_ts": f"{day}T{clock}Z"}) + "\n"
+        for offset, product, level, clock in events
+    )  # fmt: skip
+    s3 = cluster.s3_client(stack)
+    key = f"lake/inventory/{day}/part-00000.jsonl"
+    s3.put_object(Bucket=stack.env["CLUSTER_LANDING_BUCKET"], Key=key, Body=lines.encode())
+    set_sensors(stack, [STREAM_SENSOR], running=True)
+    try:
+        [run] = wait_for_runs(stack, 1, sensors=[STREAM_SENSOR])
+        assert run["jobName"] == "inventory_micro_batch"
+        assert wait(stack, run["runId"], timeout_s=900) == "SUCCESS"
+    finally:
+        set_sensors(stack, [STREAM_SENSOR], running=False)
+    streamed = catalog.load_table("silver.inventory_stream").scan(
+        row_filter=f"warehouse_id == '{STREAM_WAREHOUSE}'"
+    ).to_arrow()  # fmt: skip
+    assert sorted(streamed["offset"].to_pylist()) == [1, 2, 3]
+    now = catalog.load_table("gold.low_stock_now").scan(
+        row_filter=f"warehouse_id == '{STREAM_WAREHOUSE}'"
+    ).to_arrow()  # fmt: skip
+    stock = dict(zip(now["product_id"].to_pylist(), now["stock_level"].to_pylist(), strict=True))
+    assert stock == {first: 3, second: 7}
+    # The earlier days' inventory files came along in the same run (the first catch-up).
+    assert catalog.load_table("silver.inventory_stream").scan().to_arrow().num_rows > 3
+    ran = where_it_ran(stack, settings)["silver.inventory_stream"]
+    assert ran["app"] == "lakehouse-dagster" and len(ran["workers"]) == 2, ran
+    state = Path(stack.env["LAKEHOUSE_HOME"]) / "streams" / "inventory"
+    assert {p.name for p in state.iterdir()} == {"checkpoint", "stream.lock"}
 
 
 def test_the_table_report_reads_the_postgresql_catalog_without_a_jvm(stack, cluster_run):

@@ -22,7 +22,12 @@ GOLD_DIMS = {"dim_customers", "dim_products", "dim_customers_history", "dim_prod
 HISTORY = {"customers", "products"}  # dimensions whose Silver step also keeps every version
 GOLD_QUALITY = {"data_quality_daily"}
 # The inventory stream's micro-batches: current state, not days.
-SILVER_STREAM = {"inventory_stream", "inventory_stream_quarantine"}
+SILVER_STREAM = {
+    "inventory_stream",
+    "inventory_stream_quarantine",
+    "inventory_stream_arrivals",
+    "inventory_stream_batches",
+}
 GOLD_STREAM = {"low_stock_now", "low_stock_notifications"}
 
 # Spark and Dagster in this process only: no servers, no dbt (make test-fast).

@@ -6,7 +6,9 @@ Keys start at 1,000,000 and the day is 2026-03-10, so nothing here meets other t
 from __future__ import annotations
 
 import json
+import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +23,7 @@ from dagster import (
     build_sensor_context,
     materialize,
 )
+from pyspark.sql import functions as F
 
 from lakehouse_assets.automation import LandingResource
 from lakehouse_assets.bronze import bronze_assets
@@ -28,12 +31,14 @@ from lakehouse_assets.gold import gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.resources.dbt import DBT_PROJECT_DIR
 from lakehouse_assets.silver import silver_assets
+from lakehouse_assets.stream import assets as stream_assets
 from lakehouse_assets.stream import (
     inventory_micro_batch_job,
     inventory_micro_batches,
     inventory_stream,
     low_stock_now,
 )
+from lakehouse_assets.stream.assets import low_stock_rule, refresh_and_alert
 from spark_jobs import storage, stream
 from spark_jobs.settings import Settings
 from tests.builders import (
@@ -50,6 +55,8 @@ DAY = date(2026, 3, 10)
 PARTITION = DAY.isoformat()
 ALICE, BOB = 1_000_001, 1_000_002
 LAMP, BOOK, GLOBE = 1_000_010, 1_000_011, 1_000_012
+LOG = logging.getLogger("tests.stream")
+KETTLE = 1_000_013  # not in the source: a product that arrives while the stream runs
 T = "2026-03-10 08:00:00"
 
 ASSETS = [*bronze_assets, *silver_assets, gold_marts]
@@ -196,6 +203,7 @@ def test_gold_is_one_dbt_invocation_per_run(day_materialised):
 
 
 def rows(spark, table, where):
+    spark.catalog.refreshTable(f"lakehouse.{table}")  # the stream commits through its own session
     return spark.table(f"lakehouse.{table}").where(where).collect()
 
 
@@ -325,6 +333,7 @@ BATCHES = [
         stock_at(104, LAMP, -3, 12, "11:00:00"),  # still low: no second alert
         stock_at(105, BOOK, -1, 97, "09:30:00"),  # late, inside the 60-minute watermark
         stock_at(106, BOOK, -1, 96, "08:30:00"),  # late, past it (09:00)
+        stock_at(107, KETTLE, 5, 5, "11:00:00"),  # unknown product when first judged
     ],
 ]
 
@@ -352,7 +361,7 @@ def streamed(day_materialised, spark, settings, tmp_path_factory):
     env = pytest.MonkeyPatch()
     env.setenv("LAKEHOUSE_LANDING", str(landing))
     stream.reset(spark, settings)  # this worker's lakehouse may have streamed before
-    out = {"requests": [], "stock": [], "runs": []}
+    out = {"requests": [], "stock": [], "runs": [], "landing": landing}
     with webhook() as (url, posted), DagsterInstance.ephemeral() as instance:
         env.setenv("LAKEHOUSE_SLACK_WEBHOOK_URL", url)
         resources = {"landing": LandingResource.from_settings(Settings.from_env())}
@@ -376,9 +385,10 @@ def streamed(day_materialised, spark, settings, tmp_path_factory):
 
         real = storage.insert_missing
 
-        def killed_after_commit(df, name, keys):
-            real(df, name, keys)
-            raise RuntimeError("killed after the commit")
+        def killed_after_commit(df, name, keys, **kwargs):
+            real(df, name, keys, **kwargs)
+            if name == stream.QUARANTINE_TABLE:  # events and quarantine both committed
+                raise RuntimeError("killed after the commit")
 
         cursor = None
         for n, events in enumerate(BATCHES, 1):
@@ -395,15 +405,27 @@ def streamed(day_materialised, spark, settings, tmp_path_factory):
             cursor = evaluation.cursor
             [request] = evaluation.run_requests
             if n == 3:
-                # A micro-batch killed after its events were committed, before Spark
-                # recorded the batch as done (an exception stands in for the kill: the
-                # state left behind is the same). The next run replays it.
+                # A micro-batch killed after its events and quarantine were committed, before
+                # Spark recorded the batch as done (an exception stands in for the kill: the
+                # state left behind is the same). The next run replays it, after the kettle
+                # reached silver.products in between: the replay must decide as before.
                 env.setattr(storage, "insert_missing", killed_after_commit)
                 out["killed"] = run(request)
                 env.setattr(storage, "insert_missing", real)
+                add_product(spark, KETTLE, like=LAMP)
             assert run(request).success
             out["stock"].append(low_stock(spark))
+        spark.sql(f"DELETE FROM lakehouse.silver.products WHERE product_id = {KETTLE}")
         out["again"] = tick(cursor)
+        # A run of the job that failed (after its retries): retried after the back-off even
+        # without new arrivals, not before.
+        failed = DagsterRun(
+            job_name=inventory_micro_batch_job.name, status=DagsterRunStatus.FAILURE
+        )
+        instance.add_run(failed)
+        out["failed_within_backoff"] = tick(cursor)
+        env.setattr(stream_assets, "RETRY_FAILED_AFTER_S", 0)
+        out["failed_after_backoff"] = (failed.run_id, tick(cursor))
         out["posted"] = list(posted)
         # The end-of-day batch over the same files.
         batch = AssetSelection.assets(
@@ -416,12 +438,25 @@ def streamed(day_materialised, spark, settings, tmp_path_factory):
     return out
 
 
+def add_product(spark, product_id: int, like: int) -> None:
+    """A product that reached silver.products since (a copy of another under a new id)."""
+    products = spark.table("lakehouse.silver.products")
+    row = products.where(f"product_id = {like}").withColumn(
+        "product_id", F.lit(product_id).cast(products.schema["product_id"].dataType)
+    )
+    row.writeTo("lakehouse.silver.products").append()
+
+
 def test_three_landings_make_three_micro_batch_runs_with_the_stock_after_each(streamed):
     assert [len(r) for r in streamed["requests"]] == [1, 1, 1]
     assert streamed["requests"][0][0].tags["dagster/max_retries"] == "2"  # replays are safe
     assert "in flight" in streamed["in_flight"].skip_message
     assert streamed["in_flight"].run_requests == []
     assert "no new inventory objects" in streamed["again"].skip_message
+    assert "no new inventory objects" in streamed["failed_within_backoff"].skip_message
+    failed_id, retried = streamed["failed_after_backoff"]
+    [request] = retried.run_requests
+    assert request.run_key.endswith(f":after-{failed_id[:8]}")
     # (stock, units per day, days of cover, below 3 days of cover)
     lamp = [s[LAMP] for s in streamed["stock"]]
     assert lamp == [
@@ -433,7 +468,7 @@ def test_three_landings_make_three_micro_batch_runs_with_the_stock_after_each(st
 
 
 def test_a_redelivered_offset_is_counted_once(spark, streamed):
-    offsets = [r.offset for r in rows(spark, "silver.inventory_stream", "true")]
+    offsets = [r.offset for r in rows(spark, "silver.inventory_stream", "offset <= 107")]
     assert sorted(offsets) == [101, 102, 103, 104, 105]
     second = streamed["runs"][1].asset_materializations_for_node("inventory_stream")
     [meta] = [m.metadata for m in second if m.asset_key.path[-1] == "inventory_stream"]
@@ -442,7 +477,7 @@ def test_a_redelivered_offset_is_counted_once(spark, streamed):
 
 
 def test_late_events_inside_the_watermark_count_and_past_it_are_quarantined(spark, streamed):
-    quarantined = rows(spark, "silver.inventory_stream_quarantine", "true")
+    quarantined = rows(spark, "silver.inventory_stream_quarantine", "record_key LIKE '%:106'")
     assert [(r.record_key, r.rules) for r in quarantined] == [
         ("inventory-events:0:106", ["event_ts_within_watermark"])
     ]
@@ -452,8 +487,20 @@ def test_late_events_inside_the_watermark_count_and_past_it_are_quarantined(spar
 def test_a_micro_batch_killed_after_its_commit_is_replayed_once(spark, streamed):
     assert not streamed["killed"].success
     lamp = rows(spark, "silver.inventory_stream", f"product_id = {LAMP}")
-    assert sorted(r.offset for r in lamp) == [101, 103, 104]
-    assert streamed["stock"][-1][LAMP][0] == 12  # 30 - 15 - 3, each once
+    assert sorted(r.offset for r in lamp) == [101, 103, 104]  # each once
+    assert streamed["stock"][-1][LAMP][0] == 12
+    [batch] = rows(spark, "silver.inventory_stream_batches", "batch_id = 2")
+    assert batch.first_run_id != batch.run_id  # planned by the killed run, done by the replay
+    assert (batch.events_added, batch.late, batch.redelivered) == (2, 1, 0)
+
+
+def test_a_replay_decides_as_the_killed_attempt_did_although_a_product_arrived(spark, streamed):
+    # The killed attempt quarantined the kettle's event (no such product then) and committed
+    # that; the kettle reached silver.products before the replay. Judged with the products
+    # the attempt saw, the replay quarantines it again instead of also counting it.
+    assert rows(spark, "silver.inventory_stream", f"product_id = {KETTLE}") == []
+    [kettle] = rows(spark, "silver.inventory_stream_quarantine", "record_key LIKE '%:107'")
+    assert "product_exists" in kettle.rules
 
 
 def test_the_low_stock_alert_fires_once_per_product_and_day(spark, streamed):
@@ -473,11 +520,111 @@ def test_the_stream_and_the_days_batch_agree_on_final_stock(spark, streamed):
     assert batch == stream == {(LAMP, "wh-1"): 12, (BOOK, "wh-1"): 97}
 
 
+def step_error(result) -> str:
+    """The failed steps' errors as the UI shows them: each with its causes."""
+    messages = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None:
+            messages.append(error.message.strip())
+            error = error.cause
+    return "\n".join(messages)
+
+
+def test_a_lost_checkpoint_stops_the_stream_with_one_line_and_changes_nothing(
+    spark, streamed, settings
+):
+    # Without its checkpoint the stream would take every arrival again as micro-batch 0, with
+    # no watermark: the 08:30 event quarantined as late would be counted.
+    checkpoint = stream.StreamPaths.of(settings).checkpoint
+    kept = checkpoint.with_name("checkpoint-kept")
+    before = sorted(r.offset for r in rows(spark, "silver.inventory_stream", "true"))
+    checkpoint.rename(kept)
+    try:
+        result = materialize(STREAM_ASSETS, resources={"spark": SparkResource()},
+                             raise_on_error=False)  # fmt: skip
+    finally:
+        kept.rename(checkpoint)
+    assert not result.success
+    message = step_error(result)
+    assert "checkpoint" in message and "is missing" in message
+    assert "make stream-reset" in message
+    assert sorted(r.offset for r in rows(spark, "silver.inventory_stream", "true")) == before
+
+
+@pytest.fixture(scope="module")
+def alerts_again(streamed, spark):
+    """The lamp's alert forgotten (as on a new day), then posted through a webhook that
+    fails, and then by two runs at once through a slow one."""
+    forget = f"DELETE FROM lakehouse.gold.low_stock_notifications WHERE product_id = {LAMP}"
+    env = pytest.MonkeyPatch()
+    out = {}
+
+    spark.sql(forget)
+    with webhook(status=500) as (url, posted):
+        env.setenv("LAKEHOUSE_SLACK_WEBHOOK_URL", url)
+        out["failed"] = materialize([low_stock_now], resources={"spark": SparkResource()},
+                                    raise_on_error=False)  # fmt: skip
+        out["failed_posts"] = list(posted)
+        out["recorded_after_failure"] = rows(spark, "gold.low_stock_notifications", "true")
+    # Two at once, as on a catalog that lets runs overlap (the embedded one's lock makes
+    # Dagster runs here take turns, so the step's code is called directly). Slow enough
+    # that, without the stream's lock, the second finds the lamp not yet recorded while the
+    # first's post is under way, and posts it again (seen before the lock).
+    with webhook(delay_s=5.0) as (url, posted):
+        env.setenv("LAKEHOUSE_SLACK_WEBHOOK_URL", url)
+        settings = Settings.from_env()
+
+        def at_once(n: int):
+            return refresh_and_alert(spark, settings, low_stock_rule(), f"at-once-{n}", LOG)
+
+        with ThreadPoolExecutor(2) as pool:
+            out["together"] = list(pool.map(at_once, range(2)))
+        out["posted"] = list(posted)
+    env.undo()
+    return out
+
+
+def test_a_failed_alert_post_fails_the_run_and_is_not_recorded(spark, alerts_again):
+    assert not alerts_again["failed"].success
+    assert "1 low-stock alerts not posted" in step_error(alerts_again["failed"])
+    assert len(alerts_again["failed_posts"]) == 1  # tried, answered 500
+    assert alerts_again["recorded_after_failure"] == []
+
+
+def test_two_alert_runs_at_once_post_once(spark, alerts_again):
+    sent = sorted(len(a.sent) for a in alerts_again["together"])
+    assert sent == [0, 1] and all(a.failed == [] for a in alerts_again["together"])
+    assert [p["product_id"] for p in alerts_again["posted"]] == [LAMP]
+    notified = rows(spark, "gold.low_stock_notifications", "true")
+    assert [r.product_id for r in notified] == [LAMP]
+
+
+def test_the_arrivals_log_compacts_itself_and_the_stream_resumes(spark, streamed, settings):
+    paths = stream.StreamPaths.of(settings)
+    assert stream.compact_arrivals(spark, paths, keep=1)
+    snapshots = spark.table(f"{stream.ARRIVALS_TABLE}.snapshots").count()
+    files = spark.table(f"{stream.ARRIVALS_TABLE}.files").count()
+    assert (snapshots, files) == (1, 1)  # three runs' appends, packed; the rest expired
+    [generation] = paths.checkpoint.glob("from-*")  # the stream goes on in a new checkpoint
+    assert generation.name.startswith("from-000000000003-")  # after micro-batches 0, 1 and 2
+    env = pytest.MonkeyPatch()
+    env.setenv("LAKEHOUSE_LANDING", str(streamed["landing"]))
+    land(streamed["landing"], "part-4.jsonl", [stock_at(108, BOOK, -2, 95, "12:00:00")])
+    result = materialize(STREAM_ASSETS, resources={"spark": SparkResource()})
+    env.undo()
+    assert result.success
+    added = rows(spark, "silver.inventory_stream", "offset = 108")
+    assert [(r.product_id, r.stock_level, r._batch_id) for r in added] == [(BOOK, 95, 3)]
+    assert len(rows(spark, "silver.inventory_stream", "true")) == 6  # nothing read twice
+
+
 @pytest.fixture(scope="module")
 def streamed_from_s3(streamed, spark, settings, s3_server):
     """The same three files in an S3 bucket, taken by one run: one micro-batch."""
     env = pytest.MonkeyPatch()
     s3 = s3_landing(env, s3_server, "stream-bucket", "feeds")
+    env.delenv("LAKEHOUSE_SLACK_WEBHOOK_URL", raising=False)  # never a developer's real Slack
     for n, events in enumerate(BATCHES, 1):
         key = f"feeds/inventory/{NEXT_DAY}/part-{n}.jsonl"
         s3.put_object(Bucket="stream-bucket", Key=key, Body=jsonl(events).encode())

@@ -142,7 +142,7 @@ def test_the_shipped_registry_builds_the_shipped_code_location():
     keys = defs.resolve_asset_graph().get_all_asset_keys()
     history = {s.silver for s in SOURCES if silver.TABLES[s.silver].history}
     assert history == {"customers", "products"}  # the dimensions Gold keeps type-2 history of
-    stream = {"inventory_stream", "inventory_stream_quarantine"}  # lakehouse_assets/stream
+    stream = {f"inventory_stream{s}" for s in ("", "_quarantine", "_arrivals", "_batches")}
     assert {k.path[1] for k in keys if k.path[0] == "silver"} == names | {
         f"{n}_quarantine" for n in names
     } | {f"{n}_history" for n in history} | stream

@@ -10,6 +10,7 @@ import pytest
 from spark_jobs import silver
 from spark_jobs.storage import (
     backlog_predicate,
+    day_of_object,
     day_predicates,
     split_lines,
     unplaced_predicate,
@@ -338,3 +339,12 @@ def test_invalid_utf8_lines_are_quarantined_by_name(spark):
     assert [(r.record_key, r.rules) for r in split.quarantined.collect()] == [
         ("e1", ["invalid_utf8"])
     ]
+
+
+def test_only_a_days_own_folder_is_landing_data():
+    # What Bronze reads (one day's folder, not below it), the sensors and the stream take too.
+    assert day_of_object("inventory/2026-03-11/part-1.jsonl") == date(2026, 3, 11)
+    assert day_of_object("inventory/2026-03-11/retry/part-1.jsonl") is None
+    assert day_of_object("inventory/2026-03-11/part-1.json") is None
+    assert day_of_object("inventory/latest/part-1.jsonl") is None
+    assert day_of_object("invoices/2026-03-11/part-1.jsonl") is None

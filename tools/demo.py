@@ -162,6 +162,8 @@ def reset(settings: Settings) -> None:
     for namespace in NAMESPACES:
         shutil.rmtree(warehouse / namespace, ignore_errors=True)
     shutil.rmtree(settings.landing, ignore_errors=True)
+    # The stream's checkpoint goes with its tables (spark_jobs/stream.py refuses one alone).
+    shutil.rmtree(settings.home / "streams", ignore_errors=True)
     with DagsterInstance.get() as instance:
         instance.wipe()
 

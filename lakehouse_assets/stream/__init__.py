@@ -1,4 +1,5 @@
 from lakehouse_assets.stream.assets import (
+    SELF_MAINTAINED,
     inventory_micro_batch_job,
     inventory_micro_batches,
     inventory_stream,
@@ -6,6 +7,7 @@ from lakehouse_assets.stream.assets import (
 )
 
 __all__ = [
+    "SELF_MAINTAINED",
     "inventory_stream",
     "inventory_micro_batch_job",
     "inventory_micro_batches",
