@@ -34,8 +34,9 @@ def run_job(name: str, argv: Sequence[str] | None = None) -> None:
 
 
 def reset_stream() -> None:
-    """Drop the inventory stream's tables and checkpoint together; its next run replays every
-    landed inventory object from scratch (the same decisions: nothing depends on timing)."""
+    """Drop the inventory stream's tables and checkpoint together; its next run takes every
+    landed inventory object again, as one micro-batch (so with no watermark yet: events the
+    old stream quarantined as late are counted this time)."""
     from spark_jobs import stream
     from spark_jobs.session import build_session
     from spark_jobs.settings import LakehouseSetupError, Settings

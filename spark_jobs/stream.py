@@ -1,11 +1,12 @@
 """The inventory stream: landed Kafka-sink files become stock levels within minutes, exactly once.
 
 Spark Structured Streaming with ``trigger(availableNow=True)``: each run processes whatever
-arrived since the last one in micro-batches, then stops, so there is no long-running job to
-babysit. Its source is an *arrivals log*, the Iceberg table ``silver.inventory_stream_arrivals``:
-one row per landed object version, appended at the start of a run. The log exists because this
-Spark has no S3 filesystem (no hadoop-aws) to list a bucket; as an Iceberg table it lives in the
-warehouse, so executors on a cluster read it like any table. Each micro-batch reads the objects
+arrived since the last one (as one micro-batch: ``_run``), then stops, so there is no
+long-running job to babysit. Its source is an *arrivals log*, the Iceberg table
+``silver.inventory_stream_arrivals``: one row per landed object version, appended at the start
+of a run. The log exists because this Spark has no S3 filesystem (no hadoop-aws) to list a
+bucket; as an Iceberg table it lives in the warehouse, so executors on a cluster read it like
+any table. Each micro-batch reads the objects
 its rows name with Bronze's own reader (``storage.read_landed``: local folder or S3, BOM, invalid
 UTF-8, line numbers), so the stream and the daily batch see the same lines.
 
@@ -22,7 +23,7 @@ Exactly once, across kills and reruns:
   after a product arrived in between;
 - the checkpoint and the tables must agree: a run that finds one without the other (a lost
   ``streams/`` folder, restored tables) stops with a one-line error instead of re-judging
-  history (``make stream-reset`` replays it from scratch, deterministically).
+  history (``make stream-reset`` starts it again from scratch).
 
 Lateness: Spark's own watermark drops late rows silently. Here the watermark has Spark's
 meaning (the newest event time of earlier micro-batches minus the allowed delay), but an
@@ -74,8 +75,6 @@ TABLES = (STREAM_TABLE, QUARANTINE_TABLE, ARRIVALS_TABLE, BATCHES_TABLE, NOW_TAB
 COORDINATES = ["topic", "partition", "offset"]
 LATE_RULE = "event_ts_within_watermark"
 ARRIVALS_SCHEMA = "day date, landed_us long, path string, version string"
-# A first run over a long history takes it in micro-batches of at most this many objects.
-MAX_OBJECTS_PER_BATCH = 1000
 # The arrivals log is compacted after a run once it has more snapshots than this.
 ARRIVALS_SNAPSHOTS = 20
 # A redelivered event landed at most this long after its first copy: older copies are
@@ -421,15 +420,24 @@ def check_state(spark: SparkSession, paths: StreamPaths) -> None:
     batches = storage.current_table(spark, BATCHES_TABLE)
     newest = batches.agg(F.max("batch_id")).first() if batches is not None else None
     recorded = newest[0] if newest is not None else None
+    events = storage.current_table(spark, STREAM_TABLE)
+    if recorded is None and events is not None and events.limit(1).count():
+        raise StreamStateError(
+            f"{STREAM_TABLE} holds events but {BATCHES_TABLE} records no micro-batch (a "
+            f"stream from before that table, or a table dropped alone): {RESET_HINT}"
+        )
     if recorded is not None and planned is None:
         raise StreamStateError(
             f"the inventory stream's checkpoint {paths.checkpoint} is missing, but "
             f"{BATCHES_TABLE} records {recorded + 1} micro-batches: restore the checkpoint, "
             f"or {RESET_HINT}"
         )
+    # A micro-batch Spark recorded as done must be in the table: Spark never replays it.
+    committed = generation.committed() if generation is not None else None
+    oldest_allowed = planned if committed == planned else (planned or 0) - 1
     if planned is not None and not (
-        (recorded is None and planned == 0)
-        or (recorded is not None and planned - 1 <= recorded <= planned)
+        (recorded is None and planned == 0 and committed is None)
+        or (recorded is not None and oldest_allowed <= recorded <= planned)
     ):
         found = "no micro-batch" if recorded is None else f"micro-batch {recorded}"
         raise StreamStateError(
@@ -451,10 +459,12 @@ def reset(spark: SparkSession, settings: Settings) -> None:
     without its tables, or the reverse, would skip or repeat events)."""
     paths = StreamPaths.of(settings)
     with exclusive(paths):
+        # The checkpoint first: killed in between, tables without a checkpoint are refused
+        # with a line saying to reset again, while the reverse could replay into new tables.
+        shutil.rmtree(paths.checkpoint, ignore_errors=True)
         for name in TABLES:
             # Names from table_name(), which admits only plain identifiers.
             spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
-        shutil.rmtree(paths.checkpoint, ignore_errors=True)
 
 
 def _run(spark: SparkSession, settings: Settings, paths: StreamPaths, run_id: str) -> StreamResult:
@@ -467,7 +477,9 @@ def _run(spark: SparkSession, settings: Settings, paths: StreamPaths, run_id: st
         global_id = generation.base + batch_id
         result.batches.append(process_batch(arrivals, global_id, settings, run_id))
 
-    reader = spark.readStream.option("streaming-max-rows-per-micro-batch", MAX_OBJECTS_PER_BATCH)
+    # One micro-batch per run: Iceberg 1.10's source does not implement availableNow itself,
+    # and Spark's stand-in for it takes everything there is at the start in one batch.
+    reader = spark.readStream
     if generation.from_ms is not None:
         reader = reader.option("stream-from-timestamp", str(generation.from_ms))
     query = (
