@@ -23,11 +23,10 @@ from spark_jobs.silver.common import (
     with_products,
 )
 from spark_jobs.silver.json_lines import (
-    json_columns,
     json_rules,
     line_key,
-    parse_json,
     schema_report,
+    typed_lines,
 )
 
 if TYPE_CHECKING:
@@ -85,19 +84,24 @@ def clean_clickstream(
     Silver does not know yet is held until the product arrives.
     """
     lateness = lateness or Lateness()
-    parsed = parse_json(bronze, REQUIRED)
-    typed = parsed.select(
-        "_bronze",
-        "_fields",
-        "_schema_broken",
-        *json_columns(FIELDS, {"timestamp": "event_ts"}),
-    ).withColumn("product_id", F.get_json_object("properties", "$.product_id").cast("long"))
-    kept, duplicates = q.keep_first(typed, ["event_id"], first_landed())
+    typed = typed_lines(
+        bronze,
+        FIELDS,
+        REQUIRED,
+        renamed={"timestamp": "event_ts"},
+        derived={"product_id": F.get_json_object("properties", "$.product_id").cast("long")},
+    )
     if earlier_event_ids is not None:
+        # Joined before ranking, on the key the ranking partitions by: one shuffle for both.
         seen = earlier_event_ids.select(F.col("event_id").alias("_seen")).distinct()
-        kept = kept.join(seen, kept.event_id == seen._seen, "left")
-        duplicates = duplicates.unionByName(kept.where(F.col("_seen").isNotNull()).drop("_seen"))
-        kept = kept.where(F.col("_seen").isNull()).drop("_seen")
+        typed = typed.join(seen, typed.event_id == seen._seen, "left")
+    else:
+        typed = typed.withColumn("_seen", F.lit(None).cast("string"))
+    ranked = q.rank_first(typed, ["event_id"], first_landed())
+    # The first copy in the batch, unless an earlier day already holds the event.
+    first = (F.col(q.RANK_COLUMN) == 1) & F.col("_seen").isNull()
+    kept = ranked.where(first).drop(q.RANK_COLUMN, "_seen")
+    duplicates = ranked.where(~first).drop(q.RANK_COLUMN, "_seen")
     valid, bad = q.apply_rules(with_products(kept, products, lateness), QUALITY.rows)
     return Split(
         valid.select(
@@ -121,7 +125,7 @@ def clean_clickstream(
         ),
         quarantine_rows(bad, F.coalesce(F.col("event_id"), line_key()), run_id),
         duplicates,
-        **schema_report(parsed, typed, list(FIELDS)),
+        **schema_report(ranked, list(FIELDS)),
     )
 
 

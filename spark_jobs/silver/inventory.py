@@ -22,11 +22,10 @@ from spark_jobs.silver.common import (
     with_products,
 )
 from spark_jobs.silver.json_lines import (
-    json_columns,
     json_rules,
     line_key,
-    parse_json,
     schema_report,
+    typed_lines,
 )
 
 if TYPE_CHECKING:
@@ -81,9 +80,10 @@ def clean_inventory_events(
 ) -> Split:
     """Parse Kafka-sink lines; a redelivered offset is a duplicate."""
     lateness = lateness or Lateness()
-    parsed = parse_json(bronze, REQUIRED)
-    typed = parsed.select("_bronze", "_fields", "_schema_broken", *json_columns(FIELDS, {}))
-    kept, duplicates = q.keep_first(typed, ["topic", "partition", "offset"], first_landed())
+    typed = typed_lines(bronze, FIELDS, REQUIRED)
+    ranked = q.rank_first(typed, ["topic", "partition", "offset"], first_landed())
+    kept = ranked.where(F.col(q.RANK_COLUMN) == 1).drop(q.RANK_COLUMN)
+    duplicates = ranked.where(F.col(q.RANK_COLUMN) > 1).drop(q.RANK_COLUMN)
     valid, bad = q.apply_rules(with_products(kept, products, lateness), QUALITY.rows)
     offset_key = F.concat_ws(":", "topic", "partition", "offset")
     return Split(
@@ -92,7 +92,7 @@ def clean_inventory_events(
             bad, F.when(F.col("offset").isNotNull(), offset_key).otherwise(line_key()), run_id
         ),
         duplicates,
-        **schema_report(parsed, typed, list(FIELDS)),
+        **schema_report(ranked, list(FIELDS)),
     )
 
 

@@ -46,6 +46,24 @@ def parse_json(df: DataFrame, required: dict[str, str]) -> DataFrame:
     )
 
 
+def typed_lines(
+    bronze: DataFrame,
+    fields: dict[str, str],
+    required: dict[str, str],
+    renamed: dict[str, str] | None = None,
+    derived: dict[str, Column] | None = None,
+) -> DataFrame:
+    """Each line parsed (``parse_json``), its fields converted (``json_columns``) and
+    ``derived`` columns added: what deduplication ranks and the schema report reads. Rank it
+    (``quality.rank_first``, checkpointed) before anything else reads it, so the JSON is
+    parsed once (each extra parse was about 10 s at 1 M events)."""
+    parsed = parse_json(bronze, required)
+    typed = parsed.select(
+        "_bronze", "_fields", "_schema_broken", *json_columns(fields, renamed or {})
+    )
+    return typed.withColumns(derived or {})
+
+
 def convert(raw: Column, kind: str) -> Column:
     """Text to its declared type; NULL when it does not convert (``"7.5"`` is not a long)."""
     if kind in ("int", "long"):
@@ -113,11 +131,12 @@ def new_fields(parsed: DataFrame, known: list[str]) -> DataFrame:
     )
 
 
-def schema_report(parsed: DataFrame, typed: DataFrame, known: list[str]) -> dict:
-    """What the schema and new-field checks judge, as ``Split`` fields."""
+def schema_report(typed: DataFrame, known: list[str]) -> dict:
+    """What the schema and new-field checks judge, as ``Split`` fields, from ``typed_lines``'
+    rows (ranked)."""
     return {
-        "schema_broken": parsed.where("_schema_broken").select(line_key().alias("record_key")),
-        "new_fields": new_fields(parsed, known),
+        "schema_broken": typed.where("_schema_broken").select(line_key().alias("record_key")),
+        "new_fields": new_fields(typed, known),
         "mistyped": typed.where("_mistyped").select(line_key().alias("record_key")),
     }
 

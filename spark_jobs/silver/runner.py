@@ -159,113 +159,112 @@ def run_table(
     spec = table.spec
     name = storage.table_name("silver", table.name)
     bronze_name = storage.table_name("bronze", table.bronze)
+    # Read where needed, not cached: the transform ranks its rows into a checkpoint at once
+    # (``quality.rank_first``), and caching them first cost a copy (4 s at 1 M events).
     bronze = spark.table(bronze_name).where(storage.window_condition(BRONZE_PARTITION, window))
-    bronze = bronze.cache()
     rechecked = held.held_rows(spark, table.quarantine, bronze.schema, window, table.holds)
     # Held rows come from the quarantine this run rewrites, and the kept rows may depend on
-    # the Silver table it writes (clickstream's earlier events): Spark re-reads a cached
-    # frame whose table changed, so these are checkpointed, not cached, before any write.
+    # the Silver table it writes (clickstream's earlier events): these are checkpointed before
+    # any write, as the transform's ranked and judged rows are (``quality.apply_rules``), so
+    # nothing below reads a table again after this run changed it.
     rechecked = rechecked.localCheckpoint() if rechecked is not None else None
     batch_rows = bronze if rechecked is None else bronze.unionByName(rechecked)
     lateness = Lateness(held.as_of(spark, bronze_name, window), grace_days)
     split = spec.clean(batch_rows, _batch(spark, table, window, run_id, lateness))
-    valid, quarantined = split.valid.localCheckpoint(), split.quarantined.localCheckpoint()
+    valid, quarantined = split.valid, split.quarantined  # projections of a checkpoint
     in_window = storage.window_condition(BRONZE_PARTITION, window)
     valid_in_window = storage.window_condition(spec.batch_day, window)
     # A dropped duplicate keeps its Bronze row in ``_bronze``: its day is that row's day.
     duplicates, duplicates_per_day = _split_by_day(
         split.duplicates, BRONZE_DAY, storage.window_condition(BRONZE_DAY, window)
     )
-    try:
-        bronze_per_day = _rows_per_day(bronze, BRONZE_PARTITION)
-        total = sum(bronze_per_day.values())
-        n_rechecked = rechecked.count() if rechecked is not None else 0
-        inputs = CheckInputs(
-            spark,
-            window,
-            name,
-            bronze_name,
-            spec.batch_day,
-            spec.unique_scope,
-            bronze.columns,
-            split,
-            bronze_per_day=bronze_per_day,
+    bronze_per_day = _rows_per_day(bronze, BRONZE_PARTITION)
+    total = sum(bronze_per_day.values())
+    n_rechecked = rechecked.count() if rechecked is not None else 0
+    inputs = CheckInputs(
+        spark,
+        window,
+        name,
+        bronze_name,
+        spec.batch_day,
+        spec.unique_scope,
+        bronze.columns,
+        split,
+        bronze_per_day=bronze_per_day,
+    )
+    schema = table.quality.schema.evaluate(inputs)
+    if not schema.passed:
+        # A removed or retyped required field: write nothing; Bronze keeps every line.
+        return SilverResult(name, total, 0, 0, 0, {}, None, [schema], written=False)
+    rows = valid.drop(WARNINGS_COLUMN)
+    if evolve_schema and split.new_fields is not None and RAW_LINE in rows.columns:
+        found = [r.field for r in split.new_fields.select("field").distinct().collect()]
+        rows = evolve(rows, found, RAW_LINE)
+        storage.allow_new_columns(spark, name)
+    if RAW_LINE in rows.columns:
+        rows = rows.drop(RAW_LINE)
+    out = spec.to_table(rows, run_id)
+    if table.holds:
+        out = held.mark_released(out, spec.batch_day, window)
+    spec.write(out, name, window)
+    _, written_per_day = _split_by_day(out, spec.batch_day, valid_in_window)
+    held_days = (
+        [r[0] for r in rechecked.select(BRONZE_PARTITION).distinct().collect()]
+        if rechecked is not None
+        else []
+    )
+    held.write_quarantine(quarantined, table.quarantine, window, table.holds, held_days)
+    n_kept, kept_per_day = _split_by_day(valid, spec.batch_day, valid_in_window)
+    n_bad, bad_per_day = _split_by_day(quarantined, BRONZE_PARTITION, in_window)
+    counts = {
+        "bronze_rows": total,
+        "held_rechecked": n_rechecked,
+        "silver_rows": n_kept,
+        "quarantined": n_bad,
+        "duplicates_removed": duplicates,
+    }
+    released = n_kept - sum(kept_per_day.values())
+    # Each rule is judged on the window's own rows; held rows of other days were judged
+    # when they came in, and are counted here as re-checked and released.
+    window_bad = quarantined.where(in_window)
+    dropped = q.rule_stats(window_bad, "rules", "record_key", BRONZE_PARTITION)
+    warned = valid.where(valid_in_window).withColumn("_no_key", F.lit(None).cast("string"))
+    flagged = dropped | q.rule_stats(warned, WARNINGS_COLUMN, "_no_key", spec.batch_day)
+    batch = sum(kept_per_day.values()) + sum(bad_per_day.values())
+    verdicts = [schema]
+    verdicts += [q.judge_rule(r, flagged.get(r.name), batch) for r in table.quality.rows]
+    after_write = replace(inputs, valid=valid, counts=counts)
+    for check in table.quality.checks:
+        if check is not table.quality.schema:
+            verdict = check.evaluate(after_write)
+            verdicts += [verdict] if verdict is not None else []
+    awaiting = 0
+    if table.holds:
+        awaiting = (
+            spark.table(table.quarantine)
+            .where(F.exists("rules", lambda r: r.startswith("awaiting_")))
+            .count()
         )
-        schema = table.quality.schema.evaluate(inputs)
-        if not schema.passed:
-            # A removed or retyped required field: write nothing; Bronze keeps every line.
-            return SilverResult(name, total, 0, 0, 0, {}, None, [schema], written=False)
-        rows = valid.drop(WARNINGS_COLUMN)
-        if evolve_schema and split.new_fields is not None and RAW_LINE in rows.columns:
-            found = [r.field for r in split.new_fields.select("field").distinct().collect()]
-            rows = evolve(rows, found, RAW_LINE)
-            storage.allow_new_columns(spark, name)
-        if RAW_LINE in rows.columns:
-            rows = rows.drop(RAW_LINE)
-        out = spec.to_table(rows, run_id)
-        if table.holds:
-            out = held.mark_released(out, spec.batch_day, window)
-        spec.write(out, name, window)
-        _, written_per_day = _split_by_day(out, spec.batch_day, valid_in_window)
-        held_days = (
-            [r[0] for r in rechecked.select(BRONZE_PARTITION).distinct().collect()]
-            if rechecked is not None
-            else []
-        )
-        held.write_quarantine(quarantined, table.quarantine, window, table.holds, held_days)
-        n_kept, kept_per_day = _split_by_day(valid, spec.batch_day, valid_in_window)
-        n_bad, bad_per_day = _split_by_day(quarantined, BRONZE_PARTITION, in_window)
-        counts = {
-            "bronze_rows": total,
-            "held_rechecked": n_rechecked,
-            "silver_rows": n_kept,
-            "quarantined": n_bad,
-            "duplicates_removed": duplicates,
-        }
-        released = n_kept - sum(kept_per_day.values())
-        # Each rule is judged on the window's own rows; held rows of other days were judged
-        # when they came in, and are counted here as re-checked and released.
-        window_bad = quarantined.where(in_window)
-        dropped = q.rule_stats(window_bad, "rules", "record_key", BRONZE_PARTITION)
-        warned = valid.where(valid_in_window).withColumn("_no_key", F.lit(None).cast("string"))
-        flagged = dropped | q.rule_stats(warned, WARNINGS_COLUMN, "_no_key", spec.batch_day)
-        batch = sum(kept_per_day.values()) + sum(bad_per_day.values())
-        verdicts = [schema]
-        verdicts += [q.judge_rule(r, flagged.get(r.name), batch) for r in table.quality.rows]
-        after_write = replace(inputs, valid=valid, counts=counts)
-        for check in table.quality.checks:
-            if check is not table.quality.schema:
-                verdict = check.evaluate(after_write)
-                verdicts += [verdict] if verdict is not None else []
-        awaiting = 0
-        if table.holds:
-            awaiting = (
-                spark.table(table.quarantine)
-                .where(F.exists("rules", lambda r: r.startswith("awaiting_")))
-                .count()
-            )
-        snapshot_id, table_rows = storage.latest_snapshot(spark, name)
-        return SilverResult(
-            table=name,
-            bronze_rows=total,
-            rows=counts["silver_rows"],
-            quarantined=counts["quarantined"],
-            duplicates=counts["duplicates_removed"],
-            rules={rule: stats["rows"] for rule, stats in dropped.items()},
-            snapshot_id=snapshot_id,
-            verdicts=verdicts,
-            held_rechecked=n_rechecked,
-            released=released,
-            awaiting=awaiting,
-            bronze_per_day=bronze_per_day,
-            kept_per_day=kept_per_day,
-            quarantined_per_day=bad_per_day,
-            duplicates_per_day=duplicates_per_day,
-            written_per_day=written_per_day,
-            table_rows=table_rows,
-        )
-    finally:
-        bronze.unpersist()  # the checkpoints go with their frames
+    snapshot_id, table_rows = storage.latest_snapshot(spark, name)
+    return SilverResult(
+        table=name,
+        bronze_rows=total,
+        rows=counts["silver_rows"],
+        quarantined=counts["quarantined"],
+        duplicates=counts["duplicates_removed"],
+        rules={rule: stats["rows"] for rule, stats in dropped.items()},
+        snapshot_id=snapshot_id,
+        verdicts=verdicts,
+        held_rechecked=n_rechecked,
+        released=released,
+        awaiting=awaiting,
+        bronze_per_day=bronze_per_day,
+        kept_per_day=kept_per_day,
+        quarantined_per_day=bad_per_day,
+        duplicates_per_day=duplicates_per_day,
+        written_per_day=written_per_day,
+        table_rows=table_rows,
+    )
 
 
 def run(spark: SparkSession, settings: Settings, window: DayWindow, run_id: str):
