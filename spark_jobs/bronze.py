@@ -68,14 +68,16 @@ def rows_per_day(df: DataFrame, column: str = PARTITION_COLUMN) -> dict[str, int
 def write_bronze(
     df: DataFrame, table: str, window: DayWindow, detail: dict | None = None
 ) -> WriteResult:
+    """Replace the window's days of the Bronze table with ``df``, reading ``df`` once: the rows
+    per day come from the commit's partition statistics, not from reading the rows again (a
+    cached copy of a day's million lines cost more than the write)."""
     name = storage.table_name("bronze", table)
-    df = df.cache()
-    try:
-        storage.replace_window(df, name, PARTITION_COLUMN, window)
+    spark = df.sparkSession
+    storage.replace_window(df, name, PARTITION_COLUMN, window)
+    per_day, added = storage.rows_written(spark, name, PARTITION_COLUMN, window)
+    if sum(per_day.values()) != added:  # rows outside the window: count them as written
         per_day = rows_per_day(df)
-    finally:
-        df.unpersist()
-    snapshot_id, table_rows = storage.latest_snapshot(df.sparkSession, name)
+    snapshot_id, table_rows = storage.latest_snapshot(spark, name)
     return WriteResult(name, sum(per_day.values()), per_day, snapshot_id, detail or {}, table_rows)
 
 

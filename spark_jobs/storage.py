@@ -399,6 +399,30 @@ def insert_missing(
         df.sparkSession.catalog.dropTempView(view)
 
 
+def rows_written(
+    spark: SparkSession, name: str, column: str, window: DayWindow
+) -> tuple[dict[str, int], int]:
+    """After ``replace_window``: the window's rows per day (from Iceberg's partition statistics,
+    the ``partitions`` metadata table) and the rows the last commit added (its summary). No
+    data file is read. Exact for a table written only by overwrites (no delete files)."""
+    per_day = {
+        str(r.day): r.record_count
+        for r in spark.table(f"{name}.partitions")
+        .select(F.col(f"partition.{column}").alias("day"), "record_count")
+        .where(window_condition("day", window))
+        .collect()
+        if r.record_count
+    }
+    [summary] = (
+        spark.table(f"{name}.snapshots")
+        .orderBy(F.col("committed_at").desc())
+        .select(F.col("summary")["added-records"].alias("added"))
+        .limit(1)
+        .collect()
+    )
+    return per_day, int(summary.added or 0)
+
+
 def latest_snapshot(spark: SparkSession, name: str) -> tuple[int | None, int | None]:
     """The table's current snapshot id and its total rows, from the snapshot summary (no scan)."""
     rows = (
