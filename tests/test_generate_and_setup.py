@@ -243,3 +243,17 @@ def test_only_the_runs_own_session_is_shared_by_its_thrift_clients(tmp_path):
         assert [line for line in lines if line.startswith(SINGLE_SESSION)] == [
             f"{SINGLE_SESSION} false"
         ]
+
+
+def test_the_environment_is_compiled_to_bytecode():
+    """`make env` compiles every installed module (`uv sync --compile-bytecode`). Where
+    PYTHONDONTWRITEBYTECODE is set (CI, containers) nothing else caches bytecode, and every
+    process, each run and each dbt invocation, compiled Dagster and dbt from source again."""
+    import importlib.util
+
+    import dagster
+    import dbt.version
+
+    for module in (dagster, dbt.version):
+        assert module.__file__
+        assert Path(importlib.util.cache_from_source(module.__file__)).is_file(), module

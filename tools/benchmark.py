@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
         "# Benchmarks",
         "",
         f"Written by `make benchmark` (`python -m tools.benchmark --scales {args.scales} "
-        f"--backfill-days {args.backfill_days}`) on {date.today()}: {machine()}.",
+        f"--backfill-days {args.backfill_days}`) on {date.today()}: {machine()}, "
+        f"SPARK_DRIVER_MEMORY={Settings.from_env().driver_memory}.",
         "Each row starts from an empty lakehouse on the embedded default; the data is generated "
         "first and not timed. Stages come from Dagster's step stats (`overhead`: the main run's "
         "wall time outside its steps: CLI, code location, Spark start; `quality`: the quality "
