@@ -21,6 +21,7 @@ help: ## list the targets and the variables they take
 	@echo "  START=YYYY-MM-DD  demo: first day (default: the DAYS days that end yesterday)"
 	@echo "  DAYS=3            demo: how many days to generate and run"
 	@echo "  SCALE=small       demo: tiny, small, medium or large (1M events a day)"
+	@echo "  SCALES=tiny,...   benchmark: the scales to measure one day at (default: all four)"
 	@echo "  JOB=bronze|silver run: the spark_jobs module to spark-submit; ARGS: its arguments"
 	@echo "  SQL=\"...\"         spark-sql: run this statement instead of opening a shell"
 	@echo "  PYTEST_ARGS=...   test, test-fast: extra pytest arguments (e.g. -k reconcile)"

@@ -69,13 +69,16 @@ def write_bronze(
     df: DataFrame, table: str, window: DayWindow, detail: dict | None = None
 ) -> WriteResult:
     """Replace the window's days of the Bronze table with ``df``, reading ``df`` once: the rows
-    per day come from the commit's partition statistics, not from reading the rows again (a
-    cached copy of a day's million lines cost more than the write)."""
+    per day come from Iceberg's ``partitions`` metadata table after the commit, not from
+    reading the rows again (a cached copy of a day's million lines cost more than the write).
+    """
     name = storage.table_name("bronze", table)
     spark = df.sparkSession
+    storage.ensure_table(df, name, PARTITION_COLUMN)  # so that the write's parent is known
+    parent = storage.current_snapshot(spark, name)
     storage.replace_window(df, name, PARTITION_COLUMN, window)
-    per_day, added = storage.rows_written(spark, name, PARTITION_COLUMN, window)
-    if sum(per_day.values()) != added:  # rows outside the window: count them as written
+    per_day = storage.rows_written(spark, name, PARTITION_COLUMN, window, parent)
+    if per_day is None:  # not exactly this commit's rows: count them
         per_day = rows_per_day(df)
     snapshot_id, table_rows = storage.latest_snapshot(spark, name)
     return WriteResult(name, sum(per_day.values()), per_day, snapshot_id, detail or {}, table_rows)

@@ -399,28 +399,57 @@ def insert_missing(
         df.sparkSession.catalog.dropTempView(view)
 
 
+def current_snapshot(spark: SparkSession, name: str) -> int | None:
+    """The snapshot the table's ``main`` branch is at; None for a table not created yet."""
+    if not spark.catalog.tableExists(name):
+        return None
+    refs = spark.table(f"{name}.refs").where(F.col("name") == "main").collect()
+    return refs[0].snapshot_id if refs else None
+
+
+def as_of_now(spark: SparkSession, name: str) -> DataFrame:
+    """The table at its current snapshot, however often the frame is read later: a commit
+    made meanwhile (another run's, on a catalog that takes concurrent writers) is not seen
+    by some reads and not by others."""
+    snapshot = current_snapshot(spark, name)
+    if snapshot is None:
+        return spark.table(name)
+    # ``name`` comes from table_name(), which admits only plain identifiers.
+    return spark.sql(f"SELECT * FROM {name} VERSION AS OF {int(snapshot)}")
+
+
 def rows_written(
-    spark: SparkSession, name: str, column: str, window: DayWindow
-) -> tuple[dict[str, int], int]:
-    """After ``replace_window``: the window's rows per day (from Iceberg's partition statistics,
-    the ``partitions`` metadata table) and the rows the last commit added (its summary). No
-    data file is read. Exact for a table written only by overwrites (no delete files)."""
-    per_day = {
-        str(r.day): r.record_count
-        for r in spark.table(f"{name}.partitions")
-        .select(F.col(f"partition.{column}").alias("day"), "record_count")
-        .where(window_condition("day", window))
-        .collect()
-        if r.record_count
-    }
-    [summary] = (
+    spark: SparkSession, name: str, column: str, window: DayWindow, parent: int | None
+) -> dict[str, int] | None:
+    """After ``replace_window`` committed on top of snapshot ``parent``: the rows it wrote per
+    day of the window, from the ``partitions`` metadata table and that commit's summary, no
+    data file read. None when that cannot be told exactly: another commit came between, the
+    table is not partitioned by ``column``, or rows went to days outside the window. Exact for
+    a table written only by overwrites (no delete files), as Bronze is."""
+    from pyspark.errors import AnalysisException
+
+    current = current_snapshot(spark, name)
+    commit = (
         spark.table(f"{name}.snapshots")
-        .orderBy(F.col("committed_at").desc())
-        .select(F.col("summary")["added-records"].alias("added"))
-        .limit(1)
+        .where(F.col("snapshot_id") == F.lit(current))
+        .select("parent_id", F.col("summary")["added-records"].alias("added"))
         .collect()
     )
-    return per_day, int(summary.added or 0)
+    if current is None or not commit or commit[0].parent_id != parent:
+        return None
+    try:
+        per_day = (
+            spark.table(f"{name}.partitions")
+            .select(F.col(f"partition.{column}").alias("day"), "record_count")
+            .where(window_condition("day", window) & (F.col("record_count") > 0))
+            .orderBy("day")
+            .collect()
+        )
+    except AnalysisException:  # no such partition field
+        return None
+    counts = {str(r.day): r.record_count for r in per_day}
+    exact = sum(counts.values()) == int(commit[0].added or 0)
+    return counts if exact and current_snapshot(spark, name) == current else None
 
 
 def latest_snapshot(spark: SparkSession, name: str) -> tuple[int | None, int | None]:

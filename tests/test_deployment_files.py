@@ -187,7 +187,8 @@ def test_image_installs_the_lock_and_checks_the_jar_it_downloads():
     instructions = re.sub(r"\\\n", " ", dockerfile)  # continuation lines joined
     sync = re.search(r"^RUN .*\buv sync\b.*$", instructions, re.MULTILINE)
     assert sync and "--frozen" in sync.group(0) and "--no-dev" in sync.group(0)
-    assert "--compile-bytecode" in sync.group(0)  # where PYTHONDONTWRITEBYTECODE is set
+    # Bytecode compiled at install: where PYTHONDONTWRITEBYTECODE is set nothing else caches it.
+    assert "--compile-bytecode" in sync.group(0) or "UV_COMPILE_BYTECODE=1" in instructions
     lock = instructions.index("COPY pyproject.toml uv.lock ./")
     assert lock < sync.start() < instructions.index("COPY --exclude=**/__pycache__ spark_jobs")
 

@@ -644,3 +644,42 @@ def test_the_stream_reads_an_s3_landing_zone_like_a_folder(spark, streamed_from_
         f"s3://stream-bucket/feeds/inventory/{NEXT_DAY}"
     }
     assert {p: s[0] for p, s in low_stock(spark).items()} == {LAMP: 12, BOOK: 97}
+
+
+def test_bronze_counts_its_rows_per_day_from_the_commit_and_falls_back_to_counting(
+    spark, monkeypatch
+):
+    """write_bronze reads a day once: its rows per day come from the commit (the partitions
+    table). Where that would not be this commit's rows alone, they are counted instead."""
+    from uuid import uuid4
+
+    from spark_jobs import bronze
+    from spark_jobs.bronze import PARTITION_COLUMN, write_bronze
+    from spark_jobs.window import DayWindow
+
+    table = f"count_test_{uuid4().hex[:8]}"
+    name = storage.table_name("bronze", table)
+    window = DayWindow(date(2026, 5, 1), date(2026, 5, 3))
+    schema = f"{PARTITION_COLUMN} date, v string"
+    day1, day2, later = date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 9)
+    rows = spark.createDataFrame([(day1, "a"), (day1, "b"), (day2, "c")], schema)
+    counting = bronze.rows_per_day
+    try:
+        with monkeypatch.context() as patched:  # the rows are not read a second time
+            patched.setattr(bronze, "rows_per_day", lambda _: pytest.fail("rows read again"))
+            first = write_bronze(rows, table, window)
+            assert first.rows_per_day == {"2026-05-01": 2, "2026-05-02": 1}
+            assert write_bronze(rows, table, window).rows_per_day == first.rows_per_day
+        assert bronze.rows_per_day is counting
+        # Another commit between the write and the count: not this write's rows alone.
+        parent = storage.current_snapshot(spark, name)
+        assert storage.rows_written(spark, name, PARTITION_COLUMN, window, parent) is None
+        # A row outside the window is counted from the rows.
+        stray = rows.unionByName(spark.createDataFrame([(later, "z")], schema))
+        assert write_bronze(stray, table, window).rows_per_day == {
+            "2026-05-01": 2,
+            "2026-05-02": 1,
+            "2026-05-09": 1,
+        }
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")

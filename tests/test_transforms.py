@@ -158,6 +158,18 @@ def test_clickstream_event_seen_on_an_earlier_day_is_a_duplicate(spark):
     assert split.duplicates.count() == 1
 
 
+def test_clickstream_copies_of_an_event_seen_earlier_are_all_duplicates(spark):
+    """Ranked and matched to earlier days in one pass: both copies of e1 are duplicates (one
+    of the batch, one of an earlier day), e2 is kept, and a line without an id is never a
+    duplicate of another one: it is judged (and quarantined)."""
+    earlier = spark.createDataFrame([("e1",)], "event_id string")
+    batch = [event("e1"), event("e1"), event("e2"), event(None), event(None)]
+    split = silver.clean_clickstream(lines(spark, batch), earlier, "r")
+    assert [r.event_id for r in split.valid.collect()] == ["e2"]
+    assert sorted(r.event_id for r in split.duplicates.collect()) == ["e1", "e1"]
+    assert split.quarantined.count() == 2
+
+
 def test_inventory_redelivered_offsets_are_duplicates_and_stock_is_end_of_day(spark):
     def inv(offset, change, level, ts, reason="sale"):
         return json.dumps(

@@ -28,7 +28,13 @@ DEDUP_LOOKBACK_DAYS = 7
 
 @dataclass(frozen=True)
 class Split:
-    """What validation made of a batch."""
+    """What validation made of a batch.
+
+    Every frame must be a projection or filter of a checkpoint taken inside the transform
+    (``quality.rank_first``, ``quality.apply_rules``), never of a lazy table read: the runner
+    counts and judges them after it has written the tables a transform may read (a batch's
+    earlier days, its quarantine), and they must still be the batch as judged.
+    """
 
     valid: DataFrame  # kept rows, with the warn rules they broke in _rules_warned
     quarantined: DataFrame  # the quarantine table's rows
@@ -236,8 +242,9 @@ def replace(column: str, keys: tuple[str, ...]) -> Writer:
     day unless the key is already there, so a rerun never adds them twice."""
 
     def write(df: DataFrame, name: str, window: DayWindow) -> None:
-        # Read twice, not cached: the runner hands over a projection of its checkpointed rows,
-        # and caching them again cost a full copy (4 s at 1 M events).
+        # Read twice, not cached: the runner's rows are computed from the judged checkpoint
+        # (a projection, or inventory's daily aggregate), and caching them again cost a full
+        # copy (4 s at 1 M events).
         inside = storage.window_condition(column, window)
         storage.replace_window(df.where(inside), name, column, window)
         storage.insert_missing(df.where(~inside), name, keys)

@@ -160,13 +160,15 @@ def run_table(
     name = storage.table_name("silver", table.name)
     bronze_name = storage.table_name("bronze", table.bronze)
     # Read where needed, not cached: the transform ranks its rows into a checkpoint at once
-    # (``quality.rank_first``), and caching them first cost a copy (4 s at 1 M events).
-    bronze = spark.table(bronze_name).where(storage.window_condition(BRONZE_PARTITION, window))
+    # (``quality.rank_first``), and caching them first cost a copy (4 s at 1 M events). Pinned
+    # to one snapshot, so the per-day counts below read the same rows the transform judged.
+    bronze = storage.as_of_now(spark, bronze_name)
+    bronze = bronze.where(storage.window_condition(BRONZE_PARTITION, window))
     rechecked = held.held_rows(spark, table.quarantine, bronze.schema, window, table.holds)
     # Held rows come from the quarantine this run rewrites, and the kept rows may depend on
     # the Silver table it writes (clickstream's earlier events): these are checkpointed before
-    # any write, as the transform's ranked and judged rows are (``quality.apply_rules``), so
-    # nothing below reads a table again after this run changed it.
+    # any write, as the transform's ranked and judged rows are (``quality.apply_rules``, see
+    # ``Split``), so no frame of the batch re-reads a table after this run changed it.
     rechecked = rechecked.localCheckpoint() if rechecked is not None else None
     batch_rows = bronze if rechecked is None else bronze.unionByName(rechecked)
     lateness = Lateness(held.as_of(spark, bronze_name, window), grace_days)
