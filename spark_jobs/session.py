@@ -8,12 +8,15 @@ from ``spark-defaults.conf`` (``write_spark_defaults``: Thrift servers, spark-sq
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import shutil
 import socket
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -262,14 +265,18 @@ _served: dict[str, int] = {}  # the Thrift port of each Spark application this p
 
 
 def serve_thrift(spark: SparkSession, settings: Settings) -> int:
-    """Serve ``spark`` over the HiveServer2 protocol on a free loopback port, for dbt-spark's
-    thrift method, and return the port: dbt's models then run in this JVM, on this session's
-    catalog, instead of a Spark of their own (about 15 s of start-up and a second writer on the
-    catalog per dbt invocation). It starts in under a second, once per Spark application: it
-    lives as long as the JVM (Spark cannot start a second one in a JVM whose first was stopped).
+    """Serve ``spark`` over the HiveServer2 protocol on a loopback port, for dbt-spark's thrift
+    method, and return the port: dbt's models then run in this JVM, on this session's catalog,
+    instead of a Spark of their own (about 15 s of start-up and a second writer on the catalog
+    per dbt invocation). It starts in under a second, once per Spark application: it lives as
+    long as the JVM (Spark cannot start a second one in a JVM whose first was stopped).
 
-    The kernel picks the port (port 0, read back from the bound socket): no window in which
-    another process could take it. Only loopback can connect. With
+    The port is the home's own (``Settings.run_thrift_port``) when it is free, so dbt sees the
+    same profile run after run and reuses its parsed project (a changed port is a changed
+    profile to dbt: a full re-parse, 3 s). When another process holds it (a test session's JVM
+    still serving an earlier run), the kernel picks one: slower for dbt, never wrong. The check
+    and the bind happen under a lock on the home, so two runs starting together cannot both
+    find the port free. Only loopback can connect. With
     ``spark.sql.hive.thriftServer.singleSession`` (static, so set by ``spark_conf``) every
     connection shares ``spark`` itself, and its catalog.
     """
@@ -280,25 +287,26 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
         return _served[application]
     ensure_namespaces(spark, ("default",))  # every Thrift session opens with `USE default`
     (settings.scratch_dir / "hive").mkdir(parents=True, exist_ok=True)
-    for key, value in {
-        "hive.server2.thrift.bind.host": "127.0.0.1",
-        "hive.server2.thrift.port": "0",
-        # Per-statement log files would go to /tmp/<user>/operation_logs; Spark's log has them.
-        "hive.server2.logging.operation.enabled": "false",
-        "hive.exec.local.scratchdir": str(settings.scratch_dir / "hive"),
-    }.items():
-        spark.conf.set(key, value)  # the server reads its HiveConf from the session's conf
-    jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
-    session: Any = spark._jsparkSession  # pyright: ignore[reportAttributeAccessIssue]
-    try:
-        server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
-            session.sqlContext()
-        )
-    except Py4JJavaError as exc:
-        cause = str(exc.java_exception).splitlines()[0]
-        raise EndpointUnavailable(
-            f"the run's Spark Thrift server (dbt's embedded target) did not start: {cause}"
-        ) from None
+    with _exclusive(settings.scratch_dir / "thrift.lock"):
+        for key, value in {
+            "hive.server2.thrift.bind.host": "127.0.0.1",
+            "hive.server2.thrift.port": str(thrift_port_to_bind(settings)),
+            # Per-statement log files would go to /tmp/<user>/operation_logs; Spark's log has them.
+            "hive.server2.logging.operation.enabled": "false",
+            "hive.exec.local.scratchdir": str(settings.scratch_dir / "hive"),
+        }.items():
+            spark.conf.set(key, value)  # the server reads its HiveConf from the session's conf
+        jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
+        session: Any = spark._jsparkSession  # pyright: ignore[reportAttributeAccessIssue]
+        try:
+            server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
+                session.sqlContext()
+            )
+        except Py4JJavaError as exc:
+            cause = str(exc.java_exception).splitlines()[0]
+            raise EndpointUnavailable(
+                f"the run's Spark Thrift server (dbt's embedded target) did not start: {cause}"
+            ) from None
     ports = [
         service.getPortNumber()
         for service in server.getServices()
@@ -310,7 +318,39 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
             "set LAKEHOUSE_DBT_TARGET=session to give dbt a Spark of its own"
         )
     _served[application] = ports[0]
+    # The server's first session boots Hive's in-memory metastore when it closes (Hive's
+    # SessionState.close asks for a metastore client): 3 s, once per JVM. Pay it now, beside
+    # dbt's own start-up, rather than inside dbt's first query.
+    threading.Thread(target=_open_and_close_a_session, args=(ports[0],), daemon=True).start()
     return ports[0]
+
+
+def thrift_port_to_bind(settings: Settings) -> int:
+    """The home's port if a server could listen on it now, else 0 (the kernel picks): a failed
+    bind cannot be retried in the same JVM, so it is checked first. The probe binds as Thrift's
+    server socket does, with SO_REUSEADDR: connections in TIME_WAIT do not hold the port."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", settings.run_thrift_port))
+        except OSError:
+            return 0
+    return settings.run_thrift_port
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _open_and_close_a_session(port: int) -> None:
+    from pyhive import hive
+
+    # A warm-up only: if it fails, dbt's own first connection reports why.
+    with suppress(Exception):
+        hive.connect(host="127.0.0.1", port=port, username="lakehouse-warmup").close()
 
 
 def answers(host: str, port: int, timeout_s: float = 3.0) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -152,6 +153,14 @@ class Settings:
     @property
     def spark_conf_dir(self) -> Path:
         return self.home / "spark-conf"
+
+    @property
+    def run_thrift_port(self) -> int:
+        """The loopback port a run's Spark serves dbt on (dbt's ``embedded`` target), when it is
+        free: one per home, so dbt's profile is the same run after run (dbt re-parses the whole
+        project when it changes). Below Linux's ephemeral range (32768-60999), so the kernel
+        does not hand it to a client socket."""
+        return 20000 + zlib.crc32(str(self.home).encode()) % 10000
 
     @property
     def scratch_dir(self) -> Path:

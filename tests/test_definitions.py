@@ -192,3 +192,13 @@ def test_every_dbt_test_says_what_it_asserts_in_the_check_list():
         assert spec.description.startswith(("[dbt fail] ", "[dbt warn] ")), spec.name
     by_name = {spec.name: spec.description for spec in dbt_checks}
     assert by_name["unique_fct_orders_order_id"] == "[dbt fail] one row per order_id"
+
+
+def test_a_dependency_read_only_in_a_window_is_in_the_graph():
+    # The window reaches dbt at run time only (so dbt's parse state stays the same): what a
+    # model reads only for a window is named in a `-- depends_on:` line, or the graph lacks it.
+    def upstream(table: str) -> set[AssetKey]:
+        return GRAPH.get(AssetKey(["gold", table])).parent_keys
+
+    assert AssetKey(["silver", "customers"]) in upstream("customer_segments")
+    assert AssetKey(["silver", "orders"]) in upstream("low_stock_alerts")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -243,6 +243,47 @@ def test_only_the_runs_own_session_is_shared_by_its_thrift_clients(tmp_path):
         assert [line for line in lines if line.startswith(SINGLE_SESSION)] == [
             f"{SINGLE_SESSION} false"
         ]
+
+
+def test_a_run_serves_dbt_on_its_homes_port_unless_another_process_holds_it(tmp_path):
+    # dbt hashes its profile, port included, into its parse state: a port of the kernel's
+    # choosing each run would make dbt re-parse the whole project every run.
+    import socket
+
+    from spark_jobs.session import thrift_port_to_bind
+
+    settings = replace(Settings.from_env(), home=tmp_path)
+    port = settings.run_thrift_port
+    assert 20000 <= port < 30000  # below the kernel's ephemeral range
+    assert port == replace(settings, home=tmp_path).run_thrift_port  # stable for a home
+    assert thrift_port_to_bind(settings) == port
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        assert thrift_port_to_bind(settings) == 0  # the kernel picks: slower dbt, never a clash
+
+
+def test_dbt_keeps_its_parsed_project_and_a_week_of_artifacts_in_the_home(tmp_path):
+    import os
+    import time
+
+    from lakehouse_assets.resources.dbt import PARTIAL_PARSE, _keep_parsed_project, _prune
+
+    targets = tmp_path / "dbt" / "target"
+    old, new = targets / "gold_marts-aaaaaaa-1111111", targets / "gold_marts-bbbbbbb-2222222"
+    for invocation in (old, new):
+        invocation.mkdir(parents=True)
+        (invocation / "dbt.log").write_text("{}")
+    (new / PARTIAL_PARSE).write_bytes(b"parsed")
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(old, (eight_days_ago, eight_days_ago))
+
+    _keep_parsed_project(new, targets)
+    _keep_parsed_project(old, targets)  # an invocation that never parsed changes nothing
+    _prune(targets, older_than=timedelta(days=7))
+    assert sorted(p.name for p in targets.iterdir()) == [new.name, PARTIAL_PARSE]
+    assert (targets / PARTIAL_PARSE).read_bytes() == b"parsed"
+    _prune(tmp_path / "nowhere", older_than=timedelta(days=7))  # before dbt's first run
 
 
 def test_the_environment_is_compiled_to_bytecode():

@@ -29,7 +29,6 @@ from lakehouse_assets.automation import LandingResource
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.gold import gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
-from lakehouse_assets.resources.dbt import DBT_PROJECT_DIR
 from lakehouse_assets.silver import silver_assets
 from lakehouse_assets.stream import assets as stream_assets
 from lakehouse_assets.stream import (
@@ -191,12 +190,16 @@ def test_dbt_runs_on_the_runs_own_spark_and_starts_no_jvm(day_materialised):
     assert day_materialised.jvms_started == set()
 
 
-def test_gold_is_one_dbt_invocation_per_run(day_materialised):
+def dbt_invocations(settings: Settings, run_id: str) -> list[Path]:
+    # dagster-dbt gives each invocation a target folder of its own, named for the run; the
+    # project keeps them in the home, not in the source tree.
+    return list((settings.home / "dbt" / "target").glob(f"*-{run_id[:7]}-*"))
+
+
+def test_gold_is_one_dbt_invocation_per_run(settings, day_materialised):
     # Each `dbt build` pays dbt's start, parse and relation cache (about 15 s): the daily
     # marts and the dimensions share one, which builds every Gold table.
-    # dagster-dbt gives each invocation a target folder of its own, named for the run.
-    run = day_materialised.run_id[:7]
-    invocations = [p.name for p in (DBT_PROJECT_DIR / "target").glob(f"*-{run}-*")]
+    invocations = dbt_invocations(settings, day_materialised.run_id)
     assert len(invocations) == 1, invocations
     built = {m.asset_key for m in day_materialised.get_asset_materialization_events()}
     assert {k for k in built if k.path[0] == "gold"} == set(gold_marts.keys)
@@ -280,7 +283,12 @@ def test_low_stock_alerts_flag_the_lamp_only(spark, day_materialised):
     ]
 
 
-def test_rematerialising_the_day_changes_nothing(spark, day_materialised):
+def parse_messages(invocation: Path) -> list[str]:
+    lines = (json.loads(line)["info"]["msg"] for line in (invocation / "dbt.log").open())
+    return [m for m in lines if "partial pars" in m.lower()]
+
+
+def test_rematerialising_the_day_changes_nothing(spark, settings, day_materialised):
     lineage = {"_run_id", "_ingested_at", "_quarantined_at", "record"}
     tables = [
         "bronze.orders",
@@ -305,11 +313,19 @@ def test_rematerialising_the_day_changes_nothing(spark, day_materialised):
         return out
 
     before = snapshot()
-    assert materialize(ASSETS, partition_key=PARTITION, resources=RESOURCES).success
+    again = materialize(ASSETS, partition_key=PARTITION, resources=RESOURCES)
+    assert again.success
     after = snapshot()
     for table in tables:
         assert after[table] == before[table], table
     assert len(before["gold.fct_orders"]) >= 5
+
+    # The second run's dbt reused the project the first one parsed: the window is not in
+    # dbt's vars and the run's Thrift port is the home's, so nothing dbt hashes changed.
+    [invocation] = dbt_invocations(settings, again.run_id)
+    said = parse_messages(invocation)
+    assert "Nothing changed, skipping partial parsing." in said
+    assert not [m for m in said if m.startswith("Unable to do partial parsing")], said
 
 
 # ------------------------------------------------------------------ the inventory stream

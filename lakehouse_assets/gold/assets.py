@@ -1,7 +1,6 @@
 """Gold assets: the dbt-spark marts, on the same Iceberg catalog as Bronze and Silver."""
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -111,16 +110,12 @@ def _dbt_build(
     spark: SparkResource,
     window: DayWindow | None,
 ) -> Iterator:
-    args = ["build"]
-    if window is not None:
-        dbt_vars = {"start_date": window.start.isoformat(), "end_date": window.end.isoformat()}
-        args += ["--vars", json.dumps(dbt_vars)]
     settings = spark.settings()
     check_thrift_server(settings)
     catalog = open_catalog(settings)
+    environment = {**_dbt_environment(settings, spark), **_window_environment(window)}
     try:
-        invocation = dbt.build(args, context, _dbt_environment(settings, spark))
-        for event in invocation.stream():
+        for event in dbt.build(["build"], context, environment, settings.home):
             if isinstance(event, Output):
                 # Row counts, columns and the Iceberg snapshot, read through pyiceberg: no JVM.
                 key = context.asset_key_for_output(event.output_name)
@@ -139,6 +134,17 @@ def _dbt_build(
         if any(sign in str(exc) for sign in CATALOG_BUSY):
             raise RetryRequested(max_retries=2, seconds_to_wait=5) from exc
         raise
+
+
+def _window_environment(window: DayWindow | None) -> dict[str, str]:
+    """The run's days for dbt_project/macros/window.sql: environment variables, not --vars,
+    which dbt hashes into its parse state (new vars every day: a full re-parse every run)."""
+    if window is None:
+        return {}
+    return {
+        "LAKEHOUSE_WINDOW_START_DATE": window.start.isoformat(),
+        "LAKEHOUSE_WINDOW_END_DATE": window.end.isoformat(),
+    }
 
 
 def _dbt_environment(settings: Settings, spark: SparkResource) -> dict[str, str]:

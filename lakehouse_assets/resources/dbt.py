@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
 from dagster import AssetExecutionContext
-from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject
+from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
 from spark_jobs.settings import REPO_ROOT, Settings
@@ -40,15 +42,30 @@ class LakehouseDbtResource(DbtCliResource):
     """
 
     def build(
-        self, args: Sequence[str], context: AssetExecutionContext, environment: dict[str, str]
-    ) -> DbtCliInvocation:
+        self,
+        args: Sequence[str],
+        context: AssetExecutionContext,
+        environment: dict[str, str],
+        home: Path,
+    ) -> Iterator:
+        """The events of ``dbt <args>``. Its artifacts (manifest, run_results.json, dbt.log)
+        go to ``<home>/dbt/target/<step>-<run>-<invocation>``, kept for a week; its parsed
+        project is kept for the next invocation."""
+        targets = home / "dbt" / "target"
         # "buildable": a test runs with the step that builds all its models (or their
         # ancestors), not with the first step that builds one of them. A dimension's test
         # against fct_orders must wait for the dimension's own rebuild; dbt's default
         # ("eager") would run it with fct_orders, against the dimension's previous state.
         # Dagster replaces it with "empty" when it runs a subset of the checks.
-        with _environment(**environment, DBT_INDIRECT_SELECTION="buildable"):
-            return self.cli(list(args), context=context)
+        with _environment(
+            **environment, DBT_INDIRECT_SELECTION="buildable", DBT_TARGET_PATH=str(targets)
+        ):
+            invocation = self.cli(list(args), context=context)
+        try:
+            yield from invocation.stream()
+        finally:
+            _keep_parsed_project(invocation.target_path, targets)
+            _prune(targets, older_than=ARTIFACTS_KEPT)
 
     # Two things dagster-dbt does before every invocation that this project does not need,
     # 7 s of each run (measured on the 2-core box) on top of dbt's own start. Both are
@@ -65,6 +82,28 @@ class LakehouseDbtResource(DbtCliResource):
         # An adapter handle (2.5 s: profile, project, macros) that only `fetch_column_metadata`
         # and `fetch_row_counts` use; Gold reads columns and counts from Iceberg (pyiceberg).
         return None
+
+
+ARTIFACTS_KEPT = timedelta(days=7)
+PARTIAL_PARSE = "partial_parse.msgpack"  # dbt's parsed project, in its target folder
+
+
+def _keep_parsed_project(invocation_target: Path, targets: Path) -> None:
+    """dbt's parsed project (``partial_parse.msgpack``), where dagster-dbt looks for it before
+    the next invocation: dbt then re-parses only the files that changed (3 s less a run).
+    dbt checks it against the project, profile and vars, and parses anew when they differ."""
+    parsed = invocation_target / PARTIAL_PARSE
+    if parsed.is_file():
+        staged = targets / f".{PARTIAL_PARSE}.{os.getpid()}"
+        shutil.copyfile(parsed, staged)
+        staged.replace(targets / PARTIAL_PARSE)  # atomic: a concurrent reader sees one whole
+
+
+def _prune(targets: Path, older_than: timedelta) -> None:
+    cutoff = time.time() - older_than.total_seconds()
+    for invocation in targets.iterdir() if targets.is_dir() else ():
+        if invocation.is_dir() and invocation.stat().st_mtime < cutoff:
+            shutil.rmtree(invocation, ignore_errors=True)
 
 
 @contextmanager

@@ -5,6 +5,8 @@
     tags=['daily'],
 ) }}
 
+-- depends_on: {{ source('silver', 'customers') }} (the window's new customers, below)
+
 with days as (
     {{ touched_days(ref('stg_orders'), 'order_date', 'changed_date') }}
     {%- if window_bound('end_date') is not none %}

@@ -8,6 +8,8 @@
 {#- The pre-hook empties every day this run recomputes: a day whose alerts all cleared must
     end up empty, and an insert_overwrite only replaces the days it writes rows for. -#}
 
+-- depends_on: {{ source('silver', 'orders') }} (the window's late orders, in low_stock_days)
+
 with days as (
     {{ low_stock_days() }}
 ),
