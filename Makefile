@@ -11,6 +11,7 @@ START ?=
 DAYS ?= 3
 SCALE ?= small
 SCALES ?= tiny,small,medium,large
+COMMA := ,
 
 .PHONY: cluster-tables cluster-up cluster-status cluster-down cluster-clean cluster-demo test-cluster run-job-named help setup system-deps env manifest demo test test-fast dev lint format clean tables spark-conf spark-sql run screenshot benchmark prometheus stream-reset
 
@@ -20,8 +21,9 @@ help: ## list the targets and the variables they take
 	@echo "variables (make demo DAYS=7, make run JOB=silver ARGS=..., ...):"
 	@echo "  START=YYYY-MM-DD  demo: first day (default: the DAYS days that end yesterday)"
 	@echo "  DAYS=3            demo: how many days to generate and run"
-	@echo "  SCALE=small       demo: tiny, small, medium or large (1M events a day)"
+	@echo "  SCALE=small       demo: tiny, small, medium, large (1M events a day) or xlarge (10M)"
 	@echo "  SCALES=tiny,...   benchmark: the scales to measure one day at (default: all four)"
+	@echo "  SCALE=xlarge      benchmark: also one day at xlarge (about 15 minutes more)"
 	@echo "  JOB=bronze|silver run: the spark_jobs module to spark-submit; ARGS: its arguments"
 	@echo "  SQL=\"...\"         spark-sql: run this statement instead of opening a shell"
 	@echo "  PYTEST_ARGS=...   test, test-fast: extra pytest arguments (e.g. -k reconcile)"
@@ -128,4 +130,4 @@ screenshot: setup ## after make demo: the Silver graph and silver.orders' checks
 
 benchmark: setup ## one day at each scale, the seed shape, DuckDB, a 5-day backfill: writes BENCHMARKS.md (SCALES=tiny,small to choose)
 	@# (Not $$(or $$(SCALES),tiny,...): make splits that at its commas and took "tiny" alone.)
-	@$(RUN) python -m tools.benchmark --scales $(SCALES)
+	@$(RUN) python -m tools.benchmark --scales $(SCALES)$(if $(filter xlarge,$(SCALE)),$(COMMA)xlarge)

@@ -61,10 +61,6 @@ def extracted_rows(df: DataFrame, window: DayWindow) -> DataFrame:
     )
 
 
-def rows_per_day(df: DataFrame, column: str = PARTITION_COLUMN) -> dict[str, int]:
-    return {str(r[0]): r[1] for r in df.groupBy(column).count().orderBy(column).collect()}
-
-
 def write_bronze(
     df: DataFrame, table: str, window: DayWindow, detail: dict | None = None
 ) -> WriteResult:
@@ -77,10 +73,11 @@ def write_bronze(
     storage.ensure_table(df, name, PARTITION_COLUMN)  # so that the write's parent is known
     parent = storage.current_snapshot(spark, name)
     storage.replace_window(df, name, PARTITION_COLUMN, window)
-    per_day = storage.rows_written(spark, name, PARTITION_COLUMN, window, parent)
+    commit = storage.commit_of(spark, name)
+    per_day = storage.rows_written(spark, name, PARTITION_COLUMN, window, commit, parent)
     if per_day is None:  # not exactly this commit's rows: count them
-        per_day = rows_per_day(df)
-    snapshot_id, table_rows = storage.latest_snapshot(spark, name)
+        per_day = storage.rows_per_day(df, PARTITION_COLUMN)
+    snapshot_id, table_rows = (commit.snapshot_id, commit.total_rows) if commit else (None, None)
     return WriteResult(name, sum(per_day.values()), per_day, snapshot_id, detail or {}, table_rows)
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pyspark.sql import functions as F
+
 from spark_jobs.storage import CATALOG, table_name
 
 if TYPE_CHECKING:
@@ -69,13 +71,13 @@ class Outcome:
 
 
 def footprint(spark: SparkSession, name: str) -> Footprint:
-    files = spark.sql(
-        f"SELECT count(*) AS n, coalesce(sum(file_size_in_bytes), 0) AS bytes FROM {name}.files"
-    ).first()
-    snapshots = spark.sql(f"SELECT count(*) FROM {name}.snapshots").first()
-    manifests = spark.sql(f"SELECT count(*) FROM {name}.manifests").first()
-    assert files is not None and snapshots is not None and manifests is not None
-    return Footprint(int(snapshots[0]), int(files["n"]), int(files["bytes"]), int(manifests[0]))
+    files = spark.table(f"{name}.files").agg(
+        F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("file_size_in_bytes"), F.lit(0))
+    )
+    n_files, size = files.first() or (0, 0)
+    snapshots = spark.table(f"{name}.snapshots").count()
+    manifests = spark.table(f"{name}.manifests").count()
+    return Footprint(snapshots, int(n_files), int(size), manifests)
 
 
 def _timestamp(moment: datetime) -> str:

@@ -318,7 +318,11 @@ def keep_first(
 
     Returns (kept, dropped duplicates).
     """
-    ranked = rank_first(df, keys, order)
+    return split_ranked(rank_first(df, keys, order))
+
+
+def split_ranked(ranked: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """``rank_first``'s rows as (kept: the first of each key, dropped: the later copies)."""
     kept = ranked.where(F.col(RANK_COLUMN) == 1).drop(RANK_COLUMN)
     dropped = ranked.where(F.col(RANK_COLUMN) > 1).drop(RANK_COLUMN)
     return kept, dropped

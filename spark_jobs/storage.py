@@ -418,24 +418,55 @@ def as_of_now(spark: SparkSession, name: str) -> DataFrame:
     return spark.sql(f"SELECT * FROM {name} VERSION AS OF {int(snapshot)}")
 
 
-def rows_written(
-    spark: SparkSession, name: str, column: str, window: DayWindow, parent: int | None
-) -> dict[str, int] | None:
-    """After ``replace_window`` committed on top of snapshot ``parent``: the rows it wrote per
-    day of the window, from the ``partitions`` metadata table and that commit's summary, no
-    data file read. None when that cannot be told exactly: another commit came between, the
-    table is not partitioned by ``column``, or rows went to days outside the window. Exact for
-    a table written only by overwrites (no delete files), as Bronze is."""
-    from pyspark.errors import AnalysisException
+@dataclass(frozen=True)
+class Commit:
+    """The snapshot a table's ``main`` branch is at, from its summary: no data file read."""
 
+    snapshot_id: int
+    parent_id: int | None
+    added_rows: int
+    total_rows: int | None
+
+
+def commit_of(spark: SparkSession, name: str) -> Commit | None:
+    """The commit the table's ``main`` branch is at; None for a table without one."""
     current = current_snapshot(spark, name)
-    commit = (
+    if current is None:
+        return None
+    summary = F.col("summary")
+    found = (
         spark.table(f"{name}.snapshots")
         .where(F.col("snapshot_id") == F.lit(current))
-        .select("parent_id", F.col("summary")["added-records"].alias("added"))
+        .select("parent_id", summary["added-records"], summary["total-records"])
         .collect()
     )
-    if current is None or not commit or commit[0].parent_id != parent:
+    if not found:
+        return None
+    parent_id, added, total = found[0]
+    return Commit(current, parent_id, int(added or 0), int(total) if total is not None else None)
+
+
+def rows_per_day(df: DataFrame, column: str) -> dict[str, int]:
+    """The rows of each day of ``column`` (a date), counted: one aggregation over ``df``."""
+    return {str(r[0]): r[1] for r in df.groupBy(column).count().orderBy(column).collect()}
+
+
+def rows_written(
+    spark: SparkSession,
+    name: str,
+    column: str,
+    window: DayWindow,
+    commit: Commit | None,
+    parent: int | None,
+) -> dict[str, int] | None:
+    """The rows of each day of the window that ``commit``, a ``replace_window`` on top of
+    snapshot ``parent``, wrote: from the ``partitions`` metadata table, no data file read.
+    None when that cannot be told exactly: no commit, another commit came between, the table
+    is not partitioned by ``column``, or rows went to days outside the window. Exact for a
+    table written only by overwrites (no delete files), as Bronze is."""
+    from pyspark.errors import AnalysisException
+
+    if commit is None or commit.parent_id != parent:
         return None
     try:
         per_day = (
@@ -448,20 +479,11 @@ def rows_written(
     except AnalysisException:  # no such partition field
         return None
     counts = {str(r.day): r.record_count for r in per_day}
-    exact = sum(counts.values()) == int(commit[0].added or 0)
-    return counts if exact and current_snapshot(spark, name) == current else None
+    exact = sum(counts.values()) == commit.added_rows
+    return counts if exact and current_snapshot(spark, name) == commit.snapshot_id else None
 
 
 def latest_snapshot(spark: SparkSession, name: str) -> tuple[int | None, int | None]:
     """The table's current snapshot id and its total rows, from the snapshot summary (no scan)."""
-    rows = (
-        spark.table(f"{name}.snapshots")
-        .orderBy(F.col("committed_at").desc())
-        .select("snapshot_id", F.col("summary")["total-records"])
-        .limit(1)
-        .collect()
-    )
-    if not rows:
-        return None, None
-    snapshot_id, total = rows[0]
-    return snapshot_id, int(total) if total is not None else None
+    commit = commit_of(spark, name)
+    return (commit.snapshot_id, commit.total_rows) if commit is not None else (None, None)

@@ -359,24 +359,22 @@ class Generation:
     def spark(self) -> Path:
         return self.path / "spark"
 
-    def _ids(self, folder: str) -> list[int]:
+    def _newest(self, folder: str) -> int | None:
+        """The global id of the newest micro-batch with a file in Spark's ``folder``, or of
+        the last one before this checkpoint; None before the first."""
         found = self.spark / folder
-        return [int(f.name) for f in found.iterdir() if f.name.isdigit()] if found.is_dir() else []
+        ids = [int(f.name) for f in found.iterdir() if f.name.isdigit()] if found.is_dir() else []
+        if ids:
+            return self.base + max(ids)
+        return self.base - 1 if self.base else None
 
     def planned(self) -> int | None:
-        """The global id of the newest micro-batch planned (Spark's ``offsets/<id>``), or of
-        the last one before this checkpoint; None before the first."""
-        ids = self._ids("offsets")
-        if ids:
-            return self.base + max(ids)
-        return self.base - 1 if self.base else None
+        """The newest micro-batch planned (Spark's ``offsets/<id>``)."""
+        return self._newest("offsets")
 
     def committed(self) -> int | None:
-        """The global id of the newest micro-batch Spark recorded as done."""
-        ids = self._ids("commits")
-        if ids:
-            return self.base + max(ids)
-        return self.base - 1 if self.base else None
+        """The newest micro-batch Spark recorded as done (``commits/<id>``)."""
+        return self._newest("commits")
 
 
 GENERATION_FILE = "generation.json"

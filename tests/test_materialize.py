@@ -669,7 +669,6 @@ def test_bronze_counts_its_rows_per_day_from_the_commit_and_falls_back_to_counti
     table). Where that would not be this commit's rows alone, they are counted instead."""
     from uuid import uuid4
 
-    from spark_jobs import bronze
     from spark_jobs.bronze import PARTITION_COLUMN, write_bronze
     from spark_jobs.window import DayWindow
 
@@ -679,17 +678,21 @@ def test_bronze_counts_its_rows_per_day_from_the_commit_and_falls_back_to_counti
     schema = f"{PARTITION_COLUMN} date, v string"
     day1, day2, later = date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 9)
     rows = spark.createDataFrame([(day1, "a"), (day1, "b"), (day2, "c")], schema)
-    counting = bronze.rows_per_day
+    counting = storage.rows_per_day
     try:
         with monkeypatch.context() as patched:  # the rows are not read a second time
-            patched.setattr(bronze, "rows_per_day", lambda _: pytest.fail("rows read again"))
+            patched.setattr(storage, "rows_per_day", lambda *_: pytest.fail("rows read again"))
             first = write_bronze(rows, table, window)
             assert first.rows_per_day == {"2026-05-01": 2, "2026-05-02": 1}
-            assert write_bronze(rows, table, window).rows_per_day == first.rows_per_day
-        assert bronze.rows_per_day is counting
+            again = write_bronze(rows, table, window)
+            assert again.rows_per_day == first.rows_per_day
+            assert (first.table_rows, again.table_rows) == (3, 3)  # the commit's total
+        assert storage.rows_per_day is counting
         # Another commit between the write and the count: not this write's rows alone.
         parent = storage.current_snapshot(spark, name)
-        assert storage.rows_written(spark, name, PARTITION_COLUMN, window, parent) is None
+        commit = storage.commit_of(spark, name)
+        assert commit is not None and commit.snapshot_id == parent
+        assert storage.rows_written(spark, name, PARTITION_COLUMN, window, commit, parent) is None
         # A row outside the window is counted from the rows.
         stray = rows.unionByName(spark.createDataFrame([(later, "z")], schema))
         assert write_bronze(stray, table, window).rows_per_day == {

@@ -8,6 +8,7 @@ remembers which). Both run in one job and one JVM; at most one such run is in fl
 """
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -255,7 +256,11 @@ class Alerts:
 
 
 def refresh_and_alert(
-    session: SparkSession, settings: Settings, rule: stream.LowStockRule, run_id: str, log
+    session: SparkSession,
+    settings: Settings,
+    rule: stream.LowStockRule,
+    run_id: str,
+    log: logging.Logger,  # the step's (Dagster's log manager is one)
 ) -> Alerts | None:
     """Rewrite ``gold.low_stock_now``, then post each product newly low and record it right
     after its post (a run killed midway leaves recorded exactly the alerts that went out; a

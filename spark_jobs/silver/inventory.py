@@ -82,8 +82,7 @@ def clean_inventory_events(
     lateness = lateness or Lateness()
     typed = typed_lines(bronze, FIELDS, REQUIRED)
     ranked = q.rank_first(typed, ["topic", "partition", "offset"], first_landed())
-    kept = ranked.where(F.col(q.RANK_COLUMN) == 1).drop(q.RANK_COLUMN)
-    duplicates = ranked.where(F.col(q.RANK_COLUMN) > 1).drop(q.RANK_COLUMN)
+    kept, duplicates = q.split_ranked(ranked)
     valid, bad = q.apply_rules(with_products(kept, products, lateness), QUALITY.rows)
     offset_key = F.concat_ws(":", "topic", "partition", "offset")
     return Split(

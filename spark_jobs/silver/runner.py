@@ -121,10 +121,6 @@ class SilverResult:
         return batch == self.rows + self.quarantined + self.duplicates
 
 
-def _rows_per_day(df: DataFrame, column: str) -> dict[str, int]:
-    return {str(r[0]): r[1] for r in df.groupBy(column).count().collect()}
-
-
 def _split_by_day(df: DataFrame, column: str, inside: Column) -> tuple[int, dict[str, int]]:
     """All rows, and the rows of each day of the window (``inside``), in one pass."""
     day = F.when(inside, F.col(column).cast("string"))
@@ -180,7 +176,7 @@ def run_table(
     duplicates, duplicates_per_day = _split_by_day(
         split.duplicates, BRONZE_DAY, storage.window_condition(BRONZE_DAY, window)
     )
-    bronze_per_day = _rows_per_day(bronze, BRONZE_PARTITION)
+    bronze_per_day = storage.rows_per_day(bronze, BRONZE_PARTITION)
     total = sum(bronze_per_day.values())
     n_rechecked = rechecked.count() if rechecked is not None else 0
     inputs = CheckInputs(
