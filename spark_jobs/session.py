@@ -304,8 +304,11 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
             )
         except Py4JJavaError as exc:
             cause = str(exc.java_exception).splitlines()[0]
+            port = spark.conf.get("hive.server2.thrift.port")
             raise EndpointUnavailable(
-                f"the run's Spark Thrift server (dbt's embedded target) did not start: {cause}"
+                f"the run's Spark Thrift server (dbt's embedded target) did not start on "
+                f"127.0.0.1:{port}: {cause}; if another program took that port, re-execute"
+                " the run (it then lets the kernel pick one)"
             ) from None
     ports = [
         service.getPortNumber()
@@ -346,10 +349,10 @@ def _exclusive(path: Path) -> Iterator[None]:
 
 
 def _open_and_close_a_session(port: int) -> None:
-    from pyhive import hive
-
     # A warm-up only: if it fails, dbt's own first connection reports why.
     with suppress(Exception):
+        from pyhive import hive
+
         hive.connect(host="127.0.0.1", port=port, username="lakehouse-warmup").close()
 
 

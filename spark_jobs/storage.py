@@ -429,20 +429,24 @@ class Commit:
 
 
 def commit_of(spark: SparkSession, name: str) -> Commit | None:
-    """The commit the table's ``main`` branch is at; None for a table without one."""
-    current = current_snapshot(spark, name)
-    if current is None:
-        return None
+    """The commit the table's ``main`` branch is at; None for a table without one (or no
+    table). One Spark action: the ``refs`` and ``snapshots`` metadata tables, joined."""
+    from pyspark.errors import AnalysisException
+
     summary = F.col("summary")
-    found = (
-        spark.table(f"{name}.snapshots")
-        .where(F.col("snapshot_id") == F.lit(current))
-        .select("parent_id", summary["added-records"], summary["total-records"])
-        .collect()
-    )
+    try:
+        found = (
+            spark.table(f"{name}.refs")
+            .where(F.col("name") == "main")
+            .join(spark.table(f"{name}.snapshots"), "snapshot_id")
+            .select("snapshot_id", "parent_id", summary["added-records"], summary["total-records"])
+            .collect()
+        )
+    except AnalysisException:  # no such table
+        return None
     if not found:
         return None
-    parent_id, added, total = found[0]
+    current, parent_id, added, total = found[0]
     return Commit(current, parent_id, int(added or 0), int(total) if total is not None else None)
 
 

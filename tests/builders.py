@@ -67,6 +67,24 @@ def stock_event(offset: int, product_id: int, change: int, level: int, ts: str) 
     }
 
 
+def dbt_invocations(settings: Settings, run_id: str) -> list[Path]:
+    """A run's dbt target folders: dagster-dbt names each for its step and run; the project
+    keeps them in the home, not in the source tree."""
+    return list((settings.home / "dbt" / "target").glob(f"*-{run_id[:7]}-*"))
+
+
+def parse_messages(invocation: Path) -> list[str]:
+    """What dbt said of its parsing in an invocation (partial or full, and why)."""
+    lines = (json.loads(line)["info"]["msg"] for line in (invocation / "dbt.log").open())
+    return [m for m in lines if "partial pars" in m.lower()]
+
+
+def reused_its_parse(invocation: Path) -> bool:
+    said = parse_messages(invocation)
+    unable = [m for m in said if m.startswith("Unable to do partial parsing")]
+    return "Nothing changed, skipping partial parsing." in said and not unable
+
+
 def empty_lakehouse(spark) -> None:
     """Drop every table: the next run starts on an empty lakehouse."""
     from spark_jobs.settings import NAMESPACES

@@ -28,7 +28,7 @@ from lakehouse_assets.gold import DIMENSION_KEYS, gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
 from tests import reconcile
-from tests.builders import empty_lakehouse
+from tests.builders import dbt_invocations, empty_lakehouse, parse_messages, reused_its_parse
 from tools.generate import generate
 from tools.screenshot import graphql, webserver
 
@@ -247,6 +247,17 @@ def quarantine_by_dirt(tables, manifest):
 def row_rules(row):
     """A quarantine row's rules: its one array column."""
     return next(value for value in row if isinstance(value, tuple))
+
+
+def test_dbt_reuses_one_parse_of_the_project_day_after_day(settings, day_by_day):
+    # Each day is its own window, yet dbt's parse state is the same: the window reaches dbt in
+    # the environment (not --vars, which dbt hashes) and the run serves dbt on the home's
+    # port. Only a run's first dbt may parse the project whole.
+    later = [r.run_id for r in day_by_day["results"][1:]]
+    assert len(later) >= 2
+    for run_id in later:
+        [invocation] = dbt_invocations(settings, run_id)
+        assert reused_its_parse(invocation), parse_messages(invocation)
 
 
 def test_day_by_day_runs_equal_one_run_in_every_silver_and_gold_table(day_by_day, one_run):

@@ -252,10 +252,14 @@ def test_a_run_serves_dbt_on_its_homes_port_unless_another_process_holds_it(tmp_
 
     from spark_jobs.session import thrift_port_to_bind
 
+    def port_of(home: str) -> int:
+        return Settings.from_env({"LAKEHOUSE_HOME": home}).run_thrift_port
+
+    assert port_of("/srv/lakehouse") == port_of("/srv/lakehouse/")  # the home's, run after run
+    assert port_of("/srv/lakehouse") != port_of("/srv/lakehouse-staging")  # another home's
+    assert {port_of(f"/srv/h{n}") // 10000 for n in range(50)} == {2}  # below the ephemeral range
     settings = replace(Settings.from_env(), home=tmp_path)
     port = settings.run_thrift_port
-    assert 20000 <= port < 30000  # below the kernel's ephemeral range
-    assert port == replace(settings, home=tmp_path).run_thrift_port  # stable for a home
     assert thrift_port_to_bind(settings) == port
     with socket.socket() as other:
         other.bind(("127.0.0.1", port))
@@ -284,6 +288,18 @@ def test_dbt_keeps_its_parsed_project_and_a_week_of_artifacts_in_the_home(tmp_pa
     assert sorted(p.name for p in targets.iterdir()) == [new.name, PARTIAL_PARSE]
     assert (targets / PARTIAL_PARSE).read_bytes() == b"parsed"
     _prune(tmp_path / "nowhere", older_than=timedelta(days=7))  # before dbt's first run
+
+
+def test_the_window_reaches_dbt_in_the_environment_and_none_leaks_in():
+    from lakehouse_assets.gold.assets import _window_environment
+
+    window = DayWindow(date(2026, 5, 4), date(2026, 5, 6))
+    assert _window_environment(window) == {
+        "LAKEHOUSE_WINDOW_START_DATE": "2026-05-04",
+        "LAKEHOUSE_WINDOW_END_DATE": "2026-05-06",
+    }
+    # An unpartitioned run builds every day, whatever the shell has set.
+    assert set(_window_environment(None).values()) == {""}
 
 
 def test_the_environment_is_compiled_to_bytecode():

@@ -256,7 +256,7 @@ def ratios(by_name: dict[str, Measure], compared: str, days: int) -> list[str]:
             f"for the seed shape ({seed.wall_s / last.wall_s:.2f}x faster)."
         )
     large, xlarge = by_name.get("one day, large"), by_name.get("one day, xlarge")
-    if tiny and large and xlarge:  # variable part: what a day costs beyond a tiny day's
+    if tiny and large and xlarge and large.wall_s > tiny.wall_s:  # beyond a tiny day's cost
         grew = (xlarge.wall_s - tiny.wall_s) / (large.wall_s - tiny.wall_s)
         lines.append(
             f"- xlarge day (10x large's events): {xlarge.wall_s:.1f} s, peak RSS "
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     shutil.rmtree(LOGS, ignore_errors=True)
-    scales = args.scales.split(",")
+    scales = list(dict.fromkeys(args.scales.split(",")))  # each once, in the order given
     if unknown := set(scales) - set(SCALES):
         parser.error(f"unknown scales: {', '.join(sorted(unknown))}; known: {', '.join(SCALES)}")
     by_name: dict[str, Measure] = {"bare": bare_submit()}

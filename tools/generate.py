@@ -55,7 +55,7 @@ SCALES = {
     "small": Scale(2_000, 200, 2_000, 40_000, 3),
     "medium": Scale(20_000, 1_000, 10_000, 200_000, 4),
     "large": Scale(200_000, 5_000, 50_000, 1_000_000, 5),
-    # Not in `make benchmark`'s default scales (about half an hour): SCALES=xlarge.
+    # Not in `make benchmark`'s default scales (about 15 minutes more): SCALE=xlarge adds it.
     "xlarge": Scale(1_000_000, 20_000, 200_000, 10_000_000, 8),
 }
 

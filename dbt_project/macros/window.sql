@@ -1,7 +1,7 @@
 {#
-  The days a partitioned model rebuilds: start_date / end_date (exclusive), as vars
-  (`dbt build --vars '{start_date: 2026-05-04, end_date: 2026-05-05}'` by hand) or, from
-  Dagster, as LAKEHOUSE_WINDOW_START_DATE / LAKEHOUSE_WINDOW_END_DATE. The environment is
+  The days a partitioned model rebuilds: start_date / end_date (exclusive), as vars by hand
+  (`dbt build --vars '{start_date: 2026-05-04, end_date: 2026-05-05}'`) or, from Dagster,
+  as LAKEHOUSE_WINDOW_START_DATE / LAKEHOUSE_WINDOW_END_DATE. The environment is
   read only when models execute, never while dbt parses: a run's window then changes nothing
   dbt hashes, so dbt reuses its parsed project (partial parsing) instead of re-parsing it all.
   So no ref() or source() may hide behind a window: a model names such a dependency in a

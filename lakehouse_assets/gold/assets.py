@@ -114,8 +114,11 @@ def _dbt_build(
     check_thrift_server(settings)
     catalog = open_catalog(settings)
     environment = {**_dbt_environment(settings, spark), **_window_environment(window)}
+    # On a port other than the home's, dbt's parse state is of no use to the next run.
+    port = environment.get(RUN_PORT)
+    keep_parse = port is None or port == str(settings.run_thrift_port)
     try:
-        for event in dbt.build(["build"], context, environment, settings.home):
+        for event in dbt.build(["build"], context, environment, settings.home, keep_parse):
             if isinstance(event, Output):
                 # Row counts, columns and the Iceberg snapshot, read through pyiceberg: no JVM.
                 key = context.asset_key_for_output(event.output_name)
@@ -138,20 +141,24 @@ def _dbt_build(
 
 def _window_environment(window: DayWindow | None) -> dict[str, str]:
     """The run's days for dbt_project/macros/window.sql: environment variables, not --vars,
-    which dbt hashes into its parse state (new vars every day: a full re-parse every run)."""
+    which dbt hashes into its parse state (new vars every day: a full re-parse every run).
+    Set also without a window (empty: every day), so none leaks in from the environment."""
     if window is None:
-        return {}
+        return {"LAKEHOUSE_WINDOW_START_DATE": "", "LAKEHOUSE_WINDOW_END_DATE": ""}
     return {
         "LAKEHOUSE_WINDOW_START_DATE": window.start.isoformat(),
         "LAKEHOUSE_WINDOW_END_DATE": window.end.isoformat(),
     }
 
 
+RUN_PORT = "LAKEHOUSE_RUN_THRIFT_PORT"  # where profiles.yml's embedded output connects
+
+
 def _dbt_environment(settings: Settings, spark: SparkResource) -> dict[str, str]:
     """Where dbt finds Spark: the run's own session over Thrift (``embedded``), or the
     spark-defaults.conf a Spark of dbt's own reads (``session``); ``thrift`` needs neither."""
     if settings.dbt_target == "embedded":
-        return {"LAKEHOUSE_RUN_THRIFT_PORT": str(spark.thrift_port())}
+        return {RUN_PORT: str(spark.thrift_port())}
     if settings.dbt_target == "session":
         return {"SPARK_CONF_DIR": spark.conf_dir_for_external_sessions()}
     return {}

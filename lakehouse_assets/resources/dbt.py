@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from functools import cached_property
 from importlib.metadata import version as installed_version
@@ -47,10 +47,13 @@ class LakehouseDbtResource(DbtCliResource):
         context: AssetExecutionContext,
         environment: dict[str, str],
         home: Path,
+        keep_parse: bool = True,
     ) -> Iterator:
         """The events of ``dbt <args>``. Its artifacts (manifest, run_results.json, dbt.log)
-        go to ``<home>/dbt/target/<step>-<run>-<invocation>``, kept for a week; its parsed
-        project is kept for the next invocation."""
+        go to ``<home>/dbt/target/<step>-<run>-<invocation>``, kept for a week. With
+        ``keep_parse``, its parsed project is kept for the next invocation: only when the next
+        one will see the same profile (a run on a fallback Thrift port would leave a parse
+        state no later run can use)."""
         targets = home / "dbt" / "target"
         # "buildable": a test runs with the step that builds all its models (or their
         # ancestors), not with the first step that builds one of them. A dimension's test
@@ -64,8 +67,12 @@ class LakehouseDbtResource(DbtCliResource):
         try:
             yield from invocation.stream()
         finally:
-            _keep_parsed_project(invocation.target_path, targets)
-            _prune(targets, older_than=ARTIFACTS_KEPT)
+            # Housekeeping: a failure here (a full disk, a concurrent prune) must neither fail
+            # the step nor replace dbt's own error (its SQLITE_BUSY is retried, for one).
+            with suppress(OSError):
+                if keep_parse:
+                    _keep_parsed_project(invocation.target_path, targets)
+                _prune(targets, older_than=ARTIFACTS_KEPT)
 
     # Two things dagster-dbt does before every invocation that this project does not need,
     # 7 s of each run (measured on the 2-core box) on top of dbt's own start. Both are
