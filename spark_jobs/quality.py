@@ -264,12 +264,9 @@ def within_days(
 
 
 # ------------------------------------------------------------------ applying row rules
-def apply_rules(df: DataFrame, rules: Sequence[Rule]) -> tuple[DataFrame, DataFrame]:
-    """Split into (kept rows, quarantined rows).
-
-    Kept rows carry ``_rules_warned`` (names of warn rules they broke); quarantined rows carry
-    ``_rules_failed`` (names of drop/fail rules they broke, warn rules excluded).
-    """
+def mark_rules(df: DataFrame, rules: Sequence[Rule]) -> DataFrame:
+    """``df`` with ``_rules_failed`` (names of the drop/fail rules a row breaks) and
+    ``_rules_warned`` (of the warn rules): lazy, for ``split_marked`` once checkpointed."""
 
     def names(selected: Sequence[Rule]) -> Column:
         flagged = [F.when(F.coalesce(r.fails(), F.lit(False)), F.lit(r.name)) for r in selected]
@@ -277,18 +274,30 @@ def apply_rules(df: DataFrame, rules: Sequence[Rule]) -> tuple[DataFrame, DataFr
             return F.array().cast("array<string>")
         return F.filter(F.array(*flagged), lambda name: name.isNotNull())
 
-    # Checkpointed: the kept and the quarantined rows are two filters of one judged batch, so
-    # they never disagree and the joins to references run once. A runner reads both after
-    # writing tables they may have read (a batch's earlier days): they stay as judged.
-    marked = df.withColumns(
+    return df.withColumns(
         {
             RULES_COLUMN: names([r for r in rules if r.action != "warn"]),
             WARNINGS_COLUMN: names([r for r in rules if r.action == "warn"]),
         }
-    ).localCheckpoint()
+    )
+
+
+def split_marked(marked: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """``mark_rules``' rows as (kept, with ``_rules_warned``; quarantined, with
+    ``_rules_failed``)."""
     kept = marked.where(F.size(RULES_COLUMN) == 0).drop(RULES_COLUMN)
     bad = marked.where(F.size(RULES_COLUMN) > 0).drop(WARNINGS_COLUMN)
     return kept, bad
+
+
+def apply_rules(df: DataFrame, rules: Sequence[Rule]) -> tuple[DataFrame, DataFrame]:
+    """Split into (kept rows, quarantined rows), as ``split_marked`` says.
+
+    Checkpointed: the kept and the quarantined rows are two filters of one judged batch, so
+    they never disagree and the joins to references run once. A runner reads both after
+    writing tables they may have read (a batch's earlier days): they stay as judged.
+    """
+    return split_marked(mark_rules(df, rules).localCheckpoint())
 
 
 RANK_COLUMN = "_rank"
@@ -328,13 +337,22 @@ def split_ranked(ranked: DataFrame) -> tuple[DataFrame, DataFrame]:
     return kept, dropped
 
 
-def rule_stats(flagged: DataFrame, rules_column: str, key: str, day: str) -> dict[str, dict]:
-    """Per rule: rows, a sample of keys and rows per day, in one pass over the flagged rows."""
-    exploded = flagged.select(
+def flagged_rules(flagged: DataFrame, rules_column: str, key: str, day: str) -> DataFrame:
+    """One row (rule, key, day) per rule each row broke: what ``rule_stats_of`` reads."""
+    return flagged.select(
         F.explode(rules_column).alias("rule"),
         F.col(key).cast("string").alias("key"),
         F.col(day).cast("string").alias("day"),
     )
+
+
+def rule_stats(flagged: DataFrame, rules_column: str, key: str, day: str) -> dict[str, dict]:
+    """Per rule: rows, a sample of keys and rows per day, in one pass over the flagged rows."""
+    return rule_stats_of(flagged_rules(flagged, rules_column, key, day))
+
+
+def rule_stats_of(exploded: DataFrame) -> dict[str, dict]:
+    """``rule_stats`` of ``flagged_rules``' rows (of one frame, or a union of several)."""
     per_day = exploded.groupBy("rule", "day").agg(
         F.count(F.lit(1)).alias("n"), F.slice(F.collect_list("key"), 1, SAMPLE_SIZE).alias("keys")
     )

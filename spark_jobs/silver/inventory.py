@@ -26,6 +26,7 @@ from spark_jobs.silver.json_lines import (
     line_key,
     schema_report,
     typed_lines,
+    without_spent_text,
 )
 
 if TYPE_CHECKING:
@@ -81,9 +82,13 @@ def clean_inventory_events(
     """Parse Kafka-sink lines; a redelivered offset is a duplicate."""
     lateness = lateness or Lateness()
     typed = typed_lines(bronze, FIELDS, REQUIRED)
-    ranked = q.rank_first(typed, ["topic", "partition", "offset"], first_landed())
+    # Judged before ranking: one checkpoint for both (as clickstream's).
+    judged = q.mark_rules(with_products(typed, products, lateness), QUALITY.rows)
+    ranked = q.rank_first(
+        without_spent_text(judged, list(FIELDS)), ["topic", "partition", "offset"], first_landed()
+    )
     kept, duplicates = q.split_ranked(ranked)
-    valid, bad = q.apply_rules(with_products(kept, products, lateness), QUALITY.rows)
+    valid, bad = q.split_marked(kept)
     offset_key = F.concat_ws(":", "topic", "partition", "offset")
     return Split(
         valid.withColumn("snapshot_date", F.col(BRONZE_DAY)),
