@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from spark_jobs.storage import CATALOG, table_name
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import Row, SparkSession
 
 NAME = r"[a-z_][a-z0-9_]*"  # a column name as DESCRIBE prints it
 
@@ -80,8 +80,35 @@ def footprint(spark: SparkSession, name: str) -> Footprint:
     return Footprint(snapshots, int(n_files), int(size), manifests)
 
 
-def _timestamp(moment: datetime) -> str:
-    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+Argument = str | int | datetime | dict[str, str]
+
+
+def procedure(spark: SparkSession, name: str, **args: Argument) -> list[Row]:
+    """``CALL lakehouse.system.<name>(<arg> => <value>, ...)``, its rows. Iceberg's procedures
+    take no bound parameters (its SQL extensions parse CALL themselves), so each value is
+    written here as the literal of its type, and a string that could not be quoted as it is
+    is refused rather than escaped."""
+    if not all(re.fullmatch(NAME, n) for n in (name, *args)):
+        raise ValueError(f"not a procedure or argument name: {name}({', '.join(args)})")
+    named = ", ".join(f"{arg} => {_literal(value)}" for arg, value in args.items())
+    return spark.sql(f"CALL {CATALOG}.system.{name}({named})").collect()
+
+
+def _literal(value: Argument) -> str:
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{value.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        return f"map({', '.join(f'{_literal(k)}, {_literal(v)}' for k, v in value.items())})"
+    quote = '"' if "'" in value else "'"  # a filter holds '...' date literals
+    if quote in value or "\\" in value:
+        raise ValueError(f"cannot pass {value!r} to a procedure")
+    return f"{quote}{value}{quote}"
+
+
+def first(rows: list[Row]) -> Row | None:
+    return rows[0] if rows else None
 
 
 def _day_partition(spark: SparkSession, name: str) -> str | None:
@@ -108,7 +135,7 @@ def _recent_filter(spark: SparkSession, name: str, recent_days: int) -> tuple[st
     column = _day_partition(spark, name)
     if column is None:
         return None, "the whole table (not partitioned by day)"
-    newest = spark.sql(f"SELECT max(CAST({column} AS DATE)) FROM {name}").first()
+    newest = spark.table(name).agg(F.max(F.col(column).cast("date"))).first()
     if newest is None or newest[0] is None:
         return None, "nothing (the table is empty)"
     since: date = newest[0] - timedelta(days=recent_days)
@@ -121,29 +148,24 @@ def maintain(
     """Housekeeping of ``lakehouse.<layer>.<table>`` under ``policy``."""
     name, now = table_name(layer, table), now or datetime.now(UTC)  # identifiers checked
     qualified = f"{layer}.{table}"  # as the procedures name it, within the catalog
-    system = f"{CATALOG}.system"
     before = footprint(spark, name)
-    cutoff = _timestamp(now - timedelta(days=policy.retention_days))
-    expired = spark.sql(
-        f"CALL {system}.expire_snapshots(table => '{qualified}', older_than => {cutoff}, "
-        "retain_last => 1)"
-    ).first()
-    deleted = sum(int(v or 0) for v in expired.asDict().values()) if expired is not None else 0
+    cutoff = now - timedelta(days=policy.retention_days)
+    expired = procedure(
+        spark, "expire_snapshots", table=qualified, older_than=cutoff, retain_last=1
+    )
+    deleted = sum(int(v or 0) for v in expired[0].asDict().values()) if expired else 0
     expired_count = before.snapshots - footprint(spark, name).snapshots  # before the rewrites
     where, rewrote = _recent_filter(spark, name, policy.recent_days)
-    options = f"map('min-input-files', '{policy.min_input_files}')"
-    scope = f', where => "{where}"' if where else ""
-    rewritten = spark.sql(
-        f"CALL {system}.rewrite_data_files(table => '{qualified}'{scope}, options => {options})"
-    ).first()
-    manifests = spark.sql(f"CALL {system}.rewrite_manifests(table => '{qualified}')").first()
-    orphan_cutoff = _timestamp(now - timedelta(days=max(policy.retention_days, 1)))
+    options = {"min-input-files": str(policy.min_input_files)}
+    scope = {"where": where} if where else {}
+    rewritten = first(
+        procedure(spark, "rewrite_data_files", table=qualified, options=options, **scope)
+    )
+    manifests = first(procedure(spark, "rewrite_manifests", table=qualified))
+    orphan_cutoff = now - timedelta(days=max(policy.retention_days, 1))
     orphans = [
         r.orphan_file_location
-        for r in spark.sql(
-            f"CALL {system}.remove_orphan_files("
-            f"table => '{qualified}', older_than => {orphan_cutoff})"
-        ).collect()
+        for r in procedure(spark, "remove_orphan_files", table=qualified, older_than=orphan_cutoff)
     ]
     after = footprint(spark, name)
     return Outcome(

@@ -15,10 +15,10 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from spark_jobs.settings import (
     CATALOG,
@@ -287,7 +287,7 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
         return _served[application]
     ensure_namespaces(spark, ("default",))  # every Thrift session opens with `USE default`
     (settings.scratch_dir / "hive").mkdir(parents=True, exist_ok=True)
-    with _exclusive(settings.scratch_dir / "thrift.lock"):
+    with hold_lock(settings.scratch_dir / "thrift.lock"):
         for key, value in {
             "hive.server2.thrift.bind.host": "127.0.0.1",
             "hive.server2.thrift.port": str(thrift_port_to_bind(settings)),
@@ -341,11 +341,18 @@ def thrift_port_to_bind(settings: Settings) -> int:
     return settings.run_thrift_port
 
 
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    with path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        yield
+def hold_lock(path: Path, on_wait: Callable[[], None] | None = None) -> IO:
+    """An exclusive lock on ``path``, held until the returned file is closed (``with`` it).
+    The kernel drops it when the process ends, also after `kill -9`: it is never left stuck.
+    ``on_wait`` is called once if another process holds it, before waiting for it."""
+    lock = path.open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if on_wait is not None:
+            on_wait()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
 
 
 def _open_and_close_a_session(port: int) -> None:

@@ -407,21 +407,13 @@ def current_snapshot(spark: SparkSession, name: str) -> int | None:
     return refs[0].snapshot_id if refs else None
 
 
-def as_of_now(spark: SparkSession, name: str, split_bytes: int | None = None) -> DataFrame:
+def as_of_now(spark: SparkSession, name: str) -> DataFrame:
     """The table at its current snapshot, however often the frame is read later: a commit
     made meanwhile (another run's, on a catalog that takes concurrent writers) is not seen
-    by some reads and not by others.
-
-    ``split_bytes``: the most each read task takes, so that a day in one large file is read
-    (and parsed) on every core, not one. Iceberg splits a file only between row groups.
-    """
-    reader = spark.read.format("iceberg")
+    by some reads and not by others."""
     snapshot = current_snapshot(spark, name)
-    if snapshot is not None:
-        reader = reader.option("snapshot-id", snapshot)
-    if split_bytes is not None:
-        reader = reader.option("split-size", split_bytes)
-    return reader.load(name)
+    reader = spark.read.format("iceberg")
+    return (reader if snapshot is None else reader.option("snapshot-id", snapshot)).load(name)
 
 
 @dataclass(frozen=True)
@@ -491,9 +483,3 @@ def rows_written(
     counts = {str(r.day): r.record_count for r in per_day}
     exact = sum(counts.values()) == commit.added_rows
     return counts if exact and current_snapshot(spark, name) == commit.snapshot_id else None
-
-
-def latest_snapshot(spark: SparkSession, name: str) -> tuple[int | None, int | None]:
-    """The table's current snapshot id and its total rows, from the snapshot summary (no scan)."""
-    commit = commit_of(spark, name)
-    return (commit.snapshot_id, commit.total_rows) if commit is not None else (None, None)

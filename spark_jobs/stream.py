@@ -33,13 +33,12 @@ event older than it is quarantined under ``event_ts_within_watermark``, never dr
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,7 +46,9 @@ from pyspark.sql import functions as F
 
 from spark_jobs import storage
 from spark_jobs.bronze import with_lineage
+from spark_jobs.maintenance import procedure
 from spark_jobs.quality import RULES_COLUMN
+from spark_jobs.session import hold_lock
 from spark_jobs.settings import LakehouseSetupError
 from spark_jobs.silver.common import (
     BRONZE_PARTITION,
@@ -177,11 +178,8 @@ def _plan(spark: SparkSession, batch_id: int, settings: Settings, run_id: str) -
     recorded = None if batches is None else batches.where(F.col("batch_id") == F.lit(batch_id))
     if recorded is not None and recorded.limit(1).count():
         return recorded
-    products_snapshot, _ = (
-        storage.latest_snapshot(spark, PRODUCTS_TABLE)
-        if spark.catalog.tableExists(PRODUCTS_TABLE)
-        else (None, None)
-    )
+    products = storage.commit_of(spark, PRODUCTS_TABLE)  # None: no products table yet
+    products_snapshot = products.snapshot_id if products is not None else None
     delay = F.expr(f"INTERVAL {int(settings.stream_watermark_minutes)} MINUTES")
     plan = _newest_event_time(spark, batch_id).select(
         F.lit(batch_id).cast("long").alias("batch_id"),
@@ -339,8 +337,7 @@ def exclusive(paths: StreamPaths) -> Iterator[None]:
     sensor never starts two, the UI or the CLI might): a second waits, then takes what the
     first left. The kernel drops the lock when a process ends, also after `kill -9`."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    with (paths.root / "stream.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with hold_lock(paths.root / "stream.lock"):
         yield
 
 
@@ -510,11 +507,7 @@ def compact_arrivals(
     if generation is None or spark.table(log).count() <= keep:
         return False
     qualified = ARRIVALS_TABLE.split(".", 1)[1]  # as the procedures name it
-    system = f"{storage.CATALOG}.system"
-    spark.sql(
-        f"CALL {system}.rewrite_data_files(table => '{qualified}', "
-        "options => map('min-input-files', '2'))"
-    ).collect()
+    procedure(spark, "rewrite_data_files", table=qualified, options={"min-input-files": "2"})
     spark.catalog.refreshTable(ARRIVALS_TABLE)
     packed = (
         spark.table(log)
@@ -522,7 +515,6 @@ def compact_arrivals(
         .select(
             "operation",
             F.unix_millis("committed_at").alias("ms"),
-            F.date_format("committed_at", "yyyy-MM-dd HH:mm:ss.SSS").alias("at"),
         )
         .first()
     )
@@ -530,10 +522,8 @@ def compact_arrivals(
         return False  # a single file: nothing to pack, and no snapshot to start from
     committed = generation.committed()
     new = _new_generation(paths, 0 if committed is None else committed + 1, packed["ms"])
-    spark.sql(
-        f"CALL {system}.expire_snapshots(table => '{qualified}', "
-        f"older_than => TIMESTAMP '{packed['at']}', retain_last => 1)"
-    ).collect()
+    packed_at = datetime.fromtimestamp(packed["ms"] / 1000, UTC)
+    procedure(spark, "expire_snapshots", table=qualified, older_than=packed_at, retain_last=1)
     for folder in paths.checkpoint.glob("from-*"):
         if folder != new.path:
             shutil.rmtree(folder, ignore_errors=True)

@@ -97,3 +97,16 @@ def test_every_table_has_a_weekly_housekeeping_asset_outside_the_daily_job():
     assert not housekeeping & set(daily)
     schedule = defs.resolve_schedule_def("iceberg_maintenance_weekly")
     assert schedule.cron_schedule == "0 3 * * 0"
+
+
+@pytest.mark.fast
+def test_a_procedure_argument_that_cannot_be_quoted_is_refused_not_spliced():
+    """Iceberg's procedures take no bound parameters: their values are written as literals,
+    so a string holding both quotes (or a backslash) must not reach the SQL at all."""
+    from spark_jobs.maintenance import procedure
+
+    for value in ("""it's "quoted" """, "back\\slash"):
+        with pytest.raises(ValueError, match="cannot pass"):
+            procedure(None, "rewrite_data_files", table="silver.orders", where=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a procedure"):
+        procedure(None, "expire_snapshots; DROP", table="silver.orders")  # type: ignore[arg-type]

@@ -113,10 +113,8 @@ def _dbt_build(
     settings = spark.settings()
     check_thrift_server(settings)
     catalog = open_catalog(settings)
-    environment = {**_dbt_environment(settings, spark), **_window_environment(window)}
-    # On a port other than the home's, dbt's parse state is of no use to the next run.
-    port = environment.get(RUN_PORT)
-    keep_parse = port is None or port == str(settings.run_thrift_port)
+    environment, keep_parse = _dbt_environment(settings, spark)
+    environment |= _window_environment(window)
     try:
         for event in dbt.build(["build"], context, environment, settings.home, keep_parse):
             if isinstance(event, Output):
@@ -154,14 +152,17 @@ def _window_environment(window: DayWindow | None) -> dict[str, str]:
 RUN_PORT = "LAKEHOUSE_RUN_THRIFT_PORT"  # where profiles.yml's embedded output connects
 
 
-def _dbt_environment(settings: Settings, spark: SparkResource) -> dict[str, str]:
+def _dbt_environment(settings: Settings, spark: SparkResource) -> tuple[dict[str, str], bool]:
     """Where dbt finds Spark: the run's own session over Thrift (``embedded``), or the
-    spark-defaults.conf a Spark of dbt's own reads (``session``); ``thrift`` needs neither."""
+    spark-defaults.conf a Spark of dbt's own reads (``session``); ``thrift`` needs neither.
+    And whether dbt's parse state is worth keeping for the next run: not when this run served
+    dbt on a port other than the home's (to dbt, another profile: the next run re-parses)."""
     if settings.dbt_target == "embedded":
-        return {RUN_PORT: str(spark.thrift_port())}
+        port = spark.thrift_port()
+        return {RUN_PORT: str(port)}, port == settings.run_thrift_port
     if settings.dbt_target == "session":
-        return {"SPARK_CONF_DIR": spark.conf_dir_for_external_sessions()}
-    return {}
+        return {"SPARK_CONF_DIR": spark.conf_dir_for_external_sessions()}, True
+    return {}, True
 
 
 def check_thrift_server(settings: Settings) -> None:

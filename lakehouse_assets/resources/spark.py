@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 from typing import IO, Any
 
 from dagster import Failure, InitResourceContext
@@ -10,7 +9,13 @@ from dagster_pyspark import LazyPySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
-from spark_jobs.session import build_session, prepare, serve_thrift, write_spark_defaults
+from spark_jobs.session import (
+    build_session,
+    hold_lock,
+    prepare,
+    serve_thrift,
+    write_spark_defaults,
+)
 from spark_jobs.settings import EndpointUnavailable, LakehouseSetupError, Settings
 
 
@@ -100,11 +105,6 @@ def hold_embedded_catalog(settings: Settings, context: InitResourceContext) -> I
     """
     if not settings.catalog_uri.startswith("jdbc:sqlite:"):
         return None
-    lock = (settings.home / "catalog.lock").open("a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        if context.log is not None:
-            context.log.info("another run is writing the embedded catalog; waiting for it")
-        fcntl.flock(lock, fcntl.LOCK_EX)
-    return lock
+    log = context.log
+    waiting = "another run is writing the embedded catalog; waiting for it"
+    return hold_lock(settings.home / "catalog.lock", (lambda: log.info(waiting)) if log else None)

@@ -87,8 +87,6 @@ def tables(sources: tuple[Source, ...] = SOURCES) -> dict[str, SilverTable]:
 
 
 TABLES = tables()
-# Read tasks of at most this much Bronze (compressed): a 1 M-event day (32 MB) in 4 or more.
-BRONZE_SPLIT_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,7 @@ def run_table(
     # Read where needed, not cached: the transform ranks its rows into a checkpoint at once
     # (``quality.rank_first``), and caching them first cost a copy (4 s at 1 M events). Pinned
     # to one snapshot, so the per-day counts below read the same rows the transform judged.
-    bronze = storage.as_of_now(spark, bronze_name, BRONZE_SPLIT_BYTES)
+    bronze = storage.as_of_now(spark, bronze_name)
     bronze = bronze.where(storage.window_condition(BRONZE_PARTITION, window))
     rechecked = held.held_rows(spark, table.quarantine, bronze.schema, window, table.holds)
     # Held rows come from the quarantine this run rewrites, and the kept rows may depend on
@@ -269,7 +267,7 @@ def run_table(
             .where(F.exists("rules", lambda r: r.startswith("awaiting_")))
             .count()
         )
-    snapshot_id, table_rows = storage.latest_snapshot(spark, name)
+    commit = storage.commit_of(spark, name)
     return SilverResult(
         table=name,
         bronze_rows=total,
@@ -277,7 +275,7 @@ def run_table(
         quarantined=counts["quarantined"],
         duplicates=counts["duplicates_removed"],
         rules={rule: stats["rows"] for rule, stats in dropped.items()},
-        snapshot_id=snapshot_id,
+        snapshot_id=commit.snapshot_id if commit else None,
         verdicts=verdicts,
         held_rechecked=n_rechecked,
         released=released,
@@ -287,7 +285,7 @@ def run_table(
         quarantined_per_day=bad_per_day,
         duplicates_per_day=_in_days(tally["duplicates"]),
         written_per_day=written_per_day,
-        table_rows=table_rows,
+        table_rows=commit.total_rows if commit else None,
     )
 
 
