@@ -139,7 +139,7 @@ def _tally(parts: dict[str, tuple[DataFrame, str, Column | None]]) -> dict[str, 
 
 
 def _in_days(per_day: dict) -> dict[str, int]:
-    return {d: n for d, n in sorted(per_day.items()) if d is not None}
+    return dict(sorted((d, n) for d, n in per_day.items() if d is not None))
 
 
 def _batch(spark: SparkSession, table: SilverTable, window: DayWindow, run_id: str, lateness):
