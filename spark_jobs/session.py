@@ -347,11 +347,15 @@ def hold_lock(path: Path, on_wait: Callable[[], None] | None = None) -> IO:
     ``on_wait`` is called once if another process holds it, before waiting for it."""
     lock = path.open("a")
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        if on_wait is not None:
-            on_wait()
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+    except BaseException:
+        lock.close()
+        raise
     return lock
 
 

@@ -248,7 +248,9 @@ def process_batch(
     bronze = with_lineage(lines, f"landing.{FEED}", run_id)
     products = _products(spark, planned["products_snapshot_id"])
     # No grace for a missing product: the stream has no later run that would re-check it.
-    split = clean_inventory_events(bronze, products, run_id, Lateness())
+    # Every row keeps its line: a late one is quarantined below, from the kept rows, and the
+    # stream has no Bronze table: its quarantine record is the only copy of the event.
+    split = clean_inventory_events(bronze, products, run_id, Lateness(), keep_lines=True)
     valid, bad = split.valid, split.quarantined  # projections of the judged checkpoint
 
     earlier = _earlier_events(spark, batch_id, valid)

@@ -93,7 +93,8 @@ def clean_clickstream(
         derived={"product_id": F.get_json_object("properties", "$.product_id").cast("long")},
     )
     if earlier_event_ids is not None:
-        # Joined before ranking, on the key the ranking partitions by: one shuffle for both.
+        # Joined before ranking, on the key the ranking partitions by: one shuffle for both
+        # (the products between them are few: Spark broadcasts them).
         seen = earlier_event_ids.select(F.col("event_id").alias("_seen")).distinct()
         typed = typed.join(seen, typed.event_id == seen._seen, "left")
     else:

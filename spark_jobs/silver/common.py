@@ -31,7 +31,8 @@ class Split:
     """What validation made of a batch.
 
     Every frame must be a projection or filter of a checkpoint taken inside the transform
-    (``quality.rank_first``, ``quality.apply_rules``), never of a lazy table read: the runner
+    (``quality.rank_first``; ``quality.apply_rules`` where rows are judged after ranking),
+    never of a lazy table read: the runner
     counts and judges them after it has written the tables a transform may read (a batch's
     earlier days, its quarantine), and they must still be the batch as judged.
     """

@@ -78,14 +78,18 @@ def clean_inventory_events(
     products: DataFrame | None,
     run_id: str,
     lateness: Lateness | None = None,
+    keep_lines: bool = False,
 ) -> Split:
-    """Parse Kafka-sink lines; a redelivered offset is a duplicate."""
+    """Parse Kafka-sink lines; a redelivered offset is a duplicate. ``keep_lines``: the kept
+    rows keep their raw line too (``json_lines.without_spent_text``)."""
     lateness = lateness or Lateness()
     typed = typed_lines(bronze, FIELDS, REQUIRED)
     # Judged before ranking: one checkpoint for both (as clickstream's).
     judged = q.mark_rules(with_products(typed, products, lateness), QUALITY.rows)
     ranked = q.rank_first(
-        without_spent_text(judged, list(FIELDS)), ["topic", "partition", "offset"], first_landed()
+        without_spent_text(judged, list(FIELDS), keep_lines),
+        ["topic", "partition", "offset"],
+        first_landed(),
     )
     kept, duplicates = q.split_ranked(ranked)
     valid, bad = q.split_marked(kept)

@@ -64,19 +64,21 @@ def typed_lines(
     return typed.withColumns(derived or {})
 
 
-def without_spent_text(judged: DataFrame, known: list[str]) -> DataFrame:
+def without_spent_text(judged: DataFrame, known: list[str], keep_lines: bool = False) -> DataFrame:
     """``typed_lines``' rows, once judged (``quality.mark_rules``), without the text no later
     step reads: each field's text (``<name>_raw``, read only by the rules), and the raw line
     of a row that is kept and has no field beyond the ``known`` ones. A quarantined row keeps
     its line (the quarantine holds it), and so does a row with a new field (schema evolution
     reads the field from it). At 1 M events the texts were half the bytes the ranking
-    shuffled and checkpointed."""
+    shuffled and checkpointed. ``keep_lines``: every row keeps its line, for a caller that
+    may still quarantine kept rows and has no Bronze table that holds them (the stream)."""
+    without_texts = judged.drop(*[c for c in judged.columns if c.endswith("_raw")])
+    if keep_lines:
+        return without_texts
     new_field = F.size(F.array_except("_fields", F.array(*[F.lit(k) for k in known]))) > 0
-    needed = (F.size(RULES_COLUMN) > 0) | F.coalesce(new_field, F.lit(True))
+    needed = (F.size(RULES_COLUMN) > 0) | F.col("_fields").isNull() | new_field
     line = F.when(needed, F.col("_bronze.raw_line"))
-    return judged.drop(*[c for c in judged.columns if c.endswith("_raw")]).withColumn(
-        "_bronze", F.col("_bronze").withField("raw_line", line)
-    )
+    return without_texts.withColumn("_bronze", F.col("_bronze").withField("raw_line", line))
 
 
 def convert(raw: Column, kind: str) -> Column:

@@ -177,8 +177,8 @@ def run_table(
     rechecked = held.held_rows(spark, table.quarantine, bronze.schema, window, table.holds)
     # Held rows come from the quarantine this run rewrites, and the kept rows may depend on
     # the Silver table it writes (clickstream's earlier events): these are checkpointed before
-    # any write, as the transform's ranked and judged rows are (``quality.apply_rules``, see
-    # ``Split``), so no frame of the batch re-reads a table after this run changed it.
+    # any write, as the transform's ranked and judged rows are (see ``Split``), so no frame of
+    # the batch re-reads a table after this run changed it.
     rechecked = rechecked.localCheckpoint() if rechecked is not None else None
     batch_rows = bronze if rechecked is None else bronze.unionByName(rechecked)
     lateness = Lateness(held.as_of(spark, bronze_name, window), grace_days)
