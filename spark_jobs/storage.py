@@ -411,9 +411,16 @@ def as_of_now(spark: SparkSession, name: str) -> DataFrame:
     """The table at its current snapshot, however often the frame is read later: a commit
     made meanwhile (another run's, on a catalog that takes concurrent writers) is not seen
     by some reads and not by others."""
-    snapshot = current_snapshot(spark, name)
+    return at_snapshot(spark, name, current_snapshot(spark, name))
+
+
+def at_snapshot(spark: SparkSession, name: str, snapshot_id: int | None) -> DataFrame:
+    """The table as snapshot ``snapshot_id`` holds it (None: as it is now), by the reader's
+    option rather than a SQL string."""
     reader = spark.read.format("iceberg")
-    return (reader if snapshot is None else reader.option("snapshot-id", snapshot)).load(name)
+    if snapshot_id is not None:
+        reader = reader.option("snapshot-id", snapshot_id)
+    return reader.load(name)
 
 
 @dataclass(frozen=True)

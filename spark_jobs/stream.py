@@ -210,8 +210,7 @@ def _products(spark: SparkSession, snapshot_id: int | None) -> DataFrame | None:
     snapshots = spark.table(f"{PRODUCTS_TABLE}.snapshots")
     if not snapshots.where(F.col("snapshot_id") == F.lit(snapshot_id)).limit(1).count():
         return storage.current_table(spark, PRODUCTS_TABLE)
-    # An integer and a name from table_name(): nothing from input.
-    return spark.sql(f"SELECT * FROM {PRODUCTS_TABLE} VERSION AS OF {int(snapshot_id)}")
+    return storage.at_snapshot(spark, PRODUCTS_TABLE, snapshot_id)
 
 
 def _earlier_events(spark: SparkSession, batch_id: int, valid: DataFrame) -> DataFrame | None:
