@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -27,11 +28,32 @@ from pathlib import Path
 
 from spark_jobs.settings import REPO_ROOT
 
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port for a server this process starts, from 10000-19999.
+
+    Not a kernel-picked port: those come from the ephemeral range (32768-60999), where any
+    client socket or a Spark daemon's own port 0 can take it between this check and the
+    server's bind (a cluster test's Pushgateway once lost its port that way). Below that range
+    only servers bind, and 20000-29999 is left to the runs' Thrift ports
+    (``Settings.run_thrift_port``). A port is handed out once per process; the bind check
+    covers other processes (pytest's other worker).
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, 20000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port in 10000-19999: is something holding them all?")
 
 
 @contextlib.contextmanager
