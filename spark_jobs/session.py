@@ -130,6 +130,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Tasks run Python (the landing reader): the interpreter with this project's packages,
         # not whichever `python3` comes first on PATH.
         "spark.pyspark.python": settings.pyspark_python,
+        # Each task's Python worker ends with its task, and hands its memory back. The landing
+        # reader is the only Python in tasks, a few tasks per Bronze load; kept for reuse, its
+        # workers held 0.6-0.7 GiB through the rest of a 1 M-event day (BENCHMARKS.md).
+        "spark.python.worker.reuse": "false",
     }
     if settings.dbt_target == "embedded":
         # dbt's connections to the run's own Thrift endpoint (`serve_thrift`) share the run's

@@ -9,9 +9,11 @@ import pytest
 
 from spark_jobs import silver
 from spark_jobs.storage import (
+    LandingZone,
     backlog_predicate,
     day_of_object,
     day_predicates,
+    read_landed,
     split_lines,
     unplaced_predicate,
 )
@@ -335,11 +337,53 @@ def test_the_first_landed_copy_wins_by_landing_time_not_file_name(spark):
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_line_and_bad_utf8_is_kept():
-    text, original = split_lines(b'\xef\xbb\xbf{"a": 1}\n{"b": 2}\n')
+    def split(data: bytes) -> tuple[list, list]:
+        text, original = split_lines(data)
+        return text.to_pylist(), original.to_pylist()
+
+    text, original = split(b'\xef\xbb\xbf{"a": 1}\n{"b": 2}\n')
     assert text == ['{"a": 1}', '{"b": 2}'] and original == [None, None]
-    text, original = split_lines(b'{"a": "caf\xe9"}\n{"b": 2}')  # latin-1, not UTF-8
+    text, original = split(b'{"a": "caf\xe9"}\n{"b": 2}')  # latin-1, not UTF-8
     assert text == ['{"a": "caf\ufffd"}', '{"b": 2}']
     assert original == [b'{"a": "caf\xe9"}', None]  # Bronze keeps the bytes as they were
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\n", b"a", b"a\n", b"a\n\n", b"\na\r\nb", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n\n",
+     b"a\xffb\nc\n\xc3\xa9", "caf\u00e9 \u2028 \U0001f600\n".encode()],
+)  # fmt: skip
+def test_lines_are_split_exactly_as_bytes_split_at_newlines(data):
+    """Arrow splits the file; the lines are those of ``bytes.split``, a final newline ending
+    the last line rather than starting an empty one, and nothing else is a line break."""
+    text, original = split_lines(data)
+    expected = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()
+    assert [t.encode() if o is None else o for t, o in
+            zip(text.to_pylist(), original.to_pylist(), strict=True)] == expected  # fmt: skip
+    assert text.to_pylist() == [line.decode("utf-8", errors="replace") for line in expected]
+
+
+def test_the_landing_reader_keeps_every_line_and_the_bytes_of_bad_ones(spark, tmp_path):
+    """Through Spark's Python workers, as Bronze reads: a clean file (the fast path, no
+    original bytes) and one with an invalid byte (that line keeps its bytes) in one read."""
+    (tmp_path / "clean.jsonl").write_bytes(b'\xef\xbb\xbf{"a": 1}\n\n{"b": 2}\n')
+    (tmp_path / "dirty.jsonl").write_bytes(b'{"c": "caf\xe9"}\n{"d": 4}')
+    files = spark.createDataFrame(
+        [(D1, 1, str(tmp_path / name)) for name in ("clean.jsonl", "dirty.jsonl")],
+        "day date, landed_us long, path string",
+    )
+    rows = read_landed(files, LandingZone(str(tmp_path)), 2).collect()
+    got = sorted((r._source_file.rsplit("/", 1)[1], r._line_number, r.raw_line, r._raw_bytes)
+                 for r in rows)  # fmt: skip
+    assert got == [
+        ("clean.jsonl", 1, '{"a": 1}', None),
+        ("clean.jsonl", 2, "", None),
+        ("clean.jsonl", 3, '{"b": 2}', None),
+        ("dirty.jsonl", 1, '{"c": "caf\ufffd"}', bytearray(b'{"c": "caf\xe9"}')),
+        ("dirty.jsonl", 2, '{"d": 4}', None),
+    ]
 
 
 def test_invalid_utf8_lines_are_quarantined_by_name(spark):
