@@ -220,7 +220,8 @@ def split_lines(data: bytes) -> tuple[pa.Array, pa.Array]:
 
     Split and checked by Arrow, in C: a file of a million lines makes no million Python
     objects. (It did: two lists of them held about 0.5 GiB per Spark Python worker, which
-    the worker kept for the rest of the run.)
+    the worker kept for the rest of the run.) The text is ``large_string``: a file may hold
+    more than the 2 GiB of text one ``string`` array can (the reader hands it on in slices).
     """
     start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
     offsets = pa.py_buffer(np.array([start, len(data)], dtype=np.int64))
@@ -230,8 +231,8 @@ def split_lines(data: bytes) -> tuple[pa.Array, pa.Array]:
     if len(lines) and len(lines[-1].as_buffer() or b"") == 0:
         lines = lines.slice(0, len(lines) - 1)  # the newline that ends the file, not a record
     try:
-        return lines.cast(pa.string()), pa.nulls(len(lines), pa.binary())
-    except pa.ArrowInvalid:  # not UTF-8 somewhere in the file
+        return lines.cast(pa.large_string()), pa.nulls(len(lines), pa.large_binary())
+    except pa.ArrowInvalid:  # not UTF-8 somewhere in the file (the only reason this cast fails)
         pass
     # Only a file with invalid bytes gets here; such files are rare, so per line is fine.
     text, original = [], []
@@ -242,10 +243,13 @@ def split_lines(data: bytes) -> tuple[pa.Array, pa.Array]:
         except UnicodeDecodeError:
             text.append(line.decode("utf-8", errors="replace"))
             original.append(line)
-    return pa.array(text, pa.string()), pa.array(original, pa.binary())
+    return pa.array(text, pa.large_string()), pa.array(original, pa.large_binary())
 
 
-def _line_reader(zone: LandingZone):
+READ_BATCH_LINES = 200_000  # rows per Arrow batch the reader hands Spark: bounded memory
+
+
+def _line_reader(zone: LandingZone, batch_lines: int = READ_BATCH_LINES):
     """A ``mapInArrow`` function that turns landed files into one row per line of text.
 
     It runs inside Spark tasks, so local folders and S3 (through pyarrow, since this Spark has
@@ -261,21 +265,22 @@ def _line_reader(zone: LandingZone):
             for day, landed_us, path in zip(days, landed, paths, strict=True):
                 with filesystem.open_input_stream(path) as stream:
                     lines, original = split_lines(stream.read())
-                n = len(lines)
-                yield pa.RecordBatch.from_arrays(
-                    [
-                        pa.repeat(pa.scalar(day, pa.date32()), n),
-                        pa.repeat(pa.scalar(zone.uri_of(path), pa.string()), n),
-                        pa.repeat(pa.scalar(landed_us, pa.timestamp("us", tz="UTC")), n),
-                        pa.array(np.arange(1, n + 1, dtype=np.int64)),
-                        lines,
-                        original,
-                    ],
-                    names=LANDING_LINE_COLUMNS,
-                )
+                for at in range(0, len(lines), batch_lines):
+                    text = lines.slice(at, batch_lines)
+                    n = len(text)
+                    yield pa.RecordBatch.from_arrays(
+                        [
+                            pa.repeat(pa.scalar(day, pa.date32()), n),
+                            pa.repeat(pa.scalar(zone.uri_of(path), pa.string()), n),
+                            pa.repeat(pa.scalar(landed_us, pa.timestamp("us", tz="UTC")), n),
+                            pa.array(np.arange(at + 1, at + n + 1, dtype=np.int64)),
+                            text.cast(pa.string()),
+                            original.slice(at, batch_lines).cast(pa.binary()),
+                        ],
+                        names=LANDING_LINE_COLUMNS,
+                    )
                 del lines, original
-        # Spark keeps its Python workers for later tasks: hand the file's memory back now.
-        pa.default_memory_pool().release_unused()
+            pa.default_memory_pool().release_unused()  # the file's memory, back to the system
 
     return read
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 
+import pyarrow as pa
 import pytest
 
 from spark_jobs import silver
 from spark_jobs.storage import (
     LandingZone,
+    _line_reader,
     backlog_predicate,
     day_of_object,
     day_predicates,
@@ -384,6 +386,25 @@ def test_the_landing_reader_keeps_every_line_and_the_bytes_of_bad_ones(spark, tm
         ("dirty.jsonl", 1, '{"c": "caf\ufffd"}', bytearray(b'{"c": "caf\xe9"}')),
         ("dirty.jsonl", 2, '{"d": 4}', None),
     ]
+
+
+def test_the_landing_reader_hands_a_big_file_on_in_numbered_slices(tmp_path):
+    """A file's lines leave the reader in batches of at most ``batch_lines`` (a file may hold
+    more text than one Arrow ``string`` array), numbered on from slice to slice, in the
+    types Spark's schema names."""
+    (tmp_path / "big.jsonl").write_bytes(b"l1\nl2\nl\xff3\nl4\nl5\n")
+    files = pa.RecordBatch.from_pydict(
+        {"day": [D1], "landed_us": [1], "path": [str(tmp_path / "big.jsonl")]}
+    )
+    batches = list(_line_reader(LandingZone(str(tmp_path)), batch_lines=2)([files]))
+    assert [b.num_rows for b in batches] == [2, 2, 1]
+    rows = pa.Table.from_batches(batches).to_pylist()
+    assert [(r["_line_number"], r["raw_line"], r["_raw_bytes"]) for r in rows] == [
+        (1, "l1", None), (2, "l2", None), (3, "l\ufffd3", b"l\xff3"), (4, "l4", None),
+        (5, "l5", None),
+    ]  # fmt: skip
+    assert batches[0].schema.field("raw_line").type == pa.string()
+    assert batches[0].schema.field("_raw_bytes").type == pa.binary()
 
 
 def test_invalid_utf8_lines_are_quarantined_by_name(spark):
