@@ -249,6 +249,13 @@ def split_lines(data: bytes) -> tuple[pa.Array, pa.Array]:
 READ_BATCH_LINES = 200_000  # rows per Arrow batch the reader hands Spark: bounded memory
 
 
+def as_small(values: pa.Array, to: pa.DataType) -> pa.Array:
+    """A slice of a ``large_string``/``large_binary`` array as ``string``/``binary`` (what
+    Spark takes). A slice keeps its offsets into the whole array, and the cast checks those:
+    a slice that starts past 2 GiB of text would not fit, so it is copied to start at 0."""
+    return pa.concat_arrays([values]).cast(to)
+
+
 def _line_reader(zone: LandingZone, batch_lines: int = READ_BATCH_LINES):
     """A ``mapInArrow`` function that turns landed files into one row per line of text.
 
@@ -274,8 +281,8 @@ def _line_reader(zone: LandingZone, batch_lines: int = READ_BATCH_LINES):
                             pa.repeat(pa.scalar(zone.uri_of(path), pa.string()), n),
                             pa.repeat(pa.scalar(landed_us, pa.timestamp("us", tz="UTC")), n),
                             pa.array(np.arange(at + 1, at + n + 1, dtype=np.int64)),
-                            text.cast(pa.string()),
-                            original.slice(at, batch_lines).cast(pa.binary()),
+                            as_small(text, pa.string()),
+                            as_small(original.slice(at, batch_lines), pa.binary()),
                         ],
                         names=LANDING_LINE_COLUMNS,
                     )

@@ -65,6 +65,8 @@ def stack(slack):
             "DAGSTER",
             "PUSHGATEWAY",
             "PROMETHEUS",
+            "SPARK_WORKER_1_UI",  # not the master's port + 11: that one nobody checked
+            "SPARK_WORKER_2_UI",
         )
     }
     # The pytest process's own settings (SPARK_MASTER=local[2], ...) must not win over the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -12,6 +13,7 @@ from spark_jobs import silver
 from spark_jobs.storage import (
     LandingZone,
     _line_reader,
+    as_small,
     backlog_predicate,
     day_of_object,
     day_predicates,
@@ -405,6 +407,19 @@ def test_the_landing_reader_hands_a_big_file_on_in_numbered_slices(tmp_path):
     ]  # fmt: skip
     assert batches[0].schema.field("raw_line").type == pa.string()
     assert batches[0].schema.field("_raw_bytes").type == pa.binary()
+
+
+def test_a_slice_past_2_gib_of_text_still_fits_a_spark_string_batch():
+    """The reader's slices of a file with more than 2 GiB of text (the buffer is calloc'd:
+    its pages are never touched, so this allocates next to nothing)."""
+    big = np.zeros(2**31 + 100, dtype=np.uint8)
+    offsets = np.array([0, 10, 2**31 + 10, 2**31 + 20], dtype=np.int64)
+    values = pa.Array.from_buffers(
+        pa.large_string(), 3, [None, pa.py_buffer(offsets), pa.py_buffer(big)]
+    )
+    with pytest.raises(pa.ArrowInvalid):
+        values.slice(2, 1).cast(pa.string())  # what a plain cast of the slice does
+    assert as_small(values.slice(2, 1), pa.string()).to_pylist() == ["\0" * 10]
 
 
 def test_invalid_utf8_lines_are_quarantined_by_name(spark):

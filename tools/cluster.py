@@ -333,7 +333,10 @@ def start_spark_master(stack: Stack) -> None:
 
 
 def _worker_ui_port(stack: Stack, n: int) -> int:
-    return stack.port("SPARK") + 10 + n
+    """``CLUSTER_SPARK_WORKER_<n>_UI_PORT`` when set (the tests give each its own free port),
+    else the master's port + 10 + n."""
+    chosen = stack.env.get(f"CLUSTER_SPARK_WORKER_{n}_UI_PORT")
+    return int(chosen) if chosen else stack.port("SPARK") + 10 + n
 
 
 def start_spark_worker(stack: Stack, n: int) -> None:

@@ -39,7 +39,8 @@ def free_port() -> int:
     server's bind (a cluster test's Pushgateway once lost its port that way). Below that range
     only servers bind, and 20000-29999 is left to the runs' Thrift ports
     (``Settings.run_thrift_port``). A port is handed out once per process; the bind check
-    covers other processes (pytest's other worker).
+    skips ports another process already holds (two pytest workers can still pick the same
+    free port at the same moment, 1 in 10,000, as with the kernel's pick).
     """
     rng = random.Random()
     for _ in range(200):
