@@ -1,4 +1,5 @@
-"""Jobs: the whole graph for a day (or a range of days, as one run), and the quality report."""
+"""Jobs: the whole graph for a day (or a range of days, as one run), and the quality report on
+its own, for the days whose main run failed before its report step."""
 
 from dagster import AssetKey, AssetSelection, define_asset_job
 
@@ -11,14 +12,15 @@ MICRO_BATCH = ("cadence", "micro-batch")
 daily_lakehouse = define_asset_job(
     "daily_lakehouse",
     selection=AssetSelection.all()
-    - AssetSelection.assets(QUALITY_REPORT)
     - AssetSelection.groups(MAINTENANCE)
     - AssetSelection.tag(*MICRO_BATCH),
-    description="Bronze, Silver and Gold for a day, or a range of days in one run.",
+    description="Bronze, Silver and Gold for a day, or a range of days in one run; its last "
+    "step scores the days' quality.",
 )
 
 quality_report = define_asset_job(
     "quality_report",
     selection=AssetSelection.assets(QUALITY_REPORT),
-    description="The daily quality score, after the main job has run (whatever its outcome).",
+    description="The daily quality score on its own: after a main run that failed before "
+    "scoring its days (a sensor starts it), or to score days again.",
 )

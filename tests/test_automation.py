@@ -180,3 +180,34 @@ def test_every_main_run_is_followed_by_a_quality_report_for_its_days():
         request = quality_after_success(context)
     assert request.run_key == f"quality-{result.run_id}"
     assert request.tags["dagster/partition"] == "2026-03-04"
+
+
+@asset(key=["gold", "data_quality_daily"], partitions_def=daily_partitions)
+def scored_in_run():
+    """A stand-in for the main run's own quality report step."""
+
+
+def test_a_run_that_scored_its_days_itself_is_not_scored_again():
+    from lakehouse_assets.automation import quality_after_failure, quality_after_success
+
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [always_works, scored_in_run], partition_key="2026-03-04", instance=instance
+        )
+        context = finished_run_context(
+            instance, result, "quality_after_success", "PIPELINE_SUCCESS"
+        )
+        skipped = quality_after_success(context)
+        # Its report ran, then a later step failed: the day is scored all the same.
+        failed = materialize(
+            [scored_in_run, always_fails],
+            partition_key="2026-03-05",
+            instance=instance,
+            raise_on_error=False,
+        )
+        context = finished_run_context(
+            instance, failed, "quality_after_failure", "PIPELINE_FAILURE"
+        )
+        skipped_too = quality_after_failure(context)
+    assert skipped.skip_message == f"run {result.run_id[:8]} scored its days itself"
+    assert skipped_too.skip_message == f"run {failed.run_id[:8]} scored its days itself"

@@ -187,8 +187,8 @@ def rows_on_days(catalog, name: str) -> int:
 
 
 def test_the_daemon_pushes_each_runs_metrics_and_prometheus_scrapes_them(stack, cluster_run):
-    # The whole path with nothing evaluated by hand: the daemon ticks the metrics sensors after
-    # the run and after the quality report it triggered; Prometheus scrapes every 15 s.
+    # The whole path with nothing evaluated by hand: the daemon ticks the metrics sensor after
+    # the run (its last step scored the days); Prometheus scrapes every 15 s.
     url = f"http://{stack.host('PROMETHEUS')}:{stack.port('PROMETHEUS')}"
     days = {(DAY + timedelta(days=n)).isoformat() for n in range(DAYS)}
 
@@ -395,8 +395,8 @@ def test_a_run_while_a_worker_is_down_fails_naming_the_master_and_reruns(stack, 
     assert expected in error, error
     [alert] = _alerts_for(slack, run_id)
     assert expected in " ".join(alert["failed_steps"])
-    # The quality report (started by the daemon after each successful run) may rewrite its own
-    # table meanwhile: the marts are what must not move.
+    # The quality report (the failure sensor starts one after the failed run) may rewrite its
+    # own table meanwhile: the marts are what must not move.
     before = _marts(gold_hashes(stack.settings))
     cluster.up(stack)  # the worker comes back, and the Thrift server spreads out again
     assert _alive_workers(stack) == stack.workers

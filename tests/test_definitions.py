@@ -61,6 +61,18 @@ def test_the_code_location_loads_as_the_webserver_and_cli_load_it():
     assert {"daily_lakehouse", "inventory_micro_batch", "quality_report"} <= jobs
 
 
+def test_the_main_job_scores_its_days_after_every_check_it_runs():
+    # The quality report is the main run's last step, not a second run: a second run loads
+    # the code location again (about 5 s a day). It reads the check results of Silver and of
+    # dbt's tests, so it comes after both.
+    job = defs.resolve_job_def("daily_lakehouse")
+    report = AssetKey(["gold", "data_quality_daily"])
+    assert report in job.asset_layer.selected_asset_keys
+    upstream = GRAPH.get(report).parent_keys
+    assert {AssetKey(["silver", f"{t}_quarantine"]) for t in SILVER} <= upstream
+    assert {AssetKey(["gold", t]) for t in GOLD_DAILY | GOLD_DIMS} <= upstream
+
+
 def test_group_is_the_layer_but_the_streams_and_every_asset_has_a_description():
     for key in GRAPH.get_all_asset_keys():
         node = GRAPH.get(key)

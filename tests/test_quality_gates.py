@@ -6,6 +6,7 @@ Days are April 2026 and keys start at 2,000,000, so nothing here meets other tes
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -181,6 +182,29 @@ def test_schema_drift_new_field_warns_removed_field_stops_silver(spark, settings
     assert [r.event_id for r in kept.collect()] == ["d-1"]
 
 
+def test_the_main_run_scores_its_day_last_and_a_stopped_run_leaves_it_to_the_report_job(
+    gated, catalog
+):
+    def scored(result) -> list[str]:
+        return [
+            m.partition
+            for m in result.get_asset_materialization_events()
+            if m.asset_key == AssetKey(["gold", "data_quality_daily"])
+        ]
+
+    assert scored(gated[GOOD]) == [GOOD.isoformat()]
+    assert scored(gated[BAD]) == []  # stopped at the gate: the failure sensor scores it
+    rows = {
+        r["table_name"]: r
+        for r in catalog.load_table("gold.data_quality_daily").scan().to_arrow().to_pylist()
+        if r["day"] == GOOD
+    }
+    # It ran after the run's checks, dbt's tests included: none of them is "not run".
+    assert rows["gold.dim_products"]["checks_warned"] == 1  # the dbt test with severity warn
+    assert rows["silver.clickstream"]["checks_passed"] > 0
+    assert all(r["checks_not_run"] == 0 for r in rows.values()), rows
+
+
 def test_daily_quality_score_reflects_each_days_checks(gated, instance, catalog):
     for day in (BAD, GOOD):
         report = materialize(
@@ -289,7 +313,8 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
         # day's run came after it: pushed by hand, as the sensor pushes its job's newest.)
         assert not gated[BAD].success
         pushed(instance, gated[BAD].run_id)
-        pushed(instance, report_run(instance, BAD))
+        bad_report = report_run(instance, BAD)  # as the failure sensor starts it
+        pushed(instance, bad_report)
         ran = f"lakehouse_run_success{{{main}}}"
         assert wait_for(
             "the failed run's metrics", lambda: prometheus.by_label(url, ran, "partition")
@@ -332,14 +357,13 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
         query = 'ALERTS{alertname="LakehouseDailyRunFailed",alertstate="firing"}'
         assert prometheus.by_label(url, query, "partition") == {str(BAD): 1.0}
 
-        # The sensor pushes each job's newest finished run, once: the good day's, which
-        # replaces the bad one on the Pushgateway, and its report. Its alerts resolve.
+        # The sensor pushes each job's newest finished run, once (it pushed the bad day's
+        # report already): the good day's run, which replaces the bad one on the Pushgateway.
+        # It scored its day itself, so its push also clears the bad day's report: its alerts
+        # resolve.
         assert gated[GOOD].success
-        report = report_run(instance, GOOD)
-        result, cursor = tick(instance)
-        assert result.skip_message == (
-            f"pushed daily_lakehouse run {gated[GOOD].run_id[:8]}, quality_report run {report[:8]}"
-        )
+        result, cursor = tick(instance, json.dumps({"quality_report": bad_report}))
+        assert result.skip_message == f"pushed daily_lakehouse run {gated[GOOD].run_id[:8]}"
         assert tick(instance, cursor)[0].skip_message == "no run finished since the last push"
         wait_for(
             "the good run's metrics",

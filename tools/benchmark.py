@@ -4,8 +4,8 @@
 
 Each measurement starts from an empty lakehouse in a throwaway home, on the embedded default
 (local Spark, SQLite catalog), with the data generated beforehand and not timed:
-1. one day through Dagster (the main job, then the quality report, each from the CLI as the
-   daemon runs them) at each scale: wall time, time per stage from Dagster's step stats, peak
+1. one day through Dagster (the main job, whose last step is the quality report, from the CLI
+   as the daemon runs it) at each scale: wall time, time per stage from Dagster's step stats, peak
    resident memory of the whole process tree (sampled from /proc; Python and every JVM), JVMs
    started;
 2. one bare `spark-submit` of a trivial job: the floor any Spark run pays;
@@ -36,7 +36,6 @@ from pathlib import Path
 
 from spark_jobs.settings import REPO_ROOT, Settings
 from tools.demo import JOB as MAIN
-from tools.demo import REPORT_JOB as REPORT
 from tools.demo import run_job, stage_times
 from tools.generate import SCALES, generate
 from tools.proctree import TreeSampler
@@ -102,8 +101,8 @@ def run(command: list[str], name: str, env: dict[str, str] | None = None) -> int
 
 
 def through_dagster(name: str, settings: Settings, first: date, last: date, runs: str) -> Measure:
-    """The main job and the quality report over [first, last], as one run each or (``each``)
-    one pair of runs per day."""
+    """The main job (its last step: the quality report) over [first, last], as one run or
+    (``each``) one run per day."""
     measure = Measure(name)
     spans = [(first, last)]
     if runs == "each":
@@ -115,11 +114,8 @@ def through_dagster(name: str, settings: Settings, first: date, last: date, runs
             began = time.perf_counter()
             main = run_job(settings, MAIN, start, end, source="make benchmark")
             main_s = time.perf_counter() - began
-            run_job(settings, REPORT, start, end, source="make benchmark")
-            report_s = time.perf_counter() - began - main_s
-        stages = stage_times(main)  # per layer, from Dagster's step stats
-        stages["quality"] = report_s
-        stages["overhead"] = main_s - sum(v for k, v in stages.items() if k != "quality")
+        stages = stage_times(main)  # per layer and the report, from Dagster's step stats
+        stages["overhead"] = main_s - sum(stages.values())
         for stage, seconds in stages.items():
             measure.stages[stage] = measure.stages.get(stage, 0.0) + seconds
     return measure
@@ -245,7 +241,7 @@ def ratios(by_name: dict[str, Measure], compared: str, days: int) -> list[str]:
     tiny = by_name.get("one day, tiny")
     if bare and tiny:
         lines.append(
-            f"- Fixed overhead: a tiny day (main job and quality report) takes "
+            f"- Fixed overhead: a tiny day (the main job, quality report included) takes "
             f"{tiny.wall_s:.1f} s, {tiny.wall_s / bare.wall_s:.1f}x one bare spark-submit "
             f"({bare.wall_s:.1f} s)."
         )
@@ -337,9 +333,9 @@ def main(argv: list[str] | None = None) -> None:
         f"SPARK_DRIVER_MEMORY={Settings.from_env().driver_memory}.",
         "Each row starts from an empty lakehouse on the embedded default; the data is generated "
         "first and not timed. Stages come from Dagster's step stats (`overhead`: the main run's "
-        "wall time outside its steps: CLI, code location, Spark start; `quality`: the quality "
-        "report's run). Peak RSS is the whole process tree (Python and JVMs), sampled from /proc "
-        "every 0.25 s.",
+        "wall time outside its steps: CLI, code location, Spark start; `quality`: the "
+        "quality report, the run's last step). Peak RSS is the whole process tree (Python and "
+        "JVMs), sampled from /proc every 0.25 s.",
         "",
         *table(measures),
         "",

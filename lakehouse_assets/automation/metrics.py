@@ -32,8 +32,9 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+from prometheus_client import CollectorRegistry, Gauge, delete_from_gateway, push_to_gateway
 
+from lakehouse_assets.automation.sensors import scored_its_days
 from lakehouse_assets.jobs import daily_lakehouse, quality_report
 from lakehouse_assets.partitions import days_of_run
 from spark_jobs.settings import Settings
@@ -100,11 +101,13 @@ def run_registry(instance: DagsterInstance, run: DagsterRun) -> CollectorRegistr
     for (severity, outcome), n in checks.items():
         outcomes.labels(severity=severity, outcome=outcome).set(n)
     _quality_score(gauge, materialisations)
-    # Each Gold table's freshness in one group only: the report's table with the report, the
-    # others with the main job (which runs before the report has written its day).
+    # Each Gold table's freshness in one group: the marts' with the main job, the report's
+    # table with the run that wrote it (the main run's last step, or a report run on its own,
+    # after a main run that stopped before it; see ``push_run_metrics``).
     gold = instance.get_asset_keys(prefix=[GOLD])
-    mine = [k for k in gold if (k == QUALITY_TABLE) == (run.job_name == quality_report.name)]
-    _gold_freshness(gauge, instance, mine)
+    scored = any(m.asset_key == QUALITY_TABLE for m in materialisations)
+    main = run.job_name != quality_report.name
+    _gold_freshness(gauge, instance, [k for k in gold if (scored if k == QUALITY_TABLE else main)])
     return registry
 
 
@@ -196,11 +199,17 @@ def _gold_freshness(gauge, instance: DagsterInstance, tables: list[AssetKey]) ->
 
 def push_run_metrics(instance: DagsterInstance, run: DagsterRun, settings: Settings) -> None:
     """Replace the job's group on the Pushgateway with this run's metrics; an unreachable
-    Pushgateway raises one line."""
+    Pushgateway raises one line.
+
+    A main run that scored its days itself also removes the report job's group: that group
+    holds the score of an older day, whose main run had failed before scoring it, and its
+    alerts would otherwise fire on after the days that followed were scored fine."""
     registry = run_registry(instance, run)
     url = settings.pushgateway_url
     try:
         push_to_gateway(url, job=run.job_name, registry=registry, timeout=10)
+        if run.job_name == daily_lakehouse.name and scored_its_days(instance, run.run_id):
+            delete_from_gateway(url, job=quality_report.name, timeout=10)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise PushFailed(
@@ -214,14 +223,15 @@ class PushFailed(Exception):
 
 
 def newest_finished_runs(instance: DagsterInstance) -> dict[str, DagsterRun]:
-    """Per metered job, its newest run that succeeded or failed (CLI runs included)."""
-    out = {}
+    """Per metered job, its newest run that succeeded or failed (CLI runs included), the one
+    that ended first first: pushed in that order, a main run that scored its days clears a
+    report run that ended before it (``push_run_metrics``), never one that ended after."""
+    newest = []
     for job in METERED_JOBS:
         finished = RunsFilter(job_name=job, statuses=FINISHED)
-        records = instance.get_run_records(finished, limit=1)
-        if records:
-            out[job] = records[0].dagster_run
-    return out
+        newest += instance.get_run_records(finished, limit=1)
+    newest.sort(key=lambda record: record.end_time or 0.0)
+    return {record.dagster_run.job_name: record.dagster_run for record in newest}
 
 
 @sensor(

@@ -1,19 +1,32 @@
 """Sensors that react to runs of the main job."""
 
 from dagster import (
+    DagsterEventType,
+    DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
     RunStatusSensorContext,
+    SkipReason,
     run_status_sensor,
 )
 
-from lakehouse_assets.jobs import daily_lakehouse, quality_report
+from lakehouse_assets.jobs import QUALITY_REPORT, daily_lakehouse, quality_report
 from lakehouse_assets.partitions import PARTITION_TAGS
 
 
+def scored_its_days(instance: DagsterInstance, run_id: str) -> bool:
+    """Whether the run's own report step wrote the quality report (the main job's last step)."""
+    return any(
+        entry.get_dagster_event().asset_key == QUALITY_REPORT
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    )
+
+
 def quality_after(status: DagsterRunStatus, outcome: str):
-    """Score the same days a finished main-job run covered, once per run."""
+    """Score the same days a finished main-job run covered, once per run, unless the run's
+    own last step did: it did not when the run failed before it (a blocking check stopped
+    Gold) or when its selection left the report out."""
 
     @run_status_sensor(
         name=f"quality_after_{outcome}",
@@ -21,10 +34,13 @@ def quality_after(status: DagsterRunStatus, outcome: str):
         monitored_jobs=[daily_lakehouse],
         request_job=quality_report,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Scores the days' data quality after the main job's {outcome}.",
+        description=f"Scores the days' data quality after the main job's {outcome}, when the "
+        "run did not score them itself.",
     )
     def _sensor(context: RunStatusSensorContext):
         run = context.dagster_run
+        if scored_its_days(context.instance, run.run_id):
+            return SkipReason(f"run {run.run_id[:8]} scored its days itself")
         tags = {k: v for k, v in run.tags.items() if k in PARTITION_TAGS}
         return RunRequest(run_key=f"quality-{run.run_id}", tags={**tags, "after_run": run.run_id})
 

@@ -2,8 +2,10 @@
 
 It reads check results from the Dagster instance (the system of record for checks, also for
 dbt tests) and hands them to ``spark_jobs.quality_report``, which adds the Silver quarantine
-counts and writes the table. It runs in its own job, after the main job, whether that run
-succeeded or not: a bad day is exactly the day whose score someone wants to see.
+counts and writes the table. It is the main run's last step: it depends on every table whose
+checks it reads, so those checks have run. A run that fails before it (a blocking check stopped
+Gold) is followed by the ``quality_report`` job on its own (``automation.sensors``): a bad day
+is exactly the day whose score someone wants to see.
 """
 
 from collections.abc import Iterator
@@ -82,7 +84,12 @@ def _status(data) -> Status:
     group_name="gold",
     partitions_def=daily_partitions,
     backfill_policy=single_run,
-    deps=[AssetKey(["silver", f"{name}_quarantine"]) for name in silver.TABLES],
+    # After every step whose checks it reads: Silver's tables and dbt's (its tests run in the
+    # step that builds the marts).
+    deps=[
+        *[AssetKey(["silver", f"{name}_quarantine"]) for name in silver.TABLES],
+        *gold_marts.keys,
+    ],
     kinds={"polars", "iceberg"},
     owners=OWNERS,
     tags=layer("gold"),
