@@ -175,7 +175,10 @@ def quarantined(
 
 def write(catalog: Catalog, rows: list[ReportRow], window: DayWindow) -> None:
     """Replace the window's days of gold.data_quality_daily with ``rows``, in one commit (an
-    overwrite by filter: a day that now has no rows is emptied, not left with stale ones)."""
+    overwrite by filter: a day that now has no rows is emptied, not left with stale ones).
+    Two runs scoring their days at once (each main run's last step, on a shared catalog): the
+    commit that finds the table changed is made again on the new snapshot by pyiceberg's
+    retries (``commit.retry.*``), so both land (tests/test_quality_report.py)."""
     identifier = f"gold.{TABLE}"
     records = [
         {
