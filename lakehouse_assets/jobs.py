@@ -14,8 +14,8 @@ daily_lakehouse = define_asset_job(
     selection=AssetSelection.all()
     - AssetSelection.groups(MAINTENANCE)
     - AssetSelection.tag(*MICRO_BATCH),
-    description="Bronze, Silver and Gold for a day, or a range of days in one run; its last "
-    "step scores the days' quality.",
+    description="Bronze, Silver and Gold for a day, or a range of days in one run, then the "
+    "days' quality score.",
 )
 
 quality_report = define_asset_job(

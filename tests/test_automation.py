@@ -169,7 +169,7 @@ def always_works():
     """A stand-in run for the quality-report trigger."""
 
 
-def test_every_main_run_is_followed_by_a_quality_report_for_its_days():
+def test_a_main_run_that_did_not_score_its_days_is_followed_by_a_quality_report():
     from lakehouse_assets.automation import quality_after_success
 
     with DagsterInstance.ephemeral() as instance:
@@ -187,6 +187,14 @@ def scored_in_run():
     """A stand-in for the main run's own quality report step."""
 
 
+@asset(
+    key=["gold", "fails_after_the_report"], deps=[scored_in_run], partitions_def=daily_partitions
+)
+def fails_after_the_report():
+    """A step after the report that fails (the report's freshness check, say)."""
+    raise RuntimeError("catalog unreachable")
+
+
 def test_a_run_that_scored_its_days_itself_is_not_scored_again():
     from lakehouse_assets.automation import quality_after_failure, quality_after_success
 
@@ -200,11 +208,12 @@ def test_a_run_that_scored_its_days_itself_is_not_scored_again():
         skipped = quality_after_success(context)
         # Its report ran, then a later step failed: the day is scored all the same.
         failed = materialize(
-            [scored_in_run, always_fails],
+            [scored_in_run, fails_after_the_report],
             partition_key="2026-03-05",
             instance=instance,
             raise_on_error=False,
         )
+        assert not failed.success
         context = finished_run_context(
             instance, failed, "quality_after_failure", "PIPELINE_FAILURE"
         )

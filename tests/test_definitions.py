@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, BackfillPolicy, DailyPartitionsDefinition, Definitions
 
+from lakehouse_assets.automation import ARRIVAL_JOBS
 from lakehouse_assets.definitions import defs
 
 GRAPH = defs.resolve_asset_graph()
@@ -62,12 +63,12 @@ def test_the_code_location_loads_as_the_webserver_and_cli_load_it():
 
 
 def test_the_main_job_scores_its_days_after_every_check_it_runs():
-    # The quality report is the main run's last step, not a second run: a second run loads
-    # the code location again (about 5 s a day). It reads the check results of Silver and of
-    # dbt's tests, so it comes after both.
-    job = defs.resolve_job_def("daily_lakehouse")
+    # The quality report is a step of the main run (and of each arrival run), not a second
+    # run: a second run loads the code location again (about 5 s a day). It reads the check
+    # results of Silver and of dbt's tests, so it comes after both.
     report = AssetKey(["gold", "data_quality_daily"])
-    assert report in job.asset_layer.selected_asset_keys
+    for job in ("daily_lakehouse", *[j.name for j in ARRIVAL_JOBS.values()]):
+        assert report in defs.resolve_job_def(job).asset_layer.selected_asset_keys, job
     upstream = GRAPH.get(report).parent_keys
     assert {AssetKey(["silver", f"{t}_quarantine"]) for t in SILVER} <= upstream
     assert {AssetKey(["gold", t]) for t in GOLD_DAILY | GOLD_DIMS} <= upstream

@@ -6,7 +6,6 @@ Days are April 2026 and keys start at 2,000,000, so nothing here meets other tes
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,11 +17,13 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     DagsterInstance,
+    RunRequest,
+    build_run_status_sensor_context,
     build_sensor_context,
     materialize,
 )
 
-from lakehouse_assets.automation import prometheus_metrics
+from lakehouse_assets.automation import prometheus_metrics, quality_after_failure
 from lakehouse_assets.automation.metrics import PushFailed, push_run_metrics
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
@@ -41,6 +42,7 @@ CUSTOMER, PRODUCT = 2_000_001, 2_000_010
 LAKEHOUSE = [*bronze_assets, *silver_assets, gold_marts]
 DAILY = [k for a in LAKEHOUSE for k in a.keys if k not in DIMENSION_KEYS]  # all but the dimensions
 BRONZE_SILVER = [*bronze_assets, *silver_assets]
+REPORT = AssetKey(["gold", "data_quality_daily"])
 RESOURCES = {"spark": SparkResource(), "dbt": dbt_resource}
 
 
@@ -91,9 +93,29 @@ def gated(spark, settings, instance):
             partition_key=day.isoformat(),
             instance=instance,
             raise_on_error=False,
-            asset_selection=None if day == GOOD else DAILY,
+            asset_selection=None if day == GOOD else [*DAILY, REPORT],
         )
+        if day == BAD:  # stopped before its report: the failure sensor starts one, run here
+            request = after_failure(instance, runs[BAD])
+            assert isinstance(request, RunRequest)
+            runs[BAD, "report"] = defs.resolve_job_def("quality_report").execute_in_process(
+                partition_key=request.tags["dagster/partition"],
+                tags={"after_run": request.tags["after_run"]},
+                instance=instance,
+            )
     return runs
+
+
+def after_failure(instance, result):
+    """The failure sensor's verdict on a finished run, from the run's real final event."""
+    event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    context = build_run_status_sensor_context(
+        sensor_name="quality_after_failure",
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+        dagster_event=event,
+    )
+    return quality_after_failure(context)
 
 
 def gold_rows(spark, day):
@@ -193,7 +215,10 @@ def test_the_main_run_scores_its_day_last_and_a_stopped_run_leaves_it_to_the_rep
         ]
 
     assert scored(gated[GOOD]) == [GOOD.isoformat()]
-    assert scored(gated[BAD]) == []  # stopped at the gate: the failure sensor scores it
+    # Selected too, but stopped at the gate: the failure sensor had the report job score it.
+    assert scored(gated[BAD]) == []
+    assert scored(gated[BAD, "report"]) == [BAD.isoformat()]
+    assert gated[BAD, "report"].dagster_run.tags["after_run"] == gated[BAD].run_id
     rows = {
         r["table_name"]: r
         for r in catalog.load_table("gold.data_quality_daily").scan().to_arrow().to_pylist()
@@ -282,13 +307,6 @@ def tick(instance, cursor: str | None = None):
     return prometheus_metrics(context), context.cursor
 
 
-def report_run(instance, day: date) -> str:
-    report = defs.resolve_job_def("quality_report")
-    result = report.execute_in_process(instance=instance, partition_key=day.isoformat())
-    assert result.success
-    return result.run_id
-
-
 def firing(url: str) -> set[tuple[str, str]]:
     """(alert, its day or table) for every alert Prometheus has firing."""
     return {
@@ -298,9 +316,15 @@ def firing(url: str) -> set[tuple[str, str]]:
     }
 
 
-def day_scores(catalog) -> dict[date, float]:
-    table = catalog.load_table("gold.data_quality_daily").scan().to_arrow().to_pylist()
-    return {r["day"]: r["score"] for r in table if r["table_name"] == "all"}
+def score_of(result, day: date) -> float:
+    """The day's score as the run that scored it recorded it (the table's row may since have
+    been rewritten by another test's report)."""
+    [score] = [
+        event.materialization.metadata["score"].value
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == REPORT and event.partition == day.isoformat()
+    ]
+    return score
 
 
 def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_only(
@@ -309,11 +333,11 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
     main = 'job="daily_lakehouse"'
     with prometheus.serving(tmp_path) as (gateway, url):
         monkeypatch.setenv("LAKEHOUSE_PUSHGATEWAY_URL", gateway)
-        # The bad day: its main-job run failed at the gate, then its report ran. (The good
-        # day's run came after it: pushed by hand, as the sensor pushes its job's newest.)
+        # The bad day: its main-job run failed at the gate, then its report ran. Pushed here
+        # by hand, as the sensor pushed each when it ended, before the good day's run.
         assert not gated[BAD].success
         pushed(instance, gated[BAD].run_id)
-        bad_report = report_run(instance, BAD)  # as the failure sensor starts it
+        bad_report = gated[BAD, "report"].run_id  # the run the failure sensor started
         pushed(instance, bad_report)
         ran = f"lakehouse_run_success{{{main}}}"
         assert wait_for(
@@ -343,7 +367,7 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
             url, f'lakehouse_asset_checks{{{main},outcome="passed"}}', "severity"
         )
         assert sum(passed.values()) == sum(e.passed for e in evaluations) > 10
-        scores = day_scores(catalog)
+        scores = {BAD: score_of(gated[BAD, "report"], BAD), GOOD: score_of(gated[GOOD], GOOD)}
         score = wait_for(
             "the report's score",
             lambda: prometheus.by_label(url, "lakehouse_quality_score_ratio", "partition"),
@@ -357,13 +381,16 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
         query = 'ALERTS{alertname="LakehouseDailyRunFailed",alertstate="firing"}'
         assert prometheus.by_label(url, query, "partition") == {str(BAD): 1.0}
 
-        # The sensor pushes each job's newest finished run, once (it pushed the bad day's
-        # report already): the good day's run, which replaces the bad one on the Pushgateway.
-        # It scored its day itself, so its push also clears the bad day's report: its alerts
-        # resolve.
+        # The sensor pushes each job's newest finished run, once, in the order they ended:
+        # the bad day's report, then the good day's run, which replaces the bad one on the
+        # Pushgateway. That run scored its day itself, so its push also clears the bad day's
+        # report, which ended before it: its alerts resolve.
         assert gated[GOOD].success
-        result, cursor = tick(instance, json.dumps({"quality_report": bad_report}))
-        assert result.skip_message == f"pushed daily_lakehouse run {gated[GOOD].run_id[:8]}"
+        result, cursor = tick(instance)
+        assert result.skip_message == (
+            f"pushed quality_report run {bad_report[:8]}, "
+            f"daily_lakehouse run {gated[GOOD].run_id[:8]}"
+        )
         assert tick(instance, cursor)[0].skip_message == "no run finished since the last push"
         wait_for(
             "the good run's metrics",
@@ -385,7 +412,7 @@ def test_runs_push_metrics_prometheus_scrapes_and_alerts_fire_for_the_bad_day_on
         dim_products = len(catalog.load_table("gold.dim_products").scan().to_arrow())
         assert gold["fct_orders"] == 1 and gold["dim_products"] == dim_products >= 1
         score = prometheus.by_label(url, "lakehouse_quality_score_ratio", "partition")
-        assert score == {str(GOOD): pytest.approx(day_scores(catalog)[GOOD] / 100)}
+        assert score == {str(GOOD): pytest.approx(scores[GOOD] / 100)}
 
 
 def test_an_unset_pushgateway_pushes_nothing_and_an_unreachable_one_fails_in_one_line(

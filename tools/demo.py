@@ -25,13 +25,13 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from lakehouse_assets.gold import data_quality_daily
 from lakehouse_assets.partitions import RANGE_END, RANGE_START, START_DATE, TIMEZONE
 from lakehouse_assets.resources.catalog import open_catalog
 from spark_jobs.settings import NAMESPACES, REPO_ROOT, Settings
 from tools.generate import SCALES, generate
 
-JOB = "daily_lakehouse"  # its last step is the quality report (gold.data_quality_daily)
-REPORT_STEP = "gold__data_quality_daily"
+JOB = "daily_lakehouse"  # the quality report (gold.data_quality_daily) included
 
 
 def run_job(
@@ -176,8 +176,10 @@ def stage_times(run_id: str) -> dict[str, float]:
     with DagsterInstance.get() as instance:
         for step in instance.get_run_step_stats(run_id):
             layer = step.step_key.split("_")[0]
-            layer = layer if layer in NAMESPACES else "checks"  # freshness, column schema
-            layer = "quality" if step.step_key == REPORT_STEP else layer
+            if step.step_key == data_quality_daily.op.name:
+                layer = "quality"
+            elif layer not in NAMESPACES:
+                layer = "checks"  # freshness, column schema
             if step.start_time and step.end_time:
                 per_layer[layer] += step.end_time - step.start_time
     return dict(per_layer)

@@ -30,7 +30,6 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from lakehouse_assets.jobs import QUALITY_REPORT
 from spark_jobs.registry import SOURCES, Source, landing_feeds
 from spark_jobs.settings import Settings
 from spark_jobs.storage import LandingZone, day_of_object
@@ -143,9 +142,9 @@ def arrival_job(source: Source):
     table = source.bronze
     return define_asset_job(
         f"{source.name}_arrival",
-        selection=AssetSelection.assets(AssetKey(["bronze", table])).downstream()
-        - AssetSelection.assets(QUALITY_REPORT),
-        description=f"Bronze {table} and everything downstream, for a day whose files landed.",
+        selection=AssetSelection.assets(AssetKey(["bronze", table])).downstream(),
+        description=f"Bronze {table} and everything downstream, the day's quality score "
+        "included, for a day whose files landed.",
     )
 
 

@@ -3,8 +3,9 @@
 The numbers come from what the run recorded in the Dagster instance (its materialisations,
 their metadata and its check evaluations), so a run killed with kill -9 and marked failed by
 run monitoring is pushed like any other failed run. Each push replaces the job's group on the
-Pushgateway (grouping key: the job), so the Pushgateway holds one run per job: the newest
-finished one. The sensor pushes exactly that, idempotently: its cursor records what it pushed
+Pushgateway (grouping key: the job), so the Pushgateway holds at most one run per job: the
+newest finished one (a main run that scored its days removes the report job's older group).
+The sensor pushes exactly that, idempotently: its cursor records what it pushed
 and moves only once the Pushgateway took it, so a push that failed is made at the next tick,
 and an older run can never overwrite a newer one.
 
@@ -35,7 +36,7 @@ from dagster import (
 from prometheus_client import CollectorRegistry, Gauge, delete_from_gateway, push_to_gateway
 
 from lakehouse_assets.automation.sensors import scored_its_days
-from lakehouse_assets.jobs import daily_lakehouse, quality_report
+from lakehouse_assets.jobs import QUALITY_REPORT, daily_lakehouse, quality_report
 from lakehouse_assets.partitions import days_of_run
 from spark_jobs.settings import Settings
 
@@ -43,7 +44,6 @@ PUSHGATEWAY_ENV = "LAKEHOUSE_PUSHGATEWAY_URL"
 METERED_JOBS = (daily_lakehouse.name, quality_report.name)
 GOLD = "gold"
 FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]  # not a cancelled run
-QUALITY_TABLE = AssetKey([GOLD, "data_quality_daily"])
 
 
 def run_partition(run: DagsterRun) -> str:
@@ -101,13 +101,18 @@ def run_registry(instance: DagsterInstance, run: DagsterRun) -> CollectorRegistr
     for (severity, outcome), n in checks.items():
         outcomes.labels(severity=severity, outcome=outcome).set(n)
     _quality_score(gauge, materialisations)
-    # Each Gold table's freshness in one group: the marts' with the main job, the report's
-    # table with the run that wrote it (the main run's last step, or a report run on its own,
-    # after a main run that stopped before it; see ``push_run_metrics``).
-    gold = instance.get_asset_keys(prefix=[GOLD])
-    scored = any(m.asset_key == QUALITY_TABLE for m in materialisations)
-    main = run.job_name != quality_report.name
-    _gold_freshness(gauge, instance, [k for k in gold if (scored if k == QUALITY_TABLE else main)])
+    # Each Gold table's freshness: the marts' with the main job; the report's table with a
+    # report run (also one that failed: its table then goes stale in Prometheus) and with a
+    # main run that scored its days (which removes the report job's group: push_run_metrics).
+    is_report_run = run.job_name == quality_report.name
+    scored = any(m.asset_key == QUALITY_REPORT for m in materialisations)
+
+    def pushed_here(table: AssetKey) -> bool:
+        return (is_report_run or scored) if table == QUALITY_REPORT else not is_report_run
+
+    _gold_freshness(
+        gauge, instance, [k for k in instance.get_asset_keys(prefix=[GOLD]) if pushed_here(k)]
+    )
     return registry
 
 
@@ -167,7 +172,7 @@ def _quality_score(gauge, materialisations) -> None:
     scores = {
         m.partition: _value(m.metadata, "score")
         for m in materialisations
-        if m.asset_key == QUALITY_TABLE and m.partition
+        if m.asset_key == QUALITY_REPORT and m.partition
     }
     if scores:
         score = gauge(
@@ -201,14 +206,15 @@ def push_run_metrics(instance: DagsterInstance, run: DagsterRun, settings: Setti
     """Replace the job's group on the Pushgateway with this run's metrics; an unreachable
     Pushgateway raises one line.
 
-    A main run that scored its days itself also removes the report job's group: that group
-    holds the score of an older day, whose main run had failed before scoring it, and its
-    alerts would otherwise fire on after the days that followed were scored fine."""
+    A main run that scored its days itself also removes the report job's group, when the
+    report job's newest run ended before it: that group holds the score of an older day, whose
+    main run had failed before scoring it, and its alerts would otherwise fire on after the
+    days that followed were scored fine."""
     registry = run_registry(instance, run)
     url = settings.pushgateway_url
     try:
         push_to_gateway(url, job=run.job_name, registry=registry, timeout=10)
-        if run.job_name == daily_lakehouse.name and scored_its_days(instance, run.run_id):
+        if _supersedes_the_report_job(instance, run):
             delete_from_gateway(url, job=quality_report.name, timeout=10)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -216,6 +222,19 @@ def push_run_metrics(instance: DagsterInstance, run: DagsterRun, settings: Setti
             f"the Pushgateway at {url} ({PUSHGATEWAY_ENV}) did not take the metrics of run "
             f"{run.run_id[:8]}: {reason}; start it or unset {PUSHGATEWAY_ENV}"
         ) from None
+
+
+def _supersedes_the_report_job(instance: DagsterInstance, run: DagsterRun) -> bool:
+    """A main run that scored its days and ended after the report job's newest finished run."""
+    if run.job_name != daily_lakehouse.name or not scored_its_days(instance, run.run_id):
+        return False
+    reports = instance.get_run_records(
+        RunsFilter(job_name=quality_report.name, statuses=FINISHED), limit=1
+    )
+    record = instance.get_run_record_by_id(run.run_id)
+    if not reports or record is None:
+        return True
+    return (reports[0].end_time or 0.0) <= (record.end_time or 0.0)
 
 
 class PushFailed(Exception):
