@@ -3,7 +3,8 @@
 `/usr/bin/time` reports one process; a Dagster run is a Python process, its Spark JVM and
 whatever else the steps start (dbt, a JVM of dbt's own). `TreeSampler` walks /proc every
 ``interval_s`` and keeps the peak of the summed resident memory of the whole tree, and the
-process ids of every JVM in it that was not there when sampling began.
+process ids of every JVM in it that was not there when sampling began. A child caught before
+its ``exec``, still in its parent's memory, is left out (``on_their_own``).
 
     with TreeSampler(os.getpid()) as tree:
         job.execute_in_process(...)
@@ -12,12 +13,16 @@ process ids of every JVM in it that was not there when sampling began.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# kcmp(2): whether two processes share a kernel resource; KCMP_VM compares address spaces.
+KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
+KCMP_VM = 1
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,28 @@ def tree(root: int, table: dict[int, Process]) -> list[Process]:
     return found
 
 
+def shares_memory(pid: int, other: int) -> bool:
+    """Whether two processes run in one address space (False when the kernel will not say)."""
+    if KCMP is None:
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(KCMP, pid, other, KCMP_VM, 0, 0) == 0
+
+
+def on_their_own(members: list[Process], table: dict[int, Process]) -> list[Process]:
+    """``members`` less any child still in its parent's address space: between the ``vfork``
+    of ``posix_spawn`` (how a JVM starts ``chmod`` for each file it writes, how Python starts a
+    subprocess) and its ``exec``, the child shows the parent's name, command line and resident
+    memory. Summed, the parent would count twice, and a JVM would seem to start a JVM."""
+    return [
+        p
+        for p in members
+        if not (
+            p.parent in table and table[p.parent].name == p.name and shares_memory(p.pid, p.parent)
+        )
+    ]
+
+
 def is_jvm(process: Process) -> bool:
     """A Java virtual machine that does work: not the one `spark-submit` runs for a moment
     first, only to compute the real JVM's command line (``org.apache.spark.launcher.Main``)."""
@@ -85,7 +112,8 @@ class TreeSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> None:
-        members = tree(self.root, processes())
+        table = processes()
+        members = on_their_own(tree(self.root, table), table)
         if not self.include_root:
             members = [p for p in members if p.pid != self.root]
         self.peak_rss_bytes = max(self.peak_rss_bytes, sum(p.rss_bytes for p in members))

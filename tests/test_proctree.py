@@ -1,0 +1,49 @@
+"""The process-tree sampler behind the benchmark's memory figures and the one-JVM tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+
+import pytest
+
+from tools.proctree import on_their_own, processes
+
+# /proc and one sleeping child: no Spark, no servers.
+pytestmark = pytest.mark.fast
+
+
+def test_a_child_still_in_its_parents_memory_is_not_counted_twice():
+    # Between posix_spawn's vfork and its exec (how the JVM starts `chmod` for each file it
+    # writes) a child is a second process in its parent's address space, with the parent's
+    # name and resident memory. That instant is too brief to catch on purpose, so a thread of
+    # this process stands in for it: it has an id of its own in /proc, in the same address
+    # space. The kernel's answer (kcmp) is real; only the tree is arranged.
+    ready, done, ids = threading.Event(), threading.Event(), []
+
+    def wait() -> None:
+        ids.append(threading.get_native_id())
+        ready.set()
+        done.wait()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        ready.wait()
+        table = processes()
+        me = table[os.getpid()]
+        # Both named like this process, as a spawned child is until it execs.
+        in_my_memory = replace(me, pid=ids[0], parent=me.pid)
+        on_its_own = replace(table[child.pid], name=me.name)
+        table |= {in_my_memory.pid: in_my_memory, on_its_own.pid: on_its_own}
+        members = [me, in_my_memory, on_its_own]
+        assert on_their_own(members, table) == [me, on_its_own]
+    finally:
+        done.set()
+        thread.join()
+        child.kill()
+        child.wait()
