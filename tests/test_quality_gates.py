@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from dagster import (
@@ -28,9 +28,11 @@ from lakehouse_assets.automation.metrics import PushFailed, push_run_metrics
 from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.definitions import defs
 from lakehouse_assets.gold import DIMENSION_KEYS, gold_marts
+from lakehouse_assets.gold import quality as report_asset
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
 from spark_jobs.settings import REPO_ROOT, Settings
+from spark_jobs.window import DayWindow
 from tests.builders import click, wait_for, write_landing, write_source_db
 from tools import prometheus
 from tools.proctree import TreeSampler
@@ -264,6 +266,18 @@ def test_daily_quality_score_reflects_each_days_checks(gated, instance, catalog)
     assert sorted((r["day"], r["table_name"]) for r in again if r["day"] in (BAD, GOOD)) == sorted(
         rows
     )
+
+
+def test_the_report_reads_as_much_check_history_as_the_window_needs(gated, instance, monkeypatch):
+    # A year's backfill in one run records 365 results per check: more than one page of the
+    # history. One result per page here, for the two days' runs.
+    keys = sorted({k for a in (*silver_assets, gold_marts) for k in a.check_keys}, key=str)
+    window = DayWindow(BAD, GOOD + timedelta(days=1))
+    every_page = list(report_asset.check_outcomes(instance, keys, window))
+    monkeypatch.setattr(report_asset, "HISTORY", 1)
+    assert list(report_asset.check_outcomes(instance, keys, window)) == every_page
+    by_day = Counter((o.day, o.status) for o in every_page)
+    assert by_day[BAD.isoformat(), "failed"] == 1 and by_day[GOOD.isoformat(), "passed"] > 10
 
 
 def test_the_quality_report_run_starts_no_jvm(gated, catalog, tmp_path):

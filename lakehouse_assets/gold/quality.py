@@ -35,7 +35,7 @@ from spark_jobs import quality_report, silver
 from spark_jobs.quality_report import CheckOutcome, Status
 from spark_jobs.window import DayWindow
 
-HISTORY = 200  # check executions looked at per check, newest first
+HISTORY = 200  # check executions read per query, newest first
 
 
 class _RunDays:
@@ -55,23 +55,38 @@ class _RunDays:
 def check_outcomes(
     instance: DagsterInstance, keys: list[AssetCheckKey], window: DayWindow
 ) -> Iterator[CheckOutcome]:
-    """Each check's outcome on each day: its newest result that covers the day."""
+    """Each check's outcome on each day: its newest result that covers the day. The history
+    is read a page at a time until every day is decided: a single-run backfill of a year
+    records one result per day and check, more than one page."""
     runs = _RunDays(instance)
     days = [d.isoformat() for d in window.days]
     for key in keys:
-        table = ".".join(key.asset_key.path)
-        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=HISTORY)
-        for day in days:
-            for record in history:  # newest first: the first that covers the day decides
-                if record.partition not in (None, day):
-                    continue
-                if record.partition is None and not runs.covers(record.run_id, day):
-                    continue
-                data = (
-                    record.event.get_dagster_event().event_specific_data if record.event else None
-                )
-                yield CheckOutcome(day, table, _status(data))
+        table, decided = ".".join(key.asset_key.path), {}
+        for record in _history(instance, key):  # newest first: the first covering a day decides
+            if record.partition is not None:
+                covered = [record.partition] if record.partition in days else []
+            else:
+                covered = [d for d in days if runs.covers(record.run_id, d)]
+            for day in covered:
+                if day not in decided:
+                    event = record.event.get_dagster_event() if record.event else None
+                    decided[day] = _status(event.event_specific_data if event else None)
+            if len(decided) == len(days):
                 break
+        yield from (CheckOutcome(day, table, decided[day]) for day in days if day in decided)
+
+
+def _history(instance: DagsterInstance, key: AssetCheckKey) -> Iterator:
+    """The check's executions, newest first, read ``HISTORY`` at a time."""
+    cursor = None
+    while True:
+        page = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=HISTORY, cursor=cursor
+        )
+        yield from page
+        if len(page) < HISTORY:
+            return
+        cursor = page[-1].id
 
 
 def _status(data) -> Status:
