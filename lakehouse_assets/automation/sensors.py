@@ -16,7 +16,8 @@ from lakehouse_assets.partitions import PARTITION_TAGS
 
 
 def scored_its_days(instance: DagsterInstance, run_id: str) -> bool:
-    """Whether the run's own report step wrote the quality report (the main job's last step)."""
+    """Whether the run's own report step wrote the quality report (the main job runs it after
+    every step that builds a table)."""
     return any(
         entry.get_dagster_event().asset_key == QUALITY_REPORT
         for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
@@ -25,7 +26,7 @@ def scored_its_days(instance: DagsterInstance, run_id: str) -> bool:
 
 def quality_after(status: DagsterRunStatus, outcome: str):
     """Score the same days a finished main-job run covered, once per run, unless the run's
-    own last step did: it did not when the run failed before it (a blocking check stopped
+    own report step did: it did not when the run failed before it (a blocking check stopped
     Gold) or when its selection left the report out."""
 
     @run_status_sensor(

@@ -60,11 +60,12 @@ def check_outcomes(
     records one result per day and check, more than one page."""
     runs = _RunDays(instance)
     days = [d.isoformat() for d in window.days]
+    in_window = set(days)
     for key in keys:
         table, decided = ".".join(key.asset_key.path), {}
         for record in _history(instance, key):  # newest first: the first covering a day decides
             if record.partition is not None:
-                covered = [record.partition] if record.partition in days else []
+                covered = [record.partition] if record.partition in in_window else []
             else:
                 covered = [d for d in days if runs.covers(record.run_id, d)]
             for day in covered:
