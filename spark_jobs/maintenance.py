@@ -5,7 +5,9 @@ so the warehouse and query planning grow without bound. ``maintain`` runs, in th
 
 1. ``expire_snapshots``: snapshots older than the retention go (never the current one), and
    with them the files only they referenced;
-2. ``rewrite_data_files``: bin-packs small files of the recent partitions (the days up to
+2. ``rewrite_data_files``: after the table gets the project's write properties if it lacks
+   them (``storage.adopt_write_properties``: a table from an older version, or dbt's), bin-packs
+   small files of the recent partitions (the days up to
    ``recent_days`` before the newest one: older days were packed by earlier runs), or of the
    whole table when it is not partitioned;
 3. ``rewrite_manifests``: one manifest per partition range instead of one per commit;
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
-from spark_jobs.storage import CATALOG, table_name
+from spark_jobs.storage import CATALOG, adopt_write_properties, table_name
 
 if TYPE_CHECKING:
     from pyspark.sql import Row, SparkSession
@@ -67,6 +69,7 @@ class Outcome:
     manifests_rewritten: int
     orphan_files_removed: int
     rewrote: str  # which partitions were packed, in words
+    properties_set: dict[str, str] = field(default_factory=dict)  # adopted before the packing
     orphans: list[str] = field(default_factory=list)  # a sample of their paths
 
 
@@ -155,6 +158,7 @@ def maintain(
     )
     deleted = sum(int(v or 0) for v in expired[0].asDict().values()) if expired else 0
     expired_count = before.snapshots - footprint(spark, name).snapshots  # before the rewrites
+    properties_set = adopt_write_properties(spark, name)  # so the packed files have them
     where, rewrote = _recent_filter(spark, name, policy.recent_days)
     options = {"min-input-files": str(policy.min_input_files)}
     scope = {"where": where} if where else {}
@@ -180,4 +184,5 @@ def maintain(
         orphan_files_removed=len(orphans),
         rewrote=rewrote,
         orphans=orphans[:5],
+        properties_set=properties_set,
     )

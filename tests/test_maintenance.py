@@ -1,20 +1,25 @@
 """Iceberg housekeeping through the maintenance assets, on a real table of the catalog:
 snapshots expired (never the current one), small files packed, manifests rewritten, orphan
-files removed only when old, and the data unchanged throughout.
+files removed only when old, and the data unchanged throughout. And the file layout a table's
+writes leave, which its reads depend on.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from dagster import AssetKey, RunConfig, materialize
+from pyspark.sql import functions as F
 
 from lakehouse_assets.definitions import defs
 from lakehouse_assets.maintenance.assets import MaintenanceConfig, maintenance_asset
 from lakehouse_assets.resources import SparkResource
+from spark_jobs import storage
+from spark_jobs.window import DayWindow
 
 PROBE = "lakehouse.gold.maintenance_probe"
 KEY = AssetKey(["gold", "maintenance_probe"])
@@ -66,6 +71,9 @@ def test_housekeeping_expires_packs_and_removes_old_orphans_only(spark, probe):
     assert got["data_files_rewritten"] == 4
     assert got["packed"] == "d from 2026-05-23 to 2026-05-30"
     assert got["orphan_files_removed"] == 1 and stale.name in got["orphan_files_sample"]
+    # A table made without the project's write properties (by hand here) gets them, once.
+    assert got["properties_set"] == "write.parquet.row-group-size-bytes=8388608"
+    assert run(retention_days=0)["properties_set"] == "none"
     assert not stale.exists() and fresh.exists()  # a file younger than a day is never touched
     assert contents(spark) == before  # same rows, same money
     spark.sql(f"REFRESH TABLE {PROBE}")
@@ -110,3 +118,22 @@ def test_a_procedure_argument_that_cannot_be_quoted_is_refused_not_spliced():
             procedure(None, "rewrite_data_files", table="silver.orders", where=value)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not a procedure"):
         procedure(None, "expire_snapshots; DROP", table="silver.orders")  # type: ignore[arg-type]
+
+
+def test_a_days_rows_are_written_and_read_by_every_core(spark):
+    """One day of about 30 MB (compressed) is written by more than one task and read back by
+    more than one: with Iceberg's defaults, both were one task on one core whatever the core
+    count (one file of one row group per day), the largest part of Silver's time at 1 M events."""
+    name, day = "lakehouse.gold.layout_probe", date(2026, 5, 2)
+    spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
+    hashes = [F.sha2(F.concat(F.col("id").cast("string"), F.lit(s)), 256) for s in "ab"]
+    rows = spark.range(0, 400_000, numPartitions=2).select(
+        "id", hashes[0].alias("a"), hashes[1].alias("b"), F.lit(day).alias("d")
+    )
+    storage.replace_window(rows, name, "d", DayWindow(day, day + timedelta(days=1)))
+    files = spark.table(f"{name}.files").select("file_size_in_bytes").collect()
+    assert len(files) >= 2, f"one writer task: {files}"
+    read = spark.table(name).where(F.col("d") == F.lit(day))
+    assert read.rdd.getNumPartitions() >= 2
+    assert read.count() == 400_000
+    spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")

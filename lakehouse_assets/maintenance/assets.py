@@ -81,6 +81,8 @@ def maintenance_asset(table: AssetKey) -> AssetsDefinition:
                 "orphan_files_removed": done.orphan_files_removed,
                 "orphan_files_sample": ", ".join(done.orphans) or "none",
                 "packed": done.rewrote,
+                "properties_set": ", ".join(f"{k}={v}" for k, v in done.properties_set.items())
+                or "none",
                 "retention_days": config.retention_days,
             }
         )
