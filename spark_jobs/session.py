@@ -120,10 +120,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.local.dir": str(scratch / "tmp"),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "8",
-        # Iceberg shuffles a write by partition, one task per day unless a day's share is more
-        # than this: a day of a million events was one task on one core (3 s of the write),
-        # now one per 32 MB, each its own file (housekeeping packs a day's files).
-        "spark.sql.iceberg.advisory-partition-size": str(32 << 20),
         # A JSON line that repeats a key is dirt to quarantine, not an error that fails the run.
         "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
         "spark.ui.showConsoleProgress": "false",

@@ -329,11 +329,18 @@ def current_table(spark: SparkSession, name: str) -> DataFrame | None:
     return spark.table(name)
 
 
-# Parquet row groups small enough for one day's file to be read by every core. Iceberg plans
-# a read's tasks at row-group bounds (a small scan's splits shrink, down to 16 MB, until each
-# core has one): with one 128 MB group per file (the default), a million events of one day were
-# a single task on one core, 17 s of Silver's 40 s at 1 M events; in groups of 8 MB, 12 s on two.
-WRITE_PROPERTIES = {"write.parquet.row-group-size-bytes": str(8 << 20)}
+WRITE_PROPERTIES = {
+    # Parquet row groups small enough for one day's file to be read by every core. Iceberg
+    # plans a read's tasks at row-group bounds (a small scan's splits shrink, down to 16 MB,
+    # until each core has one): with one 128 MB group per file (the default), a million events
+    # of one day were a single task on one core, 17 s of Silver's 40 s at 1 M events; in
+    # groups of 8 MB, 12 s on two.
+    "write.parquet.row-group-size-bytes": str(8 << 20),
+    # Iceberg shuffles a write by partition, and a day's rows went to one task whatever their
+    # size; now a day of several input tasks is split into tasks of about 32 MB of shuffled
+    # data, each writing its own file (housekeeping packs a day's files later).
+    "write.spark.advisory-partition-size-bytes": str(32 << 20),
+}
 
 
 def ensure_table(df: DataFrame, name: str, partition_column: str | None) -> None:
@@ -364,11 +371,12 @@ def conform(df: DataFrame, name: str) -> DataFrame:
 
 
 def adopt_write_properties(spark: SparkSession, name: str) -> dict[str, str]:
-    """Give a table created before ``WRITE_PROPERTIES`` (or by dbt, or by hand) those
-    properties, for its later writes and compactions; the ones it lacked, set."""
+    """Give a table created before ``WRITE_PROPERTIES`` (or by dbt, or by hand) those of
+    them it lacks, for its later writes and compactions; a value set by hand stays. Returns
+    the properties set."""
     # ``name`` comes from table_name(), which admits only plain identifiers.
-    have = {r.key: r.value for r in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
-    lacking = {k: v for k, v in WRITE_PROPERTIES.items() if have.get(k) != v}
+    have = {r.key for r in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+    lacking = {k: v for k, v in WRITE_PROPERTIES.items() if k not in have}
     if lacking:
         pairs = ", ".join(f"'{k}'='{v}'" for k, v in lacking.items())  # constants of this module
         spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({pairs})")
