@@ -49,6 +49,9 @@ setup: system-deps env manifest ## everything the demo and the tests need
 	@# Create (or upgrade) the instance's storage once, here: runs started together from the
 	@# CLI would otherwise race to create it and leave it with two schema heads.
 	@out=$$($(RUN) dagster instance migrate 2>&1) || { echo "$$out"; exit 1; }
+	@# The classes a run's JVM loads, archived once per Java and class path (about 35 s, once):
+	@# every run's driver then maps them rather than loading them again (spark_jobs/class_archive.py).
+	@$(RUN) python -m spark_jobs.class_archive
 
 demo: setup ## generate DAYS days ending yesterday (or from START) and run the main job on them
 	@$(RUN) python -m tools.demo $(if $(START),--start $(START)) --days $(DAYS) --scale $(SCALE)

@@ -252,8 +252,16 @@ def build_session(
     check_master(settings.spark_master)
     # PySpark picks the tasks' interpreter from the environment when the context starts.
     os.environ.setdefault("PYSPARK_PYTHON", settings.pyspark_python)
+    from spark_jobs.class_archive import java_options
+
     builder = SparkSession.builder.appName(app_name)  # pyright: ignore[reportAttributeAccessIssue] - a classproperty to pyright
-    for key, value in {**spark_conf(settings), **(extra_conf or {})}.items():
+    conf = {**spark_conf(settings), **(extra_conf or {})}
+    driver_options = conf["spark.driver.extraJavaOptions"]
+    if "ArchiveClasses" not in driver_options:  # not the JVM that builds the archive
+        # The classes a run loads, mapped from the archive `make setup` built (class_archive):
+        # only in this driver, whose class path is the archive's; not in spark-defaults.conf.
+        conf["spark.driver.extraJavaOptions"] = f"{driver_options} {java_options(settings)}"
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -1,0 +1,198 @@
+"""A class-data-sharing archive for the run's driver JVM (Java's AppCDS, JDK 13 and later).
+
+A cold JVM loads, parses and verifies some twenty thousand classes (Spark, Iceberg, Parquet,
+Hive's Thrift server) as a run first uses them. ``make setup`` runs a short workload that
+touches those paths once, in a JVM that writes what it loaded to an archive when it exits
+(``-XX:ArchiveClassesAtExit``); every later driver JVM with the same Java and class path maps
+that archive (``-XX:SharedArchiveFile``) instead of loading the classes again. A bare
+``spark-submit`` took 4.2 s with such an archive against 6.7 s without; a tiny day's run about
+8 s less (BENCHMARKS.md).
+
+The archive is named by what it depends on (the ``java`` binary, the driver's class path and
+Spark's jars, each by path, size and time), next to the Python environment whose jars it
+holds, and shared by every home. A changed jar or Java is a new name: no archive until the next
+``make setup``, and never a stale one (the JVM would refuse it with a warning). Without one,
+a run starts as it always did.
+
+    python -m spark_jobs.class_archive     # build it if missing (make setup does)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spark_jobs.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+ARCHIVE_DIR = Path(sys.prefix) / "share" / "lakehouse"
+TRAINING_TIMEOUT_S = 600
+
+
+def _java() -> Path | None:
+    """The ``java`` Spark's launcher starts: ``$JAVA_HOME/bin/java``, else the first on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    return Path(found).resolve() if found and Path(found).is_file() else None
+
+
+def _spark_home() -> Path:
+    import pyspark
+
+    return Path(os.environ.get("SPARK_HOME") or Path(pyspark.__file__).parent)
+
+
+def _class_path(settings: Settings) -> list[Path]:
+    """The driver JVM's class path as Spark's launcher builds it: ``spark.driver.extraClassPath``
+    (the project's jars), the configuration folder, then Spark's own jars."""
+    from spark_jobs.session import required_jars
+
+    home = _spark_home()
+    conf = Path(os.environ.get("SPARK_CONF_DIR") or home / "conf")
+    return [*required_jars(settings), conf, *sorted((home / "jars").glob("*.jar"))]
+
+
+def archive_path(settings: Settings) -> Path | None:
+    """Where this Java and class path's archive is (or would be); None without a Java."""
+    java = _java()
+    if java is None:
+        return None
+    digest = hashlib.sha256()
+    for entry in (java, *_class_path(settings)):
+        stat = entry.stat() if entry.exists() else None
+        digest.update(f"{entry}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}\n".encode())
+    return ARCHIVE_DIR / f"spark-driver-{digest.hexdigest()[:20]}.jsa"
+
+
+def java_options(settings: Settings) -> str:
+    """The driver's option to map its archive, when one was built for it; else nothing."""
+    path = archive_path(settings)
+    return f"-XX:SharedArchiveFile={path}" if path is not None and path.is_file() else ""
+
+
+def _workload(spark: SparkSession, settings: Settings) -> None:
+    """What a run does, in miniature: landed lines read in Python tasks, JSON parsed, rows
+    ranked and checkpointed, Iceberg tables written (overwrite, MERGE, insert) and read with
+    their metadata tables, an operational table read over JDBC, and the Thrift server dbt
+    talks to, with one query through it."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from spark_jobs import storage
+    from spark_jobs.session import ensure_namespaces, serve_thrift
+    from spark_jobs.window import DayWindow
+
+    ensure_namespaces(spark)
+    day = date(2000, 1, 1)
+    window = DayWindow.of_day(day)
+    landed = settings.home / "landing.jsonl"
+    landed.write_text('{"id": "1", "ts": "2000-01-01T00:00:00"}\nnot json\n')
+    files = spark.createDataFrame([(day, 0, str(landed))], "day date, landed_us long, path string")
+    lines = storage.read_landed(files, storage.LandingZone(str(settings.home)), 1)
+    parsed = lines.withColumn("m", F.from_json("raw_line", "map<string,string>"))
+    ranked = parsed.withColumn(
+        "r", F.row_number().over(Window.partitionBy(F.col("m")["id"]).orderBy("_line_number"))
+    ).localCheckpoint()
+    rows = ranked.select(
+        F.col("m")["id"].cast("long").alias("id"),
+        F.to_timestamp(F.col("m")["ts"]).alias("updated_at"),
+        F.col("_partition_date").alias("d"),
+    )
+    name = storage.table_name("bronze", "class_archive_probe")
+    storage.replace_window(rows, name, "d", window)
+    storage.merge_latest(rows.where("id IS NOT NULL"), name, "id", "d")
+    storage.insert_missing(rows, name, ("id",))
+    storage.commit_of(spark, name)
+    storage.as_of_now(spark, name).groupBy("d").count().collect()
+    spark.table(f"{name}.partitions").collect()
+    source = settings.home / "source.db"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER, updated_at TEXT)")
+    props = {"driver": "org.sqlite.JDBC"}
+    spark.read.jdbc(f"jdbc:sqlite:{source}", "t", properties=props).collect()
+    from pyhive import hive
+
+    connection = hive.connect(host="127.0.0.1", port=serve_thrift(spark, settings))
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"select count(*) from {name}")
+        cursor.fetchall()
+    finally:
+        connection.close()
+
+
+def _train(target: Path) -> None:
+    """Run the workload in a JVM that writes its classes to ``target`` as it exits (the child
+    process of ``build``, on a scratch home)."""
+    from spark_jobs.session import build_session, spark_conf
+
+    settings = Settings.from_env()
+    options = spark_conf(settings)["spark.driver.extraJavaOptions"]
+    options += f" -XX:ArchiveClassesAtExit={target} -Xlog:cds=error,cds+dynamic=error"
+    extra = {"spark.driver.extraJavaOptions": options}
+    spark = build_session(settings, "lakehouse-class-archive", extra)
+    _workload(spark, settings)
+    jvm: Any = spark.sparkContext._gateway.proc  # pyright: ignore[reportOptionalMemberAccess] - pyspark's launcher keeps the JVM's Popen here
+    spark.stop()
+    jvm.stdin.close()  # the JVM exits on end of input: the archive is written then
+    jvm.wait(timeout=TRAINING_TIMEOUT_S)
+
+
+def build() -> Path | None:
+    """Build the archive for this Java and class path unless it exists; its path, or None
+    when none can be built here (the reason printed in one line: runs then start without)."""
+    # Trained on a scratch home with the embedded catalog: the archive is for that class path
+    # (the default one; a PostgreSQL catalog adds a jar, hence another name, and no archive).
+    scratch = tempfile.mkdtemp(prefix="lakehouse-class-archive-")
+    env = {**os.environ, "LAKEHOUSE_HOME": scratch, "SPARK_MASTER": "local[2]"}
+    env.pop("LAKEHOUSE_CATALOG_URI", None)
+    target = archive_path(Settings.from_env(env))
+    if target is None:
+        print("class archive: no java found; runs start without one", file=sys.stderr)
+        return None
+    if target.is_file():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.partial")
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "spark_jobs.class_archive", "--train", str(partial)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TRAINING_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode != 0 or not partial.is_file():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"class archive not built ({last}); runs start without one", file=sys.stderr)
+            partial.unlink(missing_ok=True)
+            return None
+        partial.replace(target)  # atomic: a JVM starting now maps a whole archive or none
+        took = time.monotonic() - started
+        print(f"class archive: {target} ({target.stat().st_size >> 20} MiB, {took:.0f} s)")
+        return target
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"class archive not built ({exc}); runs start without one", file=sys.stderr)
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--train"]:
+        _train(Path(sys.argv[2]))
+    else:
+        build()
