@@ -6,7 +6,7 @@ touches those paths once, in a JVM that writes what it loaded to an archive when
 (``-XX:ArchiveClassesAtExit``); every later driver JVM with the same Java and class path maps
 that archive (``-XX:SharedArchiveFile``) instead of loading the classes again. A bare
 ``spark-submit`` took 4.2 s with such an archive against 6.7 s without; a tiny day's run about
-8 s less (BENCHMARKS.md).
+4 s less (README, "What keeps a run short").
 
 The archive is named by what it depends on (the ``java`` binary, the driver's class path and
 Spark's jars, each by path, size and time), next to the Python environment whose jars it
