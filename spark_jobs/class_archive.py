@@ -22,16 +22,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spark_jobs.settings import Settings
+from spark_jobs.settings import LakehouseSetupError, Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -53,6 +56,12 @@ def _spark_home() -> Path:
     return Path(os.environ.get("SPARK_HOME") or Path(pyspark.__file__).parent)
 
 
+# What Spark's launcher appends to the class path after its jars: set for a run and not for
+# the archive's build (or the other way), the class path differs under the same jars.
+CLASS_PATH_ENV = ("HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_DIST_CLASSPATH")
+UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
 def _class_path(settings: Settings) -> list[Path]:
     """The driver JVM's class path as Spark's launcher builds it: ``spark.driver.extraClassPath``
     (the project's jars), the configuration folder, then Spark's own jars."""
@@ -61,6 +70,14 @@ def _class_path(settings: Settings) -> list[Path]:
     home = _spark_home()
     conf = Path(os.environ.get("SPARK_CONF_DIR") or home / "conf")
     return [*required_jars(settings), conf, *sorted((home / "jars").glob("*.jar"))]
+
+
+def _large_heap(memory: str) -> bool:
+    """A heap of 32 GiB or more: the JVM then stores object pointers in full, and an archive
+    written with compressed ones does not fit it."""
+    text = memory.strip().lower().removesuffix("b")
+    number, unit = (text[:-1], text[-1]) if text[-1:] in UNITS else (text, "")
+    return number.isdigit() and int(number) * UNITS.get(unit, 1) >= 32 << 30
 
 
 def archive_path(settings: Settings) -> Path | None:
@@ -72,13 +89,20 @@ def archive_path(settings: Settings) -> Path | None:
     for entry in (java, *_class_path(settings)):
         stat = entry.stat() if entry.exists() else None
         digest.update(f"{entry}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}\n".encode())
+    for name in CLASS_PATH_ENV:
+        digest.update(f"{name}={os.environ.get(name, '')}\n".encode())
+    digest.update(f"large heap: {_large_heap(settings.driver_memory)}".encode())
     return ARCHIVE_DIR / f"spark-driver-{digest.hexdigest()[:20]}.jsa"
 
 
 def java_options(settings: Settings) -> str:
     """The driver's option to map its archive, when one was built for it; else nothing."""
     path = archive_path(settings)
-    return f"-XX:SharedArchiveFile={path}" if path is not None and path.is_file() else ""
+    if path is None or not path.is_file():
+        return ""
+    # An archive the JVM refuses (a class path changed in a way the name does not capture)
+    # costs the time it saves, no more: without its warning on every run's output.
+    return f"-XX:SharedArchiveFile={path} -Xlog:cds*=error"
 
 
 def _workload(spark: SparkSession, settings: Settings) -> None:
@@ -123,7 +147,8 @@ def _workload(spark: SparkSession, settings: Settings) -> None:
     spark.read.jdbc(f"jdbc:sqlite:{source}", "t", properties=props).collect()
     from pyhive import hive
 
-    connection = hive.connect(host="127.0.0.1", port=serve_thrift(spark, settings))
+    port = serve_thrift(spark, settings)
+    connection = hive.connect(host="127.0.0.1", port=port, username="lakehouse-class-archive")
     try:
         cursor = connection.cursor()
         cursor.execute(f"select count(*) from {name}")
@@ -149,46 +174,88 @@ def _train(target: Path) -> None:
     jvm.wait(timeout=TRAINING_TIMEOUT_S)
 
 
+# What decides the driver's jars, kept from the caller's environment; every other lakehouse
+# setting is the scratch home's own, so training never writes to the user's catalog,
+# warehouse or landing zone.
+KEPT = ("LAKEHOUSE_SOURCE_URL", "LAKEHOUSE_EXTRA_JARS")
+
+
+def training_env(environ: Mapping[str, str], home: str) -> dict[str, str]:
+    """The environment the archive is built in: a scratch ``home`` with the embedded catalog,
+    so the archive is for the default class path (a PostgreSQL catalog adds a jar: another
+    name, and runs on it start without an archive)."""
+    env = {k: v for k, v in environ.items() if not k.startswith("LAKEHOUSE_") or k in KEPT}
+    return {**env, "LAKEHOUSE_HOME": home, "SPARK_MASTER": "local[2]"}
+
+
 def build() -> Path | None:
     """Build the archive for this Java and class path unless it exists; its path, or None
-    when none can be built here (the reason printed in one line: runs then start without)."""
-    # Trained on a scratch home with the embedded catalog: the archive is for that class path
-    # (the default one; a PostgreSQL catalog adds a jar, hence another name, and no archive).
-    scratch = tempfile.mkdtemp(prefix="lakehouse-class-archive-")
-    env = {**os.environ, "LAKEHOUSE_HOME": scratch, "SPARK_MASTER": "local[2]"}
-    env.pop("LAKEHOUSE_CATALOG_URI", None)
-    target = archive_path(Settings.from_env(env))
-    if target is None:
-        print("class archive: no java found; runs start without one", file=sys.stderr)
+    when none is built here (the reason printed in one line: runs then start without one).
+
+    A build that failed is not tried again by every later ``make setup`` (each try is up to
+    ``TRAINING_TIMEOUT_S``): ``<archive>.failed`` holds why, and deleting it tries again."""
+    with tempfile.TemporaryDirectory(prefix="lakehouse-class-archive-") as scratch:
+        env = training_env(os.environ, scratch)
+        try:
+            target = archive_path(Settings.from_env(env))
+        except (LakehouseSetupError, ValueError) as exc:  # a missing jar, a mistyped setting
+            print(f"class archive not built ({exc}); runs start without one", file=sys.stderr)
+            return None
+        if target is None:
+            print("class archive: no java found; runs start without one", file=sys.stderr)
+            return None
+        failed = target.with_suffix(".failed")
+        if target.is_file():
+            return target
+        if failed.is_file():
+            reason = failed.read_text().strip()
+            print(f"class archive: not built ({reason}); delete {failed} to try again")
+            return None
+        reason = _train_into(target, env)
+    if reason:
+        print(f"class archive not built ({reason}); runs start without one", file=sys.stderr)
+        with suppress(OSError):
+            failed.write_text(reason + "\n")
         return None
-    if target.is_file():
-        return target
+    for old in target.parent.glob("spark-driver-*.jsa"):  # other Javas' and class paths'
+        if old != target:
+            old.unlink(missing_ok=True)
+    return target
+
+
+def _train_into(target: Path, env: dict[str, str]) -> str:
+    """Train in a child process (its own process group, so a timeout or Ctrl-C takes its JVM
+    too) and move the archive into place; what went wrong, or "" when it is there."""
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    started = time.monotonic()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.partial")
-        started = time.monotonic()
-        done = subprocess.run(
+        child = subprocess.Popen(
             [sys.executable, "-m", "spark_jobs.class_archive", "--train", str(partial)],
             env=env,
-            capture_output=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=TRAINING_TIMEOUT_S,
-            check=False,
+            start_new_session=True,
         )
-        if done.returncode != 0 or not partial.is_file():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            print(f"class archive not built ({last}); runs start without one", file=sys.stderr)
-            partial.unlink(missing_ok=True)
-            return None
+        try:
+            _, errors = child.communicate(timeout=TRAINING_TIMEOUT_S)
+        except BaseException:  # the timeout, or Ctrl-C: nothing of the training stays behind
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            raise
+        if child.returncode != 0 or not partial.is_file():
+            return (errors.strip().splitlines() or [f"exit {child.returncode}"])[-1]
         partial.replace(target)  # atomic: a JVM starting now maps a whole archive or none
-        took = time.monotonic() - started
-        print(f"class archive: {target} ({target.stat().st_size >> 20} MiB, {took:.0f} s)")
-        return target
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        print(f"class archive not built ({exc}); runs start without one", file=sys.stderr)
-        return None
+    except subprocess.TimeoutExpired:
+        return f"the training took more than {TRAINING_TIMEOUT_S} s"
+    except OSError as exc:
+        return str(exc)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        partial.unlink(missing_ok=True)
+    took = time.monotonic() - started
+    print(f"class archive: {target} ({target.stat().st_size >> 20} MiB, {took:.0f} s)")
+    return ""
 
 
 if __name__ == "__main__":

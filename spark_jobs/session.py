@@ -255,11 +255,13 @@ def build_session(
     from spark_jobs.class_archive import java_options
 
     builder = SparkSession.builder.appName(app_name)  # pyright: ignore[reportAttributeAccessIssue] - a classproperty to pyright
-    conf = {**spark_conf(settings), **(extra_conf or {})}
-    driver_options = conf["spark.driver.extraJavaOptions"]
-    if "ArchiveClasses" not in driver_options:  # not the JVM that builds the archive
+    ours = spark_conf(settings)
+    conf = {**ours, **(extra_conf or {})}
+    driver_options, jars = conf["spark.driver.extraJavaOptions"], "spark.driver.extraClassPath"
+    if "ArchiveClasses" not in driver_options and conf[jars] == ours[jars]:
         # The classes a run loads, mapped from the archive `make setup` built (class_archive):
-        # only in this driver, whose class path is the archive's; not in spark-defaults.conf.
+        # only in this driver, whose class path is the archive's (not one given other jars,
+        # nor whatever starts from spark-defaults.conf), and not in the JVM that builds it.
         conf["spark.driver.extraJavaOptions"] = f"{driver_options} {java_options(settings)}"
     for key, value in conf.items():
         builder = builder.config(key, value)
