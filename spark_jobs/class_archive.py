@@ -11,8 +11,8 @@ that archive (``-XX:SharedArchiveFile``) instead of loading the classes again. A
 The archive is named by what it depends on (the ``java`` binary, the driver's class path and
 Spark's jars, each by path, size and time), next to the Python environment whose jars it
 holds, and shared by every home. A changed jar or Java is a new name: no archive until the next
-``make setup``, and never a stale one (the JVM would refuse it with a warning). Without one,
-a run starts as it always did.
+``make setup``, and never a stale one (which the JVM would refuse). Without one, a run starts
+as it always did.
 
     python -m spark_jobs.class_archive     # build it if missing (make setup does)
 """
@@ -164,7 +164,7 @@ def _train(target: Path) -> None:
 
     settings = Settings.from_env()
     options = spark_conf(settings)["spark.driver.extraJavaOptions"]
-    options += f" -XX:ArchiveClassesAtExit={target} -Xlog:cds=error,cds+dynamic=error"
+    options += f" -XX:ArchiveClassesAtExit={target} -Xlog:cds*=error"  # no line per skipped class
     extra = {"spark.driver.extraJavaOptions": options}
     spark = build_session(settings, "lakehouse-class-archive", extra)
     _workload(spark, settings)
