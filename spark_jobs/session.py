@@ -307,6 +307,9 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
             "hive.server2.thrift.port": str(thrift_port_to_bind(settings)),
             # Per-statement log files would go to /tmp/<user>/operation_logs; Spark's log has them.
             "hive.server2.logging.operation.enabled": "false",
+            # A client's status poll waits here until its statement ends (or 5 s pass), so
+            # dbt's embedded output polls without sleeping in between (profiles.yml).
+            "hive.server2.long.polling.timeout": "5s",
             "hive.exec.local.scratchdir": str(settings.scratch_dir / "hive"),
         }.items():
             spark.conf.set(key, value)  # the server reads its HiveConf from the session's conf

@@ -202,6 +202,45 @@ def test_gold_is_one_dbt_invocation_per_run(settings, day_materialised):
     assert {k for k in built if k.path[0] == "gold"} == set(gold_marts.keys)
 
 
+def test_dbt_hears_a_long_statement_end_without_sleeping_between_polls(
+    spark, settings, monkeypatch
+):
+    # dbt-spark polls a running statement and sleeps poll_interval (5 s by default) between
+    # polls: a 5.1 s model took 10 s (customer_segments on a tiny day). The run's Thrift server
+    # holds each poll until the statement ends or 5 s pass, so the embedded output polls with
+    # no sleep of its own. A 6 s statement outlasts the first poll; it goes through dbt-spark's
+    # own connection wrapper with the interval the profile gives it.
+    import yaml
+    from dbt.adapters.spark import connections
+    from pyhive import hive
+
+    from lakehouse_assets.resources.dbt import DBT_PROJECT_DIR
+    from spark_jobs.session import serve_thrift
+
+    profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    embedded = profile["lakehouse"]["outputs"]["embedded"]
+    interval = embedded.get("poll_interval", connections.SparkCredentials.poll_interval)
+    sleeps: list[float] = []
+    clock = connections.time
+    monkeypatch.setattr(
+        connections,
+        "time",
+        type("Clock", (), {"time": staticmethod(clock.time), "sleep": staticmethod(sleeps.append)}),
+    )
+    port = serve_thrift(spark, settings)
+    handle = hive.connect(host="127.0.0.1", port=port, username="lakehouse-test")
+    wrapper = connections.PyhiveConnectionWrapper(handle, poll_interval=interval).cursor()
+    try:
+        wrapper.execute("select reflect('java.lang.Thread', 'sleep', 6000L) from range(1)")
+        assert len(wrapper.fetchall()) == 1
+    finally:
+        wrapper.close()
+    # A poll came back with the statement still running (held for 5 s on the server), and
+    # dbt went straight back to polling: no sleep, and no busy loop of polls either (one
+    # every 5 s: a handful, however slow the box).
+    assert sleeps and set(sleeps) == {0} and len(sleeps) < 5, sleeps
+
+
 def rows(spark, table, where):
     spark.catalog.refreshTable(f"lakehouse.{table}")  # the stream commits through its own session
     return spark.table(f"lakehouse.{table}").where(where).collect()
