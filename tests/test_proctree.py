@@ -19,7 +19,7 @@ pytestmark = pytest.mark.fast
 def test_a_child_still_in_its_parents_memory_is_not_counted_twice():
     # Between posix_spawn's vfork and its exec (how the JVM starts `chmod` for each file it
     # writes) a child is a second process in its parent's address space, with the parent's
-    # name and resident memory. That instant is too brief to catch on purpose, so a thread of
+    # resident memory. That instant is too brief to catch on purpose, so a thread of
     # this process stands in for it: it has an id of its own in /proc, in the same address
     # space. The kernel's answer (kcmp) is real; only the tree is arranged.
     ready, done, ids = threading.Event(), threading.Event(), []
@@ -36,8 +36,10 @@ def test_a_child_still_in_its_parents_memory_is_not_counted_twice():
         ready.wait()
         table = processes()
         me = table[os.getpid()]
-        # Both named like this process, as a spawned child is until it execs.
-        in_my_memory = replace(me, pid=ids[0], parent=me.pid)
+        # A spawned child is named, until it execs, after the thread that spawned it: a JVM's
+        # shows a thread's name (`Executor task l`), not `java`. One named like this process
+        # is also counted when it has its own memory.
+        in_my_memory = replace(me, pid=ids[0], parent=me.pid, name="Executor task l")
         on_its_own = replace(table[child.pid], name=me.name)
         table |= {in_my_memory.pid: in_my_memory, on_its_own.pid: on_its_own}
         members = [me, in_my_memory, on_its_own]

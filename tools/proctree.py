@@ -76,15 +76,11 @@ def shares_memory(pid: int, other: int) -> bool:
 def on_their_own(members: list[Process], table: dict[int, Process]) -> list[Process]:
     """``members`` less any child still in its parent's address space: between the ``vfork``
     of ``posix_spawn`` (how a JVM starts ``chmod`` for each file it writes, how Python starts a
-    subprocess) and its ``exec``, the child shows the parent's name, command line and resident
-    memory. Summed, the parent would count twice, and a JVM would seem to start a JVM."""
-    return [
-        p
-        for p in members
-        if not (
-            p.parent in table and table[p.parent].name == p.name and shares_memory(p.pid, p.parent)
-        )
-    ]
+    subprocess) and its ``exec``, the child shows its parent's command line and resident
+    memory. Summed, the parent would count twice. Its name is not the parent's to go by: it
+    is the name of the thread that spawned it (a JVM's ``Executor task l``, not ``java``), so
+    only the kernel's answer (kcmp) decides."""
+    return [p for p in members if not (p.parent in table and shares_memory(p.pid, p.parent))]
 
 
 def is_jvm(process: Process) -> bool:
