@@ -23,6 +23,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # kcmp(2): whether two processes share a kernel resource; KCMP_VM compares address spaces.
 KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
 KCMP_VM = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -69,18 +70,18 @@ def shares_memory(pid: int, other: int) -> bool:
     """Whether two processes run in one address space (False when the kernel will not say)."""
     if KCMP is None:
         return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.syscall(KCMP, pid, other, KCMP_VM, 0, 0) == 0
+    return _LIBC.syscall(KCMP, pid, other, KCMP_VM, 0, 0) == 0
 
 
-def on_their_own(members: list[Process], table: dict[int, Process]) -> list[Process]:
+def on_their_own(members: list[Process]) -> list[Process]:
     """``members`` less any child still in its parent's address space: between the ``vfork``
     of ``posix_spawn`` (how a JVM starts ``chmod`` for each file it writes, how Python starts a
     subprocess) and its ``exec``, the child shows its parent's command line and resident
     memory. Summed, the parent would count twice. Its name is not the parent's to go by: it
     is the name of the thread that spawned it (a JVM's ``Executor task l``, not ``java``), so
     only the kernel's answer (kcmp) decides."""
-    return [p for p in members if not (p.parent in table and shares_memory(p.pid, p.parent))]
+    inside = {p.pid for p in members}
+    return [p for p in members if not (p.parent in inside and shares_memory(p.pid, p.parent))]
 
 
 def is_jvm(process: Process) -> bool:
@@ -109,7 +110,7 @@ class TreeSampler:
 
     def sample(self) -> None:
         table = processes()
-        members = on_their_own(tree(self.root, table), table)
+        members = on_their_own(tree(self.root, table))
         if not self.include_root:
             members = [p for p in members if p.pid != self.root]
         self.peak_rss_bytes = max(self.peak_rss_bytes, sum(p.rss_bytes for p in members))
