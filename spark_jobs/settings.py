@@ -109,7 +109,7 @@ class Settings:
         return cls(
             home=home,
             spark_master=_env("SPARK_MASTER", "local[*]", env),
-            driver_memory=_env("SPARK_DRIVER_MEMORY", "2g", env),
+            driver_memory=_env("SPARK_DRIVER_MEMORY", "1536m", env),
             catalog_uri=_env("LAKEHOUSE_CATALOG_URI", f"jdbc:sqlite:{home / 'catalog.db'}", env),
             catalog_user=_env("LAKEHOUSE_CATALOG_USER", "", env),
             catalog_password=_env("LAKEHOUSE_CATALOG_PASSWORD", "", env),

@@ -23,7 +23,7 @@ def pytest_configure(config: pytest.Config) -> None:
     env = pytest.MonkeyPatch()
     env.setenv("LAKEHOUSE_HOME", str(home))
     env.setenv("DAGSTER_HOME", str(home / "dagster"))
-    for name, default in (("SPARK_MASTER", "local[2]"), ("SPARK_DRIVER_MEMORY", "2g")):
+    for name, default in (("SPARK_MASTER", "local[2]"), ("SPARK_DRIVER_MEMORY", "1536m")):
         env.setenv(name, os.environ.get(name) or default)  # a caller's choice wins
     config.add_cleanup(env.undo)
 

@@ -130,6 +130,14 @@ def test_catalog_and_source_are_configuration(monkeypatch):
     assert "jdbc.journal_mode" not in " ".join(conf)  # WAL is a SQLite matter
     assert conf["spark.master"] == "spark://spark-master:7077"
     assert "/usr/share/java/postgresql.jar" in conf["spark.jars"]
+    assert "spark.memory.fraction" not in conf  # a cluster's executors keep Spark's default
+
+
+def test_a_local_run_keeps_its_one_heap_under_the_memory_target():
+    # In local mode the driver's heap is the executors' too: 1.5 GiB, three quarters of it
+    # Spark's to execute and cache in, kept a 1 M-event day's tree under 3 GB (BENCHMARKS.md).
+    conf = spark_conf(Settings.from_env({}))
+    assert (conf["spark.driver.memory"], conf["spark.memory.fraction"]) == ("1536m", "0.75")
 
 
 def test_job_command_line_takes_a_day_or_a_range():
