@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from tools.proctree import on_their_own, processes, shares_memory
+from tools.proctree import on_their_own, processes, read, shares_memory
 
 # /proc and one sleeping child: no Spark, no servers.
 pytestmark = pytest.mark.fast
@@ -42,9 +42,27 @@ def test_a_child_still_in_its_parents_memory_is_not_counted_twice():
         in_my_memory = replace(me, pid=ids[0], parent=me.pid, name="Executor task l")
         on_its_own = replace(table[child.pid], name=me.name)
         assert shares_memory(me.pid, me.pid), "kcmp(2) is not available: peaks count twice"
-        assert on_their_own([me, in_my_memory, on_its_own]) == [me, on_its_own]
+        counted = on_their_own([me, in_my_memory, on_its_own])
+        assert [p.pid for p in counted] == [me.pid, child.pid]
     finally:
         done.set()
         thread.join()
+        child.kill()
+        child.wait()
+
+
+def test_a_child_read_in_its_parents_memory_and_on_its_own_by_the_check_counts_its_own():
+    # The other side of that instant: /proc is read while the child is still in its
+    # parent's memory (its figure is the parent's), and by the time the kernel is asked the
+    # child has exec'd and has memory of its own. The figure counted is read after the answer.
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        me, its_own = processes()[os.getpid()], read(child.pid)
+        assert its_own is not None
+        read_before_its_exec = replace(its_own, rss_bytes=me.rss_bytes)
+        counted = on_their_own([me, read_before_its_exec])
+        assert counted == [me, its_own]
+        assert counted[1].rss_bytes < me.rss_bytes
+    finally:
         child.kill()
         child.wait()

@@ -38,18 +38,21 @@ def processes() -> dict[int, Process]:
     """Every process /proc lists now (those that end while it is read are skipped)."""
     found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # `pid (name) state ppid ...`: the name may hold spaces and parentheses.
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid = int(entry.name)
-        found[pid] = Process(pid, int(fields[1]), name, int(fields[21]) * PAGE)
+        if entry.name.isdigit() and (process := read(int(entry.name))) is not None:
+            found[process.pid] = process
     return found
+
+
+def read(pid: int) -> Process | None:
+    """The process as /proc shows it now; None once it has ended."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # `pid (name) state ppid ...`: the name may hold spaces and parentheses.
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return Process(pid, int(fields[1]), name, int(fields[21]) * PAGE)
 
 
 def tree(root: int, table: dict[int, Process]) -> list[Process]:
@@ -79,9 +82,20 @@ def on_their_own(members: list[Process]) -> list[Process]:
     subprocess) and its ``exec``, the child shows its parent's command line and resident
     memory. Summed, the parent would count twice. Its name is not the parent's to go by: it
     is the name of the thread that spawned it (a JVM's ``Executor task l``, not ``java``), so
-    only the kernel's answer (kcmp) decides."""
+    only the kernel's answer (kcmp) decides.
+
+    A child the kernel finds on its own is read again, after that answer: read before it, the
+    child may have been in its parent's memory then and exec'd since, and its figure would be
+    the parent's (the 3.7 GiB transients of runs whose JVM held 1.7). Its own memory cannot
+    turn back into its parent's, so the figure read after the answer is its own."""
     inside = {p.pid for p in members}
-    return [p for p in members if not (p.parent in inside and shares_memory(p.pid, p.parent))]
+    found = []
+    for p in members:
+        if p.parent not in inside:
+            found.append(p)
+        elif not shares_memory(p.pid, p.parent) and (now := read(p.pid)) is not None:
+            found.append(now)
+    return found
 
 
 def is_jvm(process: Process) -> bool:
