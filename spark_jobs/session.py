@@ -148,11 +148,12 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
         # One heap is the driver's and the executors': three quarters of it (less Spark's
-        # 300 MB) for execution and cached blocks, not Spark's 0.6. What a day's ranking
-        # checkpoints (about 0.5 GB of rows at 1 M events) then stays in memory in the 1.5 GiB
-        # heap (SPARK_DRIVER_MEMORY's default): `silver_clickstream` at 1 M events took 26 s
-        # warm, against 30 s at 0.6 and 24 s in a 2 GiB heap, whose JVM took the run's tree
-        # past 3 GB (BENCHMARKS.md). A cluster's executors keep Spark's default.
+        # 300 MB) for execution and cached blocks, not Spark's 0.6, so that what a day's
+        # ranking checkpoints (about 0.5 GB of rows at 1 M events) most likely stays in memory
+        # in the 1.5 GiB heap (SPARK_DRIVER_MEMORY's default). `silver_clickstream` at 1 M
+        # events, run twice in one JVM, took 26 s the second time, against 30 s at 0.6 and
+        # 24 s in a 2 GiB heap, whose JVM took the run's tree past 3 GB (BENCHMARKS.md). A
+        # cluster's executors keep Spark's default.
         conf["spark.memory.fraction"] = "0.75"
     if settings.catalog_uri.startswith("jdbc:sqlite:"):
         # A JVM that touched the catalog holds a shared lock; WAL lets pyiceberg (and other

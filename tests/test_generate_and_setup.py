@@ -133,7 +133,7 @@ def test_catalog_and_source_are_configuration(monkeypatch):
     assert "spark.memory.fraction" not in conf  # a cluster's executors keep Spark's default
 
 
-def test_a_local_run_keeps_its_one_heap_under_the_memory_target():
+def test_a_local_run_has_a_1536m_heap_three_quarters_of_it_sparks():
     # In local mode the driver's heap is the executors' too: 1.5 GiB, three quarters of it
     # Spark's to execute and cache in, kept a 1 M-event day's tree under 3 GB (BENCHMARKS.md).
     conf = spark_conf(Settings.from_env({}))

@@ -59,10 +59,13 @@ def test_a_child_read_in_its_parents_memory_and_on_its_own_by_the_check_counts_i
     try:
         me, its_own = processes()[os.getpid()], read(child.pid)
         assert its_own is not None
+        assert shares_memory(me.pid, me.pid), "kcmp(2) is not available: peaks count twice"
         read_before_its_exec = replace(its_own, rss_bytes=me.rss_bytes)
         counted = on_their_own([me, read_before_its_exec])
-        assert counted == [me, its_own]
-        assert counted[1].rss_bytes < me.rss_bytes
+        # The child's figure is read again (sleep may still be mapping its libraries: compare
+        # what does not move, and that it is the child's own, far below this process's).
+        assert [(p.pid, p.name) for p in counted] == [(me.pid, me.name), (child.pid, "sleep")]
+        assert counted[1].rss_bytes < me.rss_bytes / 4
     finally:
         child.kill()
         child.wait()

@@ -86,8 +86,10 @@ def on_their_own(members: list[Process]) -> list[Process]:
 
     A child the kernel finds on its own is read again, after that answer: read before it, the
     child may have been in its parent's memory then and exec'd since, and its figure would be
-    the parent's (the 3.7 GiB transients of runs whose JVM held 1.7). Its own memory cannot
-    turn back into its parent's, so the figure read after the answer is its own."""
+    the parent's (most likely the 3.7 GiB transients of runs whose JVM held about 1.7). Its own
+    memory cannot turn back into its parent's, so the figure read after the answer is its own,
+    where the kernel answers (kcmp; the tests check that it does here: a container's seccomp
+    profile may refuse it, and then a child is counted as it reads)."""
     inside = {p.pid for p in members}
     found = []
     for p in members:
