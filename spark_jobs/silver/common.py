@@ -92,8 +92,9 @@ class SilverTable:
     write: Writer
     batch_day: str  # column of the kept rows holding their Bronze day
     unique_scope: str | None = None  # day column scoping the uniqueness check; None: whole table
-    # What is written from the kept rows (inventory writes daily aggregates of its events).
-    to_table: Callable[[DataFrame, str], DataFrame] = lambda valid, run_id: valid
+    # What is written from the kept rows (inventory writes daily aggregates of its events);
+    # None: the kept rows themselves.
+    to_table: Callable[[DataFrame, str], DataFrame] | None = None
     earlier_days: int = 0
     """How many days before the window of its own table the transform reads (``earlier``)."""
     history: bool = False
