@@ -83,6 +83,7 @@ def check_java() -> None:
 
 
 SINGLE_SESSION = "spark.sql.hive.thriftServer.singleSession"
+VIEWS_AS_PLANS = "spark.sql.legacy.storeAnalyzedPlanForView"  # the run's shared session only
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
@@ -147,13 +148,15 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # The temporary views dbt makes live on in that shared session (an incremental model's
         # new rows, `<model>__dbt_tmp`: dbt-spark leaves them for the session's end), and the
         # Thrift server, whenever a connection closes, uncaches every temporary view of the
-        # session, which reads each one. A view kept as SQL text (Spark's default) is parsed
-        # and analysed again, its Iceberg tables resolved: 0.6 s a close with the five marts'
-        # views, and dbt closes its connection after every node, every day after a lakehouse's
-        # first (a tiny day's Gold 27-34 s against 21 s). Kept as the plan analysed when it
-        # was made, read at once (0.05 s a close). Dropping the views instead races those
-        # closes: a close that listed a view another connection then dropped fails.
-        conf["spark.sql.legacy.storeAnalyzedPlanForView"] = "true"
+        # session, which resolves each one. A view kept as SQL text (Spark's default) is
+        # parsed and analysed again, its Iceberg tables loaded: with the five marts' views,
+        # 0.6 s a close (dbt closes its connection after each of its 60 nodes) every day after
+        # a lakehouse's first, whose Gold took 21-23 s where its next days took 27-34 s (tiny
+        # days, one run each, from dbt.log). Kept as the plan analysed when it was made: 0.05 s
+        # a close. Dropping the views instead races those closes: a close that listed a view
+        # another connection then dropped fails. (Not in spark-defaults.conf: a spark-sql
+        # shell's SQL views then keep reading the tables as they were when made.)
+        conf[VIEWS_AS_PLANS] = "true"
     if settings.spark_master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
@@ -193,7 +196,8 @@ def write_spark_defaults(settings: Settings) -> Path:
     conf_dir.chmod(0o700)
     # Whatever starts from this file (a Thrift server, spark-sql, dbt's own Spark) may serve
     # several clients: a session each, whatever the run's own session does.
-    conf = {**spark_conf(settings), SINGLE_SESSION: "false"}
+    conf = {k: v for k, v in spark_conf(settings).items() if k != VIEWS_AS_PLANS}
+    conf[SINGLE_SESSION] = "false"
     lines = [f"{k} {v}" for k, v in conf.items()]
     target = conf_dir / "spark-defaults.conf"
     partial = target.with_suffix(f".{os.getpid()}.tmp")

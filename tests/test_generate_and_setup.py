@@ -240,17 +240,22 @@ def test_only_the_runs_own_session_is_shared_by_its_thrift_clients(tmp_path):
     # The run's session serves its own dbt (one catalog, one SQLite connection); a server
     # started from spark-defaults.conf serves many runs at once, whose dbt temp views
     # (<model>__dbt_tmp) must never meet in one session.
-    from spark_jobs.session import SINGLE_SESSION, write_spark_defaults
+    # Its temporary views are kept as analysed plans (what dbt leaves there is resolved at
+    # every connection's close); a spark-sql shell's views read the tables as they are.
+    from spark_jobs.session import SINGLE_SESSION, VIEWS_AS_PLANS, write_spark_defaults
 
     settings = replace(Settings.from_env(), home=tmp_path)
-    assert spark_conf(settings)[SINGLE_SESSION] == "true"
-    assert SINGLE_SESSION not in spark_conf(replace(settings, dbt_target="thrift"))
+    embedded = replace(settings, dbt_target="embedded")
+    assert spark_conf(embedded)[SINGLE_SESSION] == spark_conf(embedded)[VIEWS_AS_PLANS] == "true"
+    for shared in (SINGLE_SESSION, VIEWS_AS_PLANS):
+        assert shared not in spark_conf(replace(settings, dbt_target="thrift"))
     for target in ("embedded", "thrift", "session"):
         folder = write_spark_defaults(replace(settings, dbt_target=target))
         lines = (folder / "spark-defaults.conf").read_text().splitlines()
         assert [line for line in lines if line.startswith(SINGLE_SESSION)] == [
             f"{SINGLE_SESSION} false"
         ]
+        assert not [line for line in lines if line.startswith(VIEWS_AS_PLANS)]
 
 
 def test_a_run_serves_dbt_on_its_homes_port_unless_another_process_holds_it(tmp_path):

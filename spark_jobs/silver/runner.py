@@ -196,7 +196,7 @@ def run_table(
     if rechecked is not None:
         parts["rechecked"] = (rechecked, BRONZE_PARTITION, None)
     if spec.to_table is not None:
-        # The rows the write below will hold per day, counted now, in the same job: they come
+        # The rows handed to the write below, per day, counted now in the same job: they come
         # from the checkpointed kept rows alone, so counted before the write they are the same
         # (a second job after it was a few hundred ms a table, even for tiny batches).
         parts["written"] = (spec.to_table(valid, run_id), spec.batch_day, valid_in_window)
