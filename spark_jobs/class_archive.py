@@ -122,7 +122,9 @@ def _workload(spark: SparkSession, settings: Settings) -> None:
     window = DayWindow.of_day(day)
     landed = settings.home / "landing.jsonl"
     landed.write_text('{"id": "1", "ts": "2000-01-01T00:00:00"}\nnot json\n')
-    files = spark.createDataFrame([(day, 0, str(landed))], "day date, landed_us long, path string")
+    files = storage.local_rows(
+        spark, [(day, 0, str(landed))], "day date, landed_us long, path string"
+    )
     lines = storage.read_landed(files, storage.LandingZone(str(settings.home)), 1)
     parsed = lines.withColumn("m", F.from_json("raw_line", "map<string,string>"))
     ranked = parsed.withColumn(

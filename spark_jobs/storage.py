@@ -45,6 +45,27 @@ def table_name(layer: str, table: str) -> str:
     return f"{CATALOG}.{layer}.{table}"
 
 
+def local_rows(spark: SparkSession, rows: Sequence[tuple], schema: str) -> DataFrame:
+    """A few rows from the driver as a DataFrame made in the JVM, from literals.
+
+    ``spark.createDataFrame`` of a list (PySpark 3.5) sends the rows through a Python RDD:
+    the first one a run makes starts a Python worker daemon (about 1 s), which then stays for
+    the rest of the run (about 50 MB). For the handful of rows this project makes, such as
+    the landed files a Bronze load reads, literals cost neither.
+    """
+    fields = [column.split() for column in schema.split(", ")]
+    if not rows:
+        return spark.range(0).select(*(F.lit(None).cast(t).alias(c) for c, t in fields))
+    values = [
+        F.struct(*(F.lit(v).cast(t).alias(c) for v, (c, t) in zip(row, fields, strict=True)))
+        for row in rows
+    ]
+    # Every column nullable, as from a schema (a literal alone is NOT NULL, and a table
+    # created from such a frame would refuse nulls later).
+    nullable = f"array<struct<{', '.join(f'{c}: {t}' for c, t in fields)}>>"
+    return spark.range(1).select(F.inline(F.array(*values).cast(nullable)))
+
+
 # ------------------------------------------------------------------ operational database
 def _jdbc_driver(url: str) -> str:
     for prefix, driver in JDBC_DRIVERS.items():
@@ -297,8 +318,10 @@ def read_landing_lines(
 ) -> DataFrame:
     """Every line of every landed file, verbatim, with its file, landing time and line number."""
     files = list_landing_files(settings, source, window)
-    paths = spark.createDataFrame(
-        [(f.day, f.landed_us, f.path) for f in files], "day date, landed_us long, path string"
+    paths = local_rows(
+        spark,
+        [(f.day, f.landed_us, f.path) for f in files],
+        "day date, landed_us long, path string",
     )
     return read_landed(paths, LandingZone.of(settings), len(files))
 

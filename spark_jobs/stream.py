@@ -141,8 +141,8 @@ def log_arrivals(spark: SparkSession, settings: Settings, run_id: str) -> int:
     landed = storage.list_landing_files(settings, FEED)
     if not landed:
         return 0
-    found = spark.createDataFrame(
-        [(f.day, f.landed_us, f.path, f.version) for f in landed], ARRIVALS_SCHEMA
+    found = storage.local_rows(
+        spark, [(f.day, f.landed_us, f.path, f.version) for f in landed], ARRIVALS_SCHEMA
     )
     logged = storage.current_table(spark, ARRIVALS_TABLE)
     if logged is not None:
@@ -568,7 +568,7 @@ def low_stock_now(spark: SparkSession, rule: LowStockRule, run_id: str) -> DataF
     if orders is not None:
         sales = orders.where("is_sale").select("product_id", "order_date", "quantity")
     else:
-        sales = spark.createDataFrame([], "product_id long, order_date date, quantity long")
+        sales = storage.local_rows(spark, [], "product_id long, order_date date, quantity long")
     first_sale = sales.groupBy("product_id").agg(F.min("order_date").alias("first_sale"))
     days = F.col("as_of_date")
     recent = (
@@ -653,7 +653,8 @@ def record_notified(spark: SparkSession, rows: list[dict], name: str, run_id: st
     """Remember the products alerted on, one row per product and day, idempotently."""
     if not rows:
         return
-    notified = spark.createDataFrame(
+    notified = storage.local_rows(
+        spark,
         [(r["product_id"], r["as_of_date"], r["stock_on_hand"]) for r in rows],
         "product_id long, alert_date date, stock_on_hand long",
     ).withColumns({"notified_at": F.current_timestamp(), "_run_id": F.lit(run_id)})

@@ -17,6 +17,7 @@ from spark_jobs.storage import (
     backlog_predicate,
     day_of_object,
     day_predicates,
+    local_rows,
     read_landed,
     split_lines,
     unplaced_predicate,
@@ -374,7 +375,8 @@ def test_the_landing_reader_keeps_every_line_and_the_bytes_of_bad_ones(spark, tm
     original bytes) and one with an invalid byte (that line keeps its bytes) in one read."""
     (tmp_path / "clean.jsonl").write_bytes(b'\xef\xbb\xbf{"a": 1}\n\n{"b": 2}\n')
     (tmp_path / "dirty.jsonl").write_bytes(b'{"c": "caf\xe9"}\n{"d": 4}')
-    files = spark.createDataFrame(
+    files = local_rows(
+        spark,
         [(D1, 1, str(tmp_path / name)) for name in ("clean.jsonl", "dirty.jsonl")],
         "day date, landed_us long, path string",
     )
@@ -388,6 +390,20 @@ def test_the_landing_reader_keeps_every_line_and_the_bytes_of_bad_ones(spark, tm
         ("dirty.jsonl", 1, '{"c": "caf\ufffd"}', bytearray(b'{"c": "caf\xe9"}')),
         ("dirty.jsonl", 2, '{"d": 4}', None),
     ]
+
+
+def test_rows_from_the_driver_keep_their_values_types_and_nulls(spark):
+    """What Bronze lists its landed files with, in place of ``createDataFrame`` (whose rows
+    go through a Python worker): the same rows and types, none at all included."""
+    schema = "day date, landed_us long, path string, version string"
+    rows = [(D1, 1, "a/b.jsonl", None), (date(2026, 5, 2), 2**40, 'c\'s "d".jsonl', "v2")]
+    made = local_rows(spark, rows, schema)
+    assert made.schema.simpleString() == (
+        "struct<day:date,landed_us:bigint,path:string,version:string>"
+    )
+    assert [tuple(r) for r in made.collect()] == rows
+    empty = local_rows(spark, [], schema)
+    assert (empty.schema, empty.count()) == (made.schema, 0)
 
 
 def test_the_landing_reader_hands_a_big_file_on_in_numbered_slices(tmp_path):
