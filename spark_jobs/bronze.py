@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from spark_jobs import registry, storage
+from spark_jobs.session import releases_checkpoints
 from spark_jobs.settings import LakehouseSetupError, Settings
 from spark_jobs.window import DayWindow
 
@@ -97,6 +98,7 @@ def is_first_load(spark: SparkSession, table: str, window: DayWindow) -> bool:
     return bronze.where(F.col(PARTITION_COLUMN) < F.lit(window.start)).limit(1).count() == 0
 
 
+@releases_checkpoints
 def extract_source_table(
     spark: SparkSession,
     settings: Settings,
@@ -171,6 +173,7 @@ def extract_source_table(
         )
         return write_bronze(out, table, window, detail)
     finally:
+        lined.unpersist()
         source.unpersist()
 
 

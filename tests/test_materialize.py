@@ -179,10 +179,13 @@ def hand_built_day(settings):
 @pytest.fixture(scope="module")
 def day_materialised(spark, settings):
     hand_built_day(settings)
+    persisted = spark.sparkContext._jsc.getPersistentRDDs  # the run's session is this one
+    before = set(persisted().keys())
     with TreeSampler(os.getpid()) as tree:  # this process, its Spark JVM and what they start
         first = materialize(ASSETS, partition_key=PARTITION, resources=RESOURCES)
     assert first.success
     first.jvms_started = tree.jvms_started  # pyright: ignore[reportAttributeAccessIssue]
+    first.left_persisted = set(persisted().keys()) - before  # pyright: ignore[reportAttributeAccessIssue]
     return first
 
 
@@ -192,6 +195,12 @@ def test_dbt_runs_on_the_runs_own_spark_and_starts_no_jvm(day_materialised):
     steps = {e.step_key for e in day_materialised.all_events if e.is_step_success}
     assert "gold_marts" in steps
     assert day_materialised.jvms_started == set()
+
+
+def test_the_layers_leave_no_rows_held_in_the_driver(day_materialised):
+    # Each table's load releases its checkpoints and caches when it ends: left to Spark's
+    # cleaner, a 1 M-event day's were still held when dbt started, their heap committed.
+    assert day_materialised.left_persisted == set()
 
 
 def test_gold_is_one_dbt_invocation_per_run(settings, day_materialised):

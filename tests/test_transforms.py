@@ -10,6 +10,8 @@ import pyarrow as pa
 import pytest
 
 from spark_jobs import silver
+from spark_jobs.bronze import extract_source_table
+from spark_jobs.session import releases_checkpoints
 from spark_jobs.storage import (
     LandingZone,
     _line_reader,
@@ -404,6 +406,22 @@ def test_rows_from_the_driver_keep_their_values_types_and_nulls(spark):
     assert [tuple(r) for r in made.collect()] == rows
     empty = local_rows(spark, [], schema)
     assert (empty.schema, empty.count()) == (made.schema, 0)
+
+
+def test_a_tables_load_releases_its_checkpoints_and_nothing_else(spark):
+    persisted = spark.sparkContext._jsc.getPersistentRDDs
+    earlier = spark.range(3).localCheckpoint()  # not the load's: stays
+
+    @releases_checkpoints
+    def load(spark, n):
+        return spark.range(n).localCheckpoint().count()
+
+    before = set(persisted().keys())
+    assert load(spark, 5) == 5
+    assert set(persisted().keys()) == before
+    assert earlier.count() == 3
+    # The loads that checkpoint their rows (Silver's ranking, Bronze's kept versions).
+    assert silver.run_table.__wrapped__ and extract_source_table.__wrapped__
 
 
 def test_the_landing_reader_hands_a_big_file_on_in_numbered_slices(tmp_path):

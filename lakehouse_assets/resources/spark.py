@@ -13,6 +13,7 @@ from spark_jobs.session import (
     build_session,
     hold_lock,
     prepare,
+    return_free_heap,
     serve_thrift,
     write_spark_defaults,
 )
@@ -83,7 +84,9 @@ class SparkResource(LazyPySparkResource):
 
     def thrift_port(self) -> int:
         """The loopback port where this run's session answers dbt-spark's thrift method,
-        started on first use: dbt's models run in this JVM, not in a Spark of their own."""
+        started on first use: dbt's models run in this JVM, not in a Spark of their own.
+        The heap the PySpark steps before it no longer use goes back first."""
+        return_free_heap(self.session)
         try:
             return serve_thrift(self.session, self.settings())
         except EndpointUnavailable as exc:

@@ -18,6 +18,7 @@ from spark_jobs import held, storage
 from spark_jobs import quality as q
 from spark_jobs.quality import WARNINGS_COLUMN, Verdict
 from spark_jobs.registry import SOURCES, Source, in_dependency_order
+from spark_jobs.session import releases_checkpoints
 from spark_jobs.settings import Settings
 from spark_jobs.silver.checks import CheckInputs, TableRules
 from spark_jobs.silver.common import (
@@ -152,6 +153,7 @@ def _batch(spark: SparkSession, table: SilverTable, window: DayWindow, run_id: s
     return Batch(window, run_id, lateness, reads, earlier)
 
 
+@releases_checkpoints
 def run_table(
     spark: SparkSession,
     table: SilverTable,
