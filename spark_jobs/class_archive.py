@@ -1,4 +1,4 @@
-"""A class-data-sharing archive for the run's driver JVM (Java's AppCDS, JDK 13 and later).
+"""A class-data-sharing archive for the run's driver JVM (Java's AppCDS; Java 17, as required).
 
 A cold JVM loads, parses and verifies some twenty thousand classes (Spark, Iceberg, Parquet,
 Hive's Thrift server) as a run first uses them. ``make setup`` runs a short workload that
@@ -102,11 +102,12 @@ def java_options(settings: Settings) -> str:
         return ""
     # An archive the JVM refuses (a class path changed in a way the name does not capture)
     # costs the time it saves, no more: without its warning on every run's output.
-    # Mapped at the address it was built for, where Java 17's default (relocation mode 1)
-    # maps it elsewhere and rewrites its pointers: every page written, 135 MB of the
-    # archive then the JVM's own memory, not pages of the file (shared, and 27 MB less in
-    # all right after a start; 0.3 s less to start). Should that address be taken, the JVM
-    # still maps it elsewhere (a diagnostic option, hence the unlock).
+    # Mapped at the address it was built for, where recent Java 17 updates (17.0.15 here)
+    # map it at a random one and rewrite its pointers: every page it touches written, 135 MB
+    # of the archive the JVM's own memory rather than clean pages of the file, and 27 MB
+    # more resident right after a start, 0.3 s more to start. Should that address be taken,
+    # the JVM still maps it elsewhere. What is given up is the random placement of class
+    # metadata (ASLR), not of the heap or code; a diagnostic option, hence the unlock.
     reloc = "-XX:+UnlockDiagnosticVMOptions -XX:ArchiveRelocationMode=0"
     return f"-XX:SharedArchiveFile={path} -Xlog:cds*=error {reloc}"
 

@@ -307,27 +307,33 @@ _served: dict[str, int] = {}  # the Thrift port of each Spark application this p
 def releases_checkpoints(
     load: Callable[Concatenate[SparkSession, P], T],
 ) -> Callable[Concatenate[SparkSession, P], T]:
-    """Decorate a table's load (its first argument the session) to unpersist, when it ends,
-    every RDD it left persisted: its local checkpoints.
+    """Decorate a table's load (its first argument the session) to release, when it ends,
+    the local checkpoints it made: it returns figures, never a DataFrame.
 
     A load needs its checkpointed rows until it has written and counted them, no longer.
     Left to Spark's cleaner (which acts only once the JVM has collected their plans, after
     Python let go of them), a 1 M-event day's Silver checkpoints were still held when Gold
     started, and the heap they filled stayed committed through dbt's build: the run's peak.
-    Cached DataFrames are uncached by the code that caches them.
+    Cached DataFrames are uncached by the code that caches them (Spark's cache manager keeps
+    its own record of them); loads run one at a time in a run's session.
     """
 
     @functools.wraps(load)
     def released(spark: SparkSession, *args: P.args, **kwargs: P.kwargs) -> T:
+        from py4j.protocol import Py4JError
+
         jsc: Any = spark.sparkContext._jsc  # py4j's gateway: untyped
-        persisted = jsc.getPersistentRDDs  # no public API lists them
+        persisted = jsc.getPersistentRDDs  # no public API lists them, or tells a checkpoint
         before = set(persisted().keys())
         try:
             return load(spark, *args, **kwargs)
         finally:
-            for rdd_id, rdd in persisted().items():
-                if rdd_id not in before:
-                    rdd.unpersist(False)
+            # A release that fails (the JVM gone) leaves memory held, never an error in place
+            # of the load's own outcome.
+            with suppress(Py4JError):
+                for rdd_id, rdd in persisted().items():
+                    if rdd_id not in before and rdd.rdd().isLocallyCheckpointed():
+                        rdd.unpersist(False)
 
     return released
 
@@ -336,9 +342,9 @@ def return_free_heap(spark: SparkSession) -> None:
     """A full collection of the driver JVM's heap, after which G1 hands back to the system
     the heap it does not need (beyond ``MaxHeapFreeRatio``, 70 %, free); otherwise it keeps
     what it committed. The PySpark layers of a 1 M-event day leave the whole 1.5 GiB
-    committed, about 100 MB of it live once their checkpoints are released, where dbt's build
-    needs less and starts a process of its own beside it, for what was the run's peak: a
-    next day's, 2.82 GiB, was 2.55 with this and the release (0.1-0.5 s a collection there).
+    committed, about 80 MB of it live once their checkpoints are released, where dbt's build
+    needs less and starts a process of its own beside it: that was the run's peak
+    (BENCHMARKS.md, "The next large day's memory"; 0.1-0.5 s a collection there).
     """
     jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
     jvm.java.lang.System.gc()

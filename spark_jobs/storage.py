@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -46,24 +47,20 @@ def table_name(layer: str, table: str) -> str:
 
 
 def local_rows(spark: SparkSession, rows: Sequence[tuple], schema: str) -> DataFrame:
-    """A few rows from the driver as a DataFrame made in the JVM, from literals.
+    """Rows from the driver as a DataFrame made in the JVM: one JSON text, parsed there.
 
     ``spark.createDataFrame`` of a list (PySpark 3.5) sends the rows through a Python RDD:
-    the first one a run makes starts a Python worker daemon (about 1 s), which then stays for
-    the rest of the run (about 50 MB). For the handful of rows this project makes, such as
-    the landed files a Bronze load reads, literals cost neither.
+    the first one a run makes starts a Python worker daemon (about 1 s), which then idled
+    through the rest of the run (about 50 MB). One text, not a literal per value, keeps the
+    calls to the JVM and the plan the same size however many rows there are (the stream
+    lists every landed object of its feed). Dates and timestamps travel as ISO text; every
+    column is nullable, as from a schema.
     """
-    fields = [column.split() for column in schema.split(", ")]
-    if not rows:
-        return spark.range(0).select(*(F.lit(None).cast(t).alias(c) for c, t in fields))
-    values = [
-        F.struct(*(F.lit(v).cast(t).alias(c) for v, (c, t) in zip(row, fields, strict=True)))
-        for row in rows
-    ]
-    # Every column nullable, as from a schema (a literal alone is NOT NULL, and a table
-    # created from such a frame would refuse nulls later).
-    nullable = f"array<struct<{', '.join(f'{c}: {t}' for c, t in fields)}>>"
-    return spark.range(1).select(F.inline(F.array(*values).cast(nullable)))
+    element = F.from_json(F.lit("{}"), f"struct<{schema}>")  # Spark reads the schema's DDL
+    names = spark.range(0).select(element.alias("row")).select("row.*").columns
+    rows_as_json = [dict(zip(names, row, strict=True)) for row in rows]
+    text = json.dumps(rows_as_json, default=lambda value: value.isoformat())  # dates, times
+    return spark.range(1).select(F.inline(F.from_json(F.lit(text), f"array<struct<{schema}>>")))
 
 
 # ------------------------------------------------------------------ operational database

@@ -395,17 +395,20 @@ def test_the_landing_reader_keeps_every_line_and_the_bytes_of_bad_ones(spark, tm
 
 
 def test_rows_from_the_driver_keep_their_values_types_and_nulls(spark):
-    """What Bronze lists its landed files with, in place of ``createDataFrame`` (whose rows
-    go through a Python worker): the same rows and types, none at all included."""
+    """What Bronze lists its landed files with, in place of ``createDataFrame``: the same
+    rows, types and nullable columns, none at all included, made in the JVM (no Python RDD,
+    whose worker daemon stayed for the run) from one text however many rows."""
     schema = "day date, landed_us long, path string, version string"
     rows = [(D1, 1, "a/b.jsonl", None), (date(2026, 5, 2), 2**40, 'c\'s "d".jsonl', "v2")]
     made = local_rows(spark, rows, schema)
-    assert made.schema.simpleString() == (
-        "struct<day:date,landed_us:bigint,path:string,version:string>"
-    )
+    assert made.schema == spark.createDataFrame(rows, schema).schema
+    assert all(field.nullable for field in made.schema)
     assert [tuple(r) for r in made.collect()] == rows
+    assert "ExistingRDD" not in made._jdf.queryExecution().executedPlan().toString()
     empty = local_rows(spark, [], schema)
     assert (empty.schema, empty.count()) == (made.schema, 0)
+    many = [(D1, n, f"part-{n}.jsonl", None) for n in range(5000)]
+    assert local_rows(spark, many, schema).agg({"landed_us": "sum"}).first()[0] == 12_497_500
 
 
 def test_a_tables_load_releases_its_checkpoints_and_nothing_else(spark):
@@ -413,15 +416,22 @@ def test_a_tables_load_releases_its_checkpoints_and_nothing_else(spark):
     earlier = spark.range(3).localCheckpoint()  # not the load's: stays
 
     @releases_checkpoints
-    def load(spark, n):
-        return spark.range(n).localCheckpoint().count()
+    def load(spark, n, fail=False):
+        counted = spark.range(n).localCheckpoint().count()
+        if fail:
+            raise RuntimeError("the load's own error")
+        return counted
 
     before = set(persisted().keys())
     assert load(spark, 5) == 5
     assert set(persisted().keys()) == before
+    with pytest.raises(RuntimeError, match="the load's own error"):
+        load(spark, 5, fail=True)
+    assert set(persisted().keys()) == before
     assert earlier.count() == 3
     # The loads that checkpoint their rows (Silver's ranking, Bronze's kept versions).
-    assert silver.run_table.__wrapped__ and extract_source_table.__wrapped__
+    released = releases_checkpoints(len).__code__
+    assert silver.run_table.__code__ is released and extract_source_table.__code__ is released
 
 
 def test_the_landing_reader_hands_a_big_file_on_in_numbered_slices(tmp_path):

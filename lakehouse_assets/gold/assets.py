@@ -112,6 +112,7 @@ def _dbt_build(
 ) -> Iterator:
     settings = spark.settings()
     check_thrift_server(settings)
+    spark.return_free_heap()
     catalog = open_catalog(settings)
     environment, keep_parse = _dbt_environment(settings, spark)
     environment |= _window_environment(window)

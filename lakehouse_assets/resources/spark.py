@@ -84,13 +84,18 @@ class SparkResource(LazyPySparkResource):
 
     def thrift_port(self) -> int:
         """The loopback port where this run's session answers dbt-spark's thrift method,
-        started on first use: dbt's models run in this JVM, not in a Spark of their own.
-        The heap the PySpark steps before it no longer use goes back first."""
-        return_free_heap(self.session)
+        started on first use: dbt's models run in this JVM, not in a Spark of their own."""
         try:
             return serve_thrift(self.session, self.settings())
         except EndpointUnavailable as exc:
             raise Failure(str(exc), allow_retries=False) from None
+
+    def return_free_heap(self) -> None:
+        """Hand back the heap the run's PySpark steps no longer use, before dbt starts beside
+        this JVM (dbt's process; with the ``session`` target, its own JVM too). Nothing when
+        no step started the session: a Gold-only run starts none to collect it."""
+        if self._spark_session is not None:
+            return_free_heap(self._spark_session)
 
     def conf_dir_for_external_sessions(self) -> str:
         """``SPARK_CONF_DIR`` for processes that start their own Spark (dbt-spark)."""
