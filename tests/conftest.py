@@ -11,14 +11,18 @@ imports the code location, and restored when it ends.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 
+HOME = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    home = Path(tempfile.mkdtemp(prefix="lakehouse-test-"))
+    home = config.stash[HOME] = Path(tempfile.mkdtemp(prefix="lakehouse-test-"))
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     env = pytest.MonkeyPatch()
     env.setenv("LAKEHOUSE_HOME", str(home))
@@ -26,6 +30,18 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, default in (("SPARK_MASTER", "local[2]"), ("SPARK_DRIVER_MEMORY", "1536m")):
         env.setenv(name, os.environ.get(name) or default)  # a caller's choice wins
     config.add_cleanup(env.undo)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The home goes when every test passed (a full run leaves ~100 MB of tables); a failure
+    keeps it for inspection, and says where."""
+    home = session.config.stash.get(HOME, None)
+    if home is None:
+        return
+    if exitstatus == pytest.ExitCode.OK:
+        shutil.rmtree(home, ignore_errors=True)
+    elif reporter := session.config.pluginmanager.get_plugin("terminalreporter"):
+        reporter.write_line(f"the tests' lakehouse is kept for inspection: {home}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ DAYS = 3  # one run over the three days: a single-run backfill on the cluster
 LAST = DAY + timedelta(days=DAYS - 1)
 SCALE = "tiny"
 EXECUTOR_WAIT_S = 30
+WORKER_CLEANUP_S = 5
 SENSORS = ["clickstream_landed", "inventory_landed"]
 
 
@@ -50,7 +52,7 @@ def slack():
 
 
 @pytest.fixture(scope="module")
-def stack(slack):
+def stack(slack, request):
     # Not under pytest's 0700 tmp dir: the postgres user must reach its data folder.
     base = Path(tempfile.mkdtemp(prefix="lakehouse-cluster-"))
     base.chmod(0o755)
@@ -79,6 +81,9 @@ def stack(slack):
         "LAKEHOUSE_SLACK_WEBHOOK_URL": slack[0],
         # A run with a worker down fails after this wait instead of the stack's 120 s.
         "LAKEHOUSE_SPARK_EXECUTOR_WAIT_S": str(EXECUTOR_WAIT_S),
+        # The workers delete an ended application's folder within seconds, not days.
+        "CLUSTER_WORKER_APP_DATA_TTL_S": "1",
+        "CLUSTER_WORKER_CLEANUP_INTERVAL_S": str(WORKER_CLEANUP_S),
     }
     stack = cluster.up(cluster.Stack.from_env(environ))
     try:
@@ -86,6 +91,15 @@ def stack(slack):
     finally:
         cluster.down(stack)
         assert cluster._marked(stack) == []  # nothing it started is left running
+    remove_unless_failed(request, base)  # about 1 GB: PostgreSQL, the workers' folders
+
+
+def remove_unless_failed(request: pytest.FixtureRequest, home: Path) -> None:
+    """Delete a test's home when every test so far passed; else keep it, and say where."""
+    if request.session.testsfailed:
+        print(f"\nkept for inspection (a test failed): {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_every_component_answers(stack, capsys):
@@ -116,7 +130,7 @@ def gold_hashes(settings: Settings) -> dict[str, tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
-def embedded_gold():
+def embedded_gold(request):
     """The same days, seed and scale through `make demo`'s embedded lakehouse."""
     home = Path(tempfile.mkdtemp(prefix="lakehouse-embedded-"))
     keep = ("PATH", "HOME", "LANG", "JAVA_HOME", "UV_CACHE_DIR")
@@ -138,7 +152,8 @@ def embedded_gold():
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return gold_hashes(Settings.from_env(env))
+    yield gold_hashes(Settings.from_env(env))
+    remove_unless_failed(request, home)
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +323,30 @@ def test_inventory_landing_in_the_bucket_streams_on_the_cluster(stack, cluster_r
     assert ran["app"] == "lakehouse-dagster" and len(ran["workers"]) == 2, ran
     state = Path(stack.env["LAKEHOUSE_HOME"]) / "streams" / "inventory"
     assert {p.name for p in state.iterdir()} == {"checkpoint", "stream.lock"}
+
+
+def test_the_workers_delete_the_folders_of_applications_that_ended(stack, cluster_run):
+    """Every executor fetches its application's jars (48 MB) into a folder of its worker: the
+    workers delete the folder once the application has ended (CLUSTER_WORKER_APP_DATA_TTL_S
+    after its last write), and keep a running one's (the Thrift server's)."""
+
+    def apps() -> tuple[set[str], set[str]]:
+        master = cluster.get_json(f"{stack.spark_ui}/json")
+        return ({a["id"] for a in master["activeapps"]}, {a["id"] for a in master["completedapps"]})
+
+    def folders() -> set[str]:
+        return {d.name for d in (stack.state / "spark").glob("worker-*/app-*")}
+
+    # A run's application ends a moment after the run reports success (its JVM stops).
+    deadline = time.monotonic() + 60 + 2 * WORKER_CLEANUP_S
+    while True:
+        active, ended = apps()
+        left = folders() & ended
+        if (ended and not left) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert ended and left == set(), (ended, left)  # the runs so far, and no folder of theirs
+    assert active and active <= folders()  # the Thrift server's
 
 
 def test_the_table_report_reads_the_postgresql_catalog_without_a_jvm(stack, cluster_run):
