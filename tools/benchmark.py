@@ -39,7 +39,7 @@ from pathlib import Path
 
 from spark_jobs.settings import REPO_ROOT, Settings
 from tools.demo import JOB as MAIN
-from tools.demo import run_job, stage_times
+from tools.demo import by_stage, run_job, step_times
 from tools.generate import SCALES, generate
 from tools.proctree import TreeSampler
 
@@ -60,6 +60,7 @@ class Measure:
     peak_rss_gb: float = 0.0
     jvms: int = 0
     stages: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, float] = field(default_factory=dict)  # per Dagster step, summed over runs
     note: str = ""
     sampled: bool = True  # memory and JVMs measured (not for what runs in this process)
 
@@ -117,7 +118,10 @@ def through_dagster(name: str, settings: Settings, first: date, last: date, runs
             began = time.perf_counter()
             main = run_job(settings, MAIN, start, end, source="make benchmark")
             main_s = time.perf_counter() - began
-        stages = stage_times(main)  # per layer and the report, from Dagster's step stats
+        steps = step_times(main)  # from Dagster's step stats
+        for key, seconds in steps.items():
+            measure.steps[key] = measure.steps.get(key, 0.0) + seconds
+        stages = by_stage(steps)  # per layer and the report
         stages["overhead"] = main_s - sum(stages.values())
         for stage, seconds in stages.items():
             measure.stages[stage] = measure.stages.get(stage, 0.0) + seconds
@@ -307,6 +311,60 @@ def ratios(by_name: dict[str, Measure], compared: str, days: int) -> list[str]:
     return lines
 
 
+GB = 1e9 / 2**30  # the issue's GB (10^9 bytes) in GiB, the unit of the table
+
+
+def targets(by_name: dict[str, Measure], days: int) -> list[str]:
+    """The performance issue's targets against this run's figures: each met or not.
+
+    Each is checked only when its rows were measured (``--scales`` may leave some out)."""
+    rows: list[tuple[str, str, bool]] = []
+    get = by_name.get
+    bare, tiny, small = get("bare"), get("one day, tiny"), get("one day, small")
+    large, seed, after = get("one day, large"), get("seed"), get("the next day, large")
+    if tiny:
+        rows.append(("a tiny day (main job, quality report) ≤ 30 s", f"{tiny.wall_s:.1f} s",
+                     tiny.wall_s <= 30))  # fmt: skip
+    if tiny and bare:
+        ratio = tiny.wall_s / bare.wall_s
+        rows.append(("a tiny day ≤ 5x one bare spark-submit", f"{ratio:.1f}x", ratio <= 5))
+    runs = [m for name, m in by_name.items() if name.startswith(("one day", "the next day"))]
+    if runs:
+        most = max(m.jvms for m in runs)
+        rows.append(("one JVM a day's run (dbt starts none)", f"at most {most}", most == 1))
+    if large:
+        rows.append(("a 1 M-event day ≤ 75 s", f"{large.wall_s:.1f} s", large.wall_s <= 75))
+        clicks = large.steps.get("silver_clickstream")
+        if clicks is not None:
+            rows.append(("`silver_clickstream` ≤ 20 s at 1 M events", f"{clicks:.1f} s",
+                         clicks <= 20))  # fmt: skip
+        peak = max(m.peak_rss_gb for m in (large, after) if m)
+        rows.append(("peak RSS of the tree ≤ 3 GB at 1 M events (first and next day)",
+                     f"{peak / GB:.2f} GB", peak <= 3 * GB))  # fmt: skip
+    if large and seed:
+        ratio = seed.wall_s / large.wall_s
+        rows.append(("a 1 M-event day ≥ 3x faster than the seed shape", f"{ratio:.2f}x",
+                     ratio >= 3))  # fmt: skip
+    xlarge = get("one day, xlarge")
+    if xlarge:
+        rows.append(("an xlarge day within 8 GB", f"{xlarge.peak_rss_gb / GB:.2f} GB",
+                     xlarge.peak_rss_gb <= 8 * GB))  # fmt: skip
+        if tiny and large and large.wall_s > tiny.wall_s:
+            grew = (xlarge.wall_s - tiny.wall_s) / (large.wall_s - tiny.wall_s)
+            rows.append(("an xlarge day's variable part ≤ 10x the large day's", f"{grew:.1f}x",
+                         grew <= 10))  # fmt: skip
+    together = get("backfill")
+    if together and tiny and small:
+        # The fixed overhead: a tiny day; one day's variable part: a small day less that.
+        bound = tiny.wall_s + 1.3 * days * max(small.wall_s - tiny.wall_s, 0.0)
+        rows.append((f"a {days}-day backfill ≤ fixed overhead + 1.3 x {days} x a day's variable "
+                     f"part (small: ≤ {bound:.1f} s)", f"{together.wall_s:.1f} s",
+                     together.wall_s <= bound))  # fmt: skip
+    lines = ["| target | this run | met |", "|---|---:|---|"]
+    lines += [f"| {what} | {figure} | {'yes' if met else '**no**'} |" for what, figure, met in rows]
+    return lines if rows else []
+
+
 def chart(measures: list[Measure], target: Path) -> None:
     import matplotlib
 
@@ -372,6 +430,10 @@ def main(argv: list[str] | None = None) -> None:
         "## Ratios",
         "",
         *ratios(by_name, compared, args.backfill_days),
+        "",
+        "## The performance issue's targets",
+        "",
+        *targets(by_name, args.backfill_days),
         "",
         f"![time per stage]({picture.relative_to(args.out.parent)})",
         "",

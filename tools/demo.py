@@ -168,21 +168,35 @@ def reset(settings: Settings) -> None:
         instance.wipe()
 
 
-def stage_times(run_id: str) -> dict[str, float]:
-    """Wall time per layer, from the step timings Dagster recorded for the run."""
+def step_times(run_id: str) -> dict[str, float]:
+    """Wall time per step (``silver_clickstream``, ``gold_marts``, ...), as Dagster recorded
+    it for the run."""
     from dagster import DagsterInstance
 
-    per_layer: dict[str, float] = defaultdict(float)
     with DagsterInstance.get() as instance:
-        for step in instance.get_run_step_stats(run_id):
-            layer = step.step_key.split("_")[0]
-            if step.step_key == data_quality_daily.op.name:
-                layer = "quality"
-            elif layer not in NAMESPACES:
-                layer = "checks"  # freshness, column schema
-            if step.start_time and step.end_time:
-                per_layer[layer] += step.end_time - step.start_time
+        return {
+            step.step_key: step.end_time - step.start_time
+            for step in instance.get_run_step_stats(run_id)
+            if step.start_time and step.end_time
+        }
+
+
+def by_stage(steps: dict[str, float]) -> dict[str, float]:
+    """Step times summed per layer, the quality report and the other checks."""
+    per_layer: dict[str, float] = defaultdict(float)
+    for key, seconds in steps.items():
+        layer = key.split("_")[0]
+        if key == data_quality_daily.op.name:
+            layer = "quality"
+        elif layer not in NAMESPACES:
+            layer = "checks"  # freshness, column schema
+        per_layer[layer] += seconds
     return dict(per_layer)
+
+
+def stage_times(run_id: str) -> dict[str, float]:
+    """Wall time per layer, from the step timings Dagster recorded for the run."""
+    return by_stage(step_times(run_id))
 
 
 def report(settings: Settings) -> None:
