@@ -134,25 +134,26 @@ def extract_source_table(
     ]
     # Read the source once: the split below, the counts and the write see the same rows.
     source = storage.read_source_rows(spark, settings, table, predicates).cache()
-    rows = source
-    key = storage.SOURCE_KEYS[table]
-    bronze = _bronze_if_exists(spark, table)
-    changed = change_time()
-    in_window = F.to_date(changed).between(F.lit(window.start), F.lit(window.days[-1]))
-    if bronze is not None:
-        # A caught-up version another day of Bronze already holds stays where it is.
-        held = bronze.where(~storage.window_condition(PARTITION_COLUMN, window)).select(
-            F.col(key).alias("_held_key"), change_time().alias("_held_at")
-        )
-        caught_up = rows.where(~F.coalesce(in_window, F.lit(False)))
-        new = caught_up.join(
-            held.distinct(),
-            (caught_up[key] == F.col("_held_key")) & changed.eqNullSafe(F.col("_held_at")),
-            "left_anti",
-        )
-        rows = rows.where(F.coalesce(in_window, F.lit(False))).unionByName(new)
-    lined = with_lineage(extracted_rows(rows, window), f"db.{table}", run_id).cache()
+    lined = None
     try:
+        rows = source
+        key = storage.SOURCE_KEYS[table]
+        bronze = _bronze_if_exists(spark, table)
+        changed = change_time()
+        in_window = F.to_date(changed).between(F.lit(window.start), F.lit(window.days[-1]))
+        if bronze is not None:
+            # A caught-up version another day of Bronze already holds stays where it is.
+            held = bronze.where(~storage.window_condition(PARTITION_COLUMN, window)).select(
+                F.col(key).alias("_held_key"), change_time().alias("_held_at")
+            )
+            caught_up = rows.where(~F.coalesce(in_window, F.lit(False)))
+            new = caught_up.join(
+                held.distinct(),
+                (caught_up[key] == F.col("_held_key")) & changed.eqNullSafe(F.col("_held_at")),
+                "left_anti",
+            )
+            rows = rows.where(F.coalesce(in_window, F.lit(False))).unionByName(new)
+        lined = with_lineage(extracted_rows(rows, window), f"db.{table}", run_id).cache()
         stats = lined.agg(
             F.count_if(changed.isNull()).alias("unplaced"),
             F.count_if(F.to_date(changed) < F.lit(window.start)).alias("caught_up"),
@@ -173,7 +174,8 @@ def extract_source_table(
         )
         return write_bronze(out, table, window, detail)
     finally:
-        lined.unpersist()
+        if lined is not None:
+            lined.unpersist()
         source.unpersist()
 
 
