@@ -434,6 +434,29 @@ def test_a_tables_load_releases_its_checkpoints_and_nothing_else(spark):
     assert silver.run_table.__code__ is released and extract_source_table.__code__ is released
 
 
+def test_a_failed_extraction_leaves_no_rows_cached(spark, settings, monkeypatch):
+    """Bronze caches the source rows it reads once: an extraction that fails after reading
+    them (here in planning the split against Bronze) releases them with its error."""
+    from spark_jobs import bronze
+    from tests.builders import write_source_db
+
+    write_source_db(settings, {"products": [(1, "Lamp", "home", 19.99, 8.5, "2026-05-01")]})
+
+    calls = []
+
+    def fails_after_the_read(*_):  # the first call asks whether Bronze has earlier days
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("planning failed")
+
+    monkeypatch.setattr(bronze, "_bronze_if_exists", fails_after_the_read)
+    cached = spark._jsparkSession.sharedState().cacheManager()
+    spark.catalog.clearCache()  # whatever earlier tests of this process left
+    with pytest.raises(RuntimeError, match="planning failed"):
+        extract_source_table(spark, settings, "products", DayWindow.of_day(D1), "r")
+    assert cached.isEmpty()
+
+
 def test_the_landing_reader_hands_a_big_file_on_in_numbered_slices(tmp_path):
     """A file's lines leave the reader in batches of at most ``batch_lines`` (a file may hold
     more text than one Arrow ``string`` array), numbered on from slice to slice, in the
