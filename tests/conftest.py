@@ -31,16 +31,39 @@ def pytest_configure(config: pytest.Config) -> None:
     config.add_cleanup(env.undo)
 
 
+KEPT = "lakehouse_home"  # a worker's kept home, in its output to xdist's controller
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The home goes when every test passed (a full run leaves ~100 MB of tables); a failure
-    keeps it for inspection, and says where."""
-    home = session.config.stash.get(HOME, None)
+    keeps it for inspection, and says where. Under xdist (`make test`) each worker has its
+    own home and its own verdict; a worker's output goes nowhere, so the controller names
+    the homes kept (``pytest_testnodedown``), and its own, which no test used, goes."""
+    config = session.config
+    home = config.stash.get(HOME, None)
     if home is None:
         return
-    if exitstatus == pytest.ExitCode.OK:
+    passed = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+    controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(
+        config, "workerinput"
+    )
+    if passed or controller:
         shutil.rmtree(home, ignore_errors=True)
-    elif reporter := session.config.pluginmanager.get_plugin("terminalreporter"):
-        reporter.write_line(f"the tests' lakehouse is kept for inspection: {home}")
+    elif hasattr(config, "workeroutput"):
+        config.workeroutput[KEPT] = str(home)  # pyright: ignore[reportAttributeAccessIssue]
+    else:
+        say_kept(config, home)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without it
+def pytest_testnodedown(node, error) -> None:
+    if kept := getattr(node, "workeroutput", {}).get(KEPT):
+        say_kept(node.config, kept)
+
+
+def say_kept(config: pytest.Config, home: object) -> None:
+    if reporter := config.pluginmanager.get_plugin("terminalreporter"):
+        reporter.write_line(f"\nthe tests' lakehouse is kept for inspection: {home}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

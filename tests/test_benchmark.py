@@ -38,8 +38,9 @@ def test_each_target_is_judged_on_the_figures_it_names():
             ),
             "the next day, large": Measure("n", wall_s=70.0, jvms=2, peak_rss_gb=3.01 * GB),
             "seed": Measure("seed", wall_s=240.0),
-            # 30 + 1.3 x 5 x (34 - 30) = 56 s
-            "backfill": Measure("b", wall_s=56.5),
+            # 30 + 1.3 x 5 x (200 / 5 - 30) = 95 s
+            "apart": Measure("a", wall_s=200.0),
+            "backfill": Measure("b", wall_s=95.04),  # shown 95.0 s: met
         }
     )
     assert found["a tiny day (main job, quality"] == ("30.0 s", "yes")  # at the bound: met
@@ -49,8 +50,16 @@ def test_each_target_is_judged_on_the_figures_it_names():
     assert found["`silver_clickstream` ≤ 20 s at"] == ("19.9 s", "yes")  # that step, not Silver
     assert found["peak RSS of the tree ≤ 3 GB at"] == ("3.01 GB", "**no**")  # the next day's
     assert found["a 1 M-event day ≥ 3x faster th"] == ("3.00x", "yes")
-    assert found["a 5-day backfill ≤ fixed overhe"] == ("56.5 s", "**no**")
+    assert found["a 5-day backfill ≤ fixed overhe"] == ("95.0 s", "yes")
     assert not any(what.startswith("an xlarge") for what in found)  # not measured: not judged
+    slower = verdicts(
+        {
+            "one day, tiny": Measure("t", wall_s=30.0),
+            "apart": Measure("a", wall_s=140.0),  # each day less than a tiny one: 0 s each
+            "backfill": Measure("b", wall_s=30.1),
+        }
+    )
+    assert slower["a 5-day backfill"] == ("30.1 s", "**no**")
 
 
 def test_nothing_measured_judges_nothing():

@@ -10,7 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from tools.proctree import on_their_own, processes, read, shares_memory
+from tools import proctree
+from tools.proctree import Process, is_jvm, on_their_own, processes, read, shares_memory
 
 # /proc and one sleeping child: no Spark, no servers.
 pytestmark = pytest.mark.fast
@@ -69,3 +70,17 @@ def test_a_child_read_in_its_parents_memory_and_on_its_own_by_the_check_counts_i
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_java_process_counts_as_a_jvm_once_its_command_line_says_it_does_work(monkeypatch):
+    """spark-submit's launcher computes the real JVM's command line and ends: not counted; nor
+    is a java process whose command line cannot be read yet (inside its exec) or any more."""
+    java = Process(pid=1, parent=0, name="java", rss_bytes=0)
+    for command, counted in (
+        (b"java\0-cp\0jars/*\0org.apache.spark.deploy.SparkSubmit\0", True),
+        (b"java\0-cp\0jars/*\0org.apache.spark.launcher.Main\0", False),
+        (b"", False),
+    ):
+        monkeypatch.setattr(proctree.Path, "read_bytes", lambda _, c=command: c)
+        assert is_jvm(java) is counted, command
+    assert not is_jvm(Process(pid=1, parent=0, name="python3", rss_bytes=0))

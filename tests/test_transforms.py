@@ -434,26 +434,33 @@ def test_a_tables_load_releases_its_checkpoints_and_nothing_else(spark):
     assert silver.run_table.__code__ is released and extract_source_table.__code__ is released
 
 
-def test_a_failed_extraction_leaves_no_rows_cached(spark, settings, monkeypatch):
-    """Bronze caches the source rows it reads once: an extraction that fails after reading
-    them (here in planning the split against Bronze) releases them with its error."""
+def test_a_failed_extraction_leaves_no_rows_cached(spark, settings, monkeypatch, tmp_path):
+    """Bronze caches the source rows it plans to read once: an extraction that fails after
+    that (here in planning the split against Bronze) releases them with its error."""
     from spark_jobs import bronze
     from tests.builders import write_source_db
 
-    write_source_db(settings, {"products": [(1, "Lamp", "home", 19.99, 8.5, "2026-05-01")]})
-
-    calls = []
+    own = settings.with_overrides(source_url=f"jdbc:sqlite:{tmp_path / 'source.db'}")
+    write_source_db(own, {})  # its own: the tests' shared database is left as it is
+    calls, reads = [], []
 
     def fails_after_the_read(*_):  # the first call asks whether Bronze has earlier days
         calls.append(1)
         if len(calls) > 1:
             raise RuntimeError("planning failed")
 
+    def read(*args):
+        reads.append(1)
+        return read_source_rows(*args)
+
+    read_source_rows = bronze.storage.read_source_rows
     monkeypatch.setattr(bronze, "_bronze_if_exists", fails_after_the_read)
+    monkeypatch.setattr(bronze.storage, "read_source_rows", read)
     cached = spark._jsparkSession.sharedState().cacheManager()
     spark.catalog.clearCache()  # whatever earlier tests of this process left
     with pytest.raises(RuntimeError, match="planning failed"):
-        extract_source_table(spark, settings, "products", DayWindow.of_day(D1), "r")
+        extract_source_table(spark, own, "products", DayWindow.of_day(D1), "r")
+    assert (len(calls), len(reads)) == (2, 1)  # it failed after the read was cached
     assert cached.isEmpty()
 
 

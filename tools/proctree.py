@@ -109,9 +109,9 @@ def is_jvm(process: Process) -> bool:
         command = Path(f"/proc/{process.pid}/cmdline").read_bytes()
     except OSError:
         return False
-    # Empty: caught inside its exec, named java before its arguments are in place. Not known
-    # yet: a JVM that does work lives on and is counted at a later sample (the launcher's
-    # moment counted it as a second JVM in a benchmark's large day).
+    # Empty: caught inside its exec (named java before its arguments are in place) or dead
+    # and not yet reaped: not known as either. A JVM that does work lives on and is counted
+    # at a later sample; spark-submit's launcher, caught so, counted as a second JVM once.
     return bool(command) and b"org.apache.spark.launcher.Main" not in command
 
 
