@@ -2,6 +2,10 @@
 
     spark-submit spark_jobs/cli.py silver --date 2026-01-01
     spark-submit spark_jobs/cli.py bronze --start 2026-01-01 --end 2026-01-03
+    spark-submit spark_jobs/cli.py silver --date 2026-01-01 --table orders
+
+A layer runs every table of it by default, in dependency order; ``--table`` (repeatable) runs
+only those, by their name in the layer (``lakehouse.<layer>.<table>``).
 
 (``make run JOB=silver ARGS="--date 2026-01-01"`` does the same with the project's Spark
 configuration; the repo root must be on ``PYTHONPATH``, which ``make`` sets.)
@@ -14,22 +18,47 @@ import sys
 import uuid
 from collections.abc import Sequence
 
+from spark_jobs.registry import SOURCES, Source
+
 JOBS = ("bronze", "silver")
+
+
+def layer_tables(layer: str) -> dict[str, Source]:
+    """The layer's tables, by their name in it, each with its source."""
+    return {getattr(source, layer): source for source in SOURCES}
+
+
+def chosen_sources(layer: str, tables: Sequence[str] | None) -> tuple[Source, ...]:
+    """The sources whose tables of ``layer`` are in ``tables`` (every source without)."""
+    if not tables:
+        return SOURCES
+    by_table = layer_tables(layer)
+    return tuple(source for name, source in by_table.items() if name in tables)
 
 
 def run_job(name: str, argv: Sequence[str] | None = None) -> None:
     from spark_jobs.session import build_session
     from spark_jobs.settings import LakehouseSetupError, Settings
-    from spark_jobs.window import parse_args
+    from spark_jobs.window import window_of, window_parser
 
-    window = parse_args(f"{name}: run the {name} layer for a day or a range of days", argv)
+    parser = window_parser(f"{name}: run the {name} layer for a day or a range of days")
+    parser.add_argument(
+        "--table",
+        action="append",
+        choices=sorted(layer_tables(name)),
+        help="run only this table of the layer (repeat for more); default: every table",
+    )
+    args = parser.parse_args(argv)
+    window = window_of(parser, args)
+    sources = chosen_sources(name, args.table)
     try:
         settings = Settings.from_env()
         spark = build_session(settings, app_name=f"lakehouse-{name}")
     except LakehouseSetupError as exc:
         sys.exit(f"error: {exc}")
     job = importlib.import_module(f"spark_jobs.{name}")
-    for result in job.run(spark, settings, window, f"spark-submit-{uuid.uuid4().hex[:12]}"):
+    run_id = f"spark-submit-{uuid.uuid4().hex[:12]}"
+    for result in job.run(spark, settings, window, run_id, sources):
         print(f"{result.table}: {result.rows} rows, snapshot {result.snapshot_id}")
 
 

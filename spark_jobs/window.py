@@ -40,19 +40,29 @@ class DayWindow:
         return self.start.isoformat() if last == self.start else f"{self.start}..{last}"
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> DayWindow:
-    """``--date D`` or ``--start D --end D`` (inclusive), as every job's command line takes."""
+def window_parser(description: str) -> argparse.ArgumentParser:
+    """A command line taking ``--date D`` or ``--start D --end D`` (inclusive), as every job's
+    does; ``window_of`` reads the window back from what it parsed."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--date", type=date.fromisoformat, help="one day, YYYY-MM-DD")
     parser.add_argument("--start", type=date.fromisoformat, help="first day of a range")
     parser.add_argument("--end", type=date.fromisoformat, help="last day of a range (inclusive)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def window_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> DayWindow:
     if args.date and not (args.start or args.end):
         return DayWindow.of_day(args.date)
     if args.start and args.end and not args.date:
         return DayWindow(args.start, args.end + timedelta(days=1))
     parser.error("give --date, or both --start and --end")
     raise AssertionError  # parser.error exits
+
+
+def parse_args(description: str, argv: Sequence[str] | None = None) -> DayWindow:
+    """``--date D`` or ``--start D --end D`` (inclusive), as every job's command line takes."""
+    parser = window_parser(description)
+    return window_of(parser, parser.parse_args(argv))
 
 
 def iceberg_filter(column: str, window: DayWindow) -> BooleanExpression:

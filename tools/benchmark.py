@@ -153,10 +153,12 @@ def bare_submit() -> Measure:
 
 def seed_shape(settings: Settings, day: date) -> Measure:
     """What this project replaces, on the day already generated in ``settings``' home: a
-    `spark-submit` per layer, then `dbt run` and `dbt test` with dbt's own Spark."""
+    `spark-submit` per table (one operator per task, each its own JVM), Bronze's then Silver's
+    in dependency order, then `dbt run` and `dbt test` with dbt's own Spark."""
+    from spark_jobs.registry import in_dependency_order
     from spark_jobs.session import write_spark_defaults
 
-    measure = Measure("seed shape: spark-submit per layer, dbt run, dbt test")
+    measure = Measure("seed shape: spark-submit per table, dbt run, dbt test")
     env = {
         "SPARK_CONF_DIR": str(write_spark_defaults(settings)),
         "PYTHONPATH": str(REPO_ROOT),
@@ -168,20 +170,28 @@ def seed_shape(settings: Settings, day: date) -> Measure:
     )
     dbt = [str(BIN / "dbt")]
     where = ["--project-dir", "dbt_project", "--profiles-dir", "dbt_project", "--target", "session"]
-    commands = {
-        "bronze": [str(BIN / "spark-submit"), "spark_jobs/cli.py", "bronze", "--date", str(day)],
-        "silver": [str(BIN / "spark-submit"), "spark_jobs/cli.py", "silver", "--date", str(day)],
-        "gold": [*dbt, "run", *where, "--vars", dbt_vars],
-        "checks": [*dbt, "test", *where, "--vars", dbt_vars],
-    }
+    tasks = [  # (stage, what, command)
+        (layer, f"{layer}.{table}", [
+            str(BIN / "spark-submit"), "spark_jobs/cli.py", layer, "--date", str(day),
+            "--table", table,
+        ])
+        for layer in ("bronze", "silver")
+        for table in (getattr(source, layer) for source in in_dependency_order())
+    ]  # fmt: skip
+    tasks += [
+        ("gold", "dbt run", [*dbt, "run", *where, "--vars", dbt_vars]),
+        ("checks", "dbt test", [*dbt, "test", *where, "--vars", dbt_vars]),
+    ]
     failed = []
-    for stage, command in commands.items():
+    for stage, what, command in tasks:
         began = time.perf_counter()
         with measured(measure):
             if run(command, "seed", env):
-                failed.append(stage)
-        measure.stages[stage] = time.perf_counter() - began
-    measure.note = f"failed: {', '.join(failed)} (see {LOGS / 'seed.log'})" if failed else ""
+                failed.append(what)
+        measure.stages[stage] = measure.stages.get(stage, 0.0) + time.perf_counter() - began
+    measure.note = f"{len(tasks)} processes"
+    if failed:
+        measure.note += f"; failed: {', '.join(failed)} (see {LOGS / 'seed.log'})"
     return measure
 
 
@@ -286,7 +296,7 @@ def ratios(by_name: dict[str, Measure], compared: str, days: int) -> list[str]:
     if last and seed:
         lines.append(
             f"- {compared} day: {last.wall_s:.1f} s through Dagster against {seed.wall_s:.1f} s "
-            f"for the seed shape ({seed.wall_s / last.wall_s:.2f}x faster)."
+            f"for the seed shape, a JVM per table ({seed.wall_s / last.wall_s:.2f}x faster)."
         )
     large, xlarge = by_name.get("one day, large"), by_name.get("one day, xlarge")
     if tiny and large and xlarge and large.wall_s > tiny.wall_s:  # beyond a tiny day's cost
@@ -346,7 +356,8 @@ def targets(by_name: dict[str, Measure], days: int) -> list[str]:
         judge("peak RSS of the tree ≤ 3 GB at 1 M events (first and next day)", peak / GB,
               " GB", 2, lambda v: v <= 3)  # fmt: skip
     if large and seed:
-        judge("a 1 M-event day ≥ 3x faster than the seed shape", seed.wall_s / large.wall_s,
+        judge("a 1 M-event day ≥ 3x faster than the seed shape (a submit per table)",
+              seed.wall_s / large.wall_s,
               "x", 2, lambda v: v >= 3)  # fmt: skip
     if xlarge:
         judge("an xlarge day within 8 GB", xlarge.peak_rss_gb / GB, " GB", 2, lambda v: v <= 8)

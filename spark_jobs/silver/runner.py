@@ -294,8 +294,16 @@ def run_table(
     )
 
 
-def run(spark: SparkSession, settings: Settings, window: DayWindow, run_id: str):
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    window: DayWindow,
+    run_id: str,
+    sources: tuple[Source, ...] = SOURCES,
+) -> list[SilverResult]:
+    """The Silver tables of ``sources`` (every one by default), in dependency order."""
     return [
         run_table(spark, table, window, run_id, grace_days=settings.reference_grace_days)
         for table in TABLES.values()
+        if table.source in sources
     ]
