@@ -147,6 +147,7 @@ def test_every_schedule_and_sensor_but_the_streams_is_on_by_default_as_the_readm
     assert {
         "quality_after_success",
         "quality_after_failure",
+        "quality_after_canceled",
         "gold_freshness",
         "prometheus_metrics",
     } <= {  # fmt: skip

@@ -8,7 +8,11 @@ from lakehouse_assets.automation.landing import (
 )
 from lakehouse_assets.automation.metrics import prometheus_metrics
 from lakehouse_assets.automation.schedules import daily_schedule, freshness_checks, freshness_sensor
-from lakehouse_assets.automation.sensors import quality_after_failure, quality_after_success
+from lakehouse_assets.automation.sensors import (
+    quality_after_canceled,
+    quality_after_failure,
+    quality_after_success,
+)
 
 __all__ = [
     "ARRIVAL_JOBS",
@@ -20,6 +24,7 @@ __all__ = [
     "freshness_sensor",
     "landing_sensors",
     "prometheus_metrics",
+    "quality_after_canceled",
     "quality_after_failure",
     "quality_after_success",
     "slack_on_run_failure",

@@ -2,11 +2,12 @@
 
 The numbers come from what the run recorded in the Dagster instance (its materialisations,
 their metadata and its check evaluations), so a run killed with kill -9 and marked failed by
-run monitoring is pushed like any other failed run. Each push replaces the job's group on the
-Pushgateway (grouping key: the job), so the Pushgateway holds at most one run per job: the
-newest finished one (a main run that scored its days removes the report job's older group).
-The sensor pushes exactly that, idempotently: its cursor records what it pushed
-and moves only once the Pushgateway took it, so a push that failed is made at the next tick,
+run monitoring is pushed like any other failed run, and a cancelled run (from the UI, or by
+run monitoring) like one too, with ``lakehouse_run_canceled`` set. Each push replaces the
+job's group on the Pushgateway (grouping key: the job), so the Pushgateway holds at most one
+run per job: the newest finished one (a main run that scored its days removes the report
+job's older group). The sensor pushes exactly that, idempotently: its cursor records what it
+pushed and moves only once the Pushgateway took it, so a push that failed is made at the next tick,
 and an older run can never overwrite a newer one.
 
 Every metric is therefore a gauge describing that last run, and none ends in ``_total``:
@@ -43,7 +44,7 @@ from spark_jobs.settings import Settings
 PUSHGATEWAY_ENV = "LAKEHOUSE_PUSHGATEWAY_URL"
 METERED_JOBS = (daily_lakehouse.name, quality_report.name)
 GOLD = "gold"
-FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]  # not a cancelled run
+FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
 def run_partition(run: DagsterRun) -> str:
@@ -66,6 +67,10 @@ def run_registry(instance: DagsterInstance, run: DagsterRun) -> CollectorRegistr
     succeeded = run.status == DagsterRunStatus.SUCCESS
     success = gauge("lakehouse_run_success", "1 if the last run succeeded, 0 if not", tuple(labels))
     success.labels(**labels).set(int(succeeded))
+    # Not succeeded either, but stopped by someone (or run monitoring), not by an error: its
+    # own alert, not the failure's page.
+    canceled = gauge("lakehouse_run_canceled", "1 if the last run was cancelled", tuple(labels))
+    canceled.labels(**labels).set(int(run.status == DagsterRunStatus.CANCELED))
     if record is not None and record.start_time and record.end_time:
         duration = gauge(
             "lakehouse_run_duration_seconds", "Wall time of the last run", tuple(labels)
@@ -242,9 +247,10 @@ class PushFailed(Exception):
 
 
 def newest_finished_runs(instance: DagsterInstance) -> dict[str, DagsterRun]:
-    """Per metered job, its newest run that succeeded or failed (CLI runs included), the one
-    that ended first first: pushed in that order, a main run that scored its days clears a
-    report run that ended before it (``push_run_metrics``), never one that ended after."""
+    """Per metered job, its newest run that succeeded, failed or was cancelled (CLI runs
+    included), the one that ended first first: pushed in that order, a main run that scored
+    its days clears a report run that ended before it (``push_run_metrics``), never one that
+    ended after."""
     newest = []
     for job in METERED_JOBS:
         finished = RunsFilter(job_name=job, statuses=FINISHED)

@@ -24,19 +24,26 @@ def scored_its_days(instance: DagsterInstance, run_id: str) -> bool:
     )
 
 
-def quality_after(status: DagsterRunStatus, outcome: str):
+ENDED = {
+    DagsterRunStatus.SUCCESS: "succeeded",
+    DagsterRunStatus.FAILURE: "failed",
+    DagsterRunStatus.CANCELED: "was cancelled",
+}
+
+
+def quality_after(status: DagsterRunStatus):
     """Score the same days a finished main-job run covered, once per run, unless the run's
     own report step did: it did not when the run failed before it (a blocking check stopped
-    Gold) or when its selection left the report out."""
+    Gold), was cancelled before it, or its selection left the report out."""
 
     @run_status_sensor(
-        name=f"quality_after_{outcome}",
+        name=f"quality_after_{status.value.lower()}",
         run_status=status,
         monitored_jobs=[daily_lakehouse],
         request_job=quality_report,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Scores the days' data quality after the main job's {outcome}, when the "
-        "run did not score them itself.",
+        description=f"Scores the days' data quality after a main-job run {ENDED[status]}, "
+        "when the run did not score them itself.",
     )
     def _sensor(context: RunStatusSensorContext):
         run = context.dagster_run
@@ -48,6 +55,8 @@ def quality_after(status: DagsterRunStatus, outcome: str):
     return _sensor
 
 
-quality_after_success = quality_after(DagsterRunStatus.SUCCESS, "success")
+quality_after_success = quality_after(DagsterRunStatus.SUCCESS)
 # A failed day is exactly the day whose score someone wants to see.
-quality_after_failure = quality_after(DagsterRunStatus.FAILURE, "failure")
+quality_after_failure = quality_after(DagsterRunStatus.FAILURE)
+# So is a cancelled one: the steps that ended before the cancel replaced their days.
+quality_after_canceled = quality_after(DagsterRunStatus.CANCELED)
