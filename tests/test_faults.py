@@ -180,6 +180,101 @@ def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
         cli_log.close()
 
 
+# ------------------------------------------------------------------ cancelled from the UI
+CANCELLED_DAY = "2026-02-21"
+
+
+def jvms_of(lakehouse: Path) -> list[int]:
+    """The java processes started for this lakehouse (their environment names its home)."""
+    ours, pids = f"LAKEHOUSE_HOME={lakehouse}".encode(), []
+    for proc in Path("/proc").iterdir():
+        try:
+            java = proc.name.isdigit() and (proc / "comm").read_text().strip() == "java"
+            if java and ours in (proc / "environ").read_bytes().split(b"\0"):
+                pids.append(int(proc.name))
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return pids
+
+
+def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_scored(
+    tmp_path, monkeypatch
+):
+    """Terminate, as the UI's button does (the launcher asks the run's code server), a run
+    the daemon launched, in its first Silver step: it ends CANCELED, its worker and JVM end
+    with it, nothing holds the catalog, and the daemon scores the day after it
+    (``quality_after_canceled``)."""
+    from lakehouse_assets.resources.catalog import open_catalog
+    from tools.launcher import worker_alive, worker_start
+
+    home = instance_home(tmp_path)
+    lakehouse = tmp_path / "lakehouse"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PYTHONPATH": str(REPO_ROOT),  # as `make dev` sets it: the daemon loads the launcher
+        "LAKEHOUSE_HOME": str(lakehouse),  # its own: the daemon's runs leave the tests' alone
+    }
+    own = Settings.from_env(env)
+    write_source_db(own, {})  # an empty day: the cancel, not the data, is under test
+    daemon_log = (tmp_path / "daemon.log").open("w")
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=daemon_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    job = ["-w", "workspace.yaml", "-j", "daily_lakehouse"]
+    tags = ["--tags", json.dumps({"dagster/partition": CANCELLED_DAY})]
+    try:
+        with DagsterInstance.get() as instance:
+            subprocess.run([*DAGSTER, "job", "launch", *job, *tags], cwd=REPO_ROOT, env=env,
+                           check=True, capture_output=True)  # fmt: skip
+            [run] = instance.get_runs(RunsFilter(job_name="daily_lakehouse"))
+
+            def in_silver():
+                started = instance.get_records_for_run(
+                    run.run_id, of_type=DagsterEventType.STEP_START
+                ).records
+                return any(r.event_log_entry.step_key.startswith("silver") for r in started)
+
+            wait_for("the run's first Silver step", in_silver, timeout=300, interval=0.2)
+            assert jvms_of(lakehouse)  # the run's JVM: what must end with it
+            pid, reported_at = worker_start(instance, run.run_id)
+            assert instance.run_launcher.terminate(run.run_id)
+
+            def ended():
+                return instance.get_run_by_id(run.run_id).status in (
+                    DagsterRunStatus.CANCELED,
+                    DagsterRunStatus.FAILURE,
+                    DagsterRunStatus.SUCCESS,
+                )
+
+            wait_for("the run to end", ended, timeout=120)
+            assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+            wait_for("its worker to exit", lambda: not worker_alive(pid, reported_at), timeout=60)
+            wait_for("its JVM to exit", lambda: not jvms_of(lakehouse), timeout=60)
+            # Scored after it, by the daemon's sensor: a report run for the same day.
+            after = RunsFilter(job_name="quality_report", tags={"after_run": run.run_id})
+
+            def scored():
+                runs = instance.get_runs(after)
+                assert all(r.status != DagsterRunStatus.FAILURE for r in runs), "report failed"
+                return [r for r in runs if r.status == DagsterRunStatus.SUCCESS]
+
+            [report] = wait_for("the report after the cancel", scored, timeout=240)
+            assert report.tags["dagster/partition"] == CANCELLED_DAY
+        scores = open_catalog(own).load_table("gold.data_quality_daily").scan().to_arrow()
+        assert CANCELLED_DAY in {d.isoformat() for d in scores.column("day").to_pylist()}
+    finally:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait(timeout=30)
+        daemon_log.close()
+
+
 # ------------------------------------------------------------------ runs started together
 def test_three_runs_started_at_once_all_succeed_and_lose_nothing(tmp_path, settings, spark):
     home = instance_home(tmp_path)
