@@ -4,8 +4,8 @@
     spark-submit spark_jobs/cli.py bronze --start 2026-01-01 --end 2026-01-03
     spark-submit spark_jobs/cli.py silver --date 2026-01-01 --table orders
 
-A layer runs every table of it by default, in dependency order; ``--table`` (repeatable) runs
-only those, by their name in the layer (``lakehouse.<layer>.<table>``).
+A layer runs every table of it by default (Silver's in dependency order); ``--table``
+(repeatable) runs only those, by their name in the layer (``lakehouse.<layer>.<table>``).
 
 (``make run JOB=silver ARGS="--date 2026-01-01"`` does the same with the project's Spark
 configuration; the repo root must be on ``PYTHONPATH``, which ``make`` sets.)
@@ -29,7 +29,8 @@ def layer_tables(layer: str) -> dict[str, Source]:
 
 
 def chosen_sources(layer: str, tables: Sequence[str] | None) -> tuple[Source, ...]:
-    """The sources whose tables of ``layer`` are in ``tables`` (every source without)."""
+    """The sources whose tables of ``layer`` are in ``tables`` (every source when none is
+    named)."""
     if not tables:
         return SOURCES
     by_table = layer_tables(layer)
@@ -39,7 +40,7 @@ def chosen_sources(layer: str, tables: Sequence[str] | None) -> tuple[Source, ..
 def run_job(name: str, argv: Sequence[str] | None = None) -> None:
     from spark_jobs.session import build_session
     from spark_jobs.settings import LakehouseSetupError, Settings
-    from spark_jobs.window import window_of, window_parser
+    from spark_jobs.window import window_from_args, window_parser
 
     parser = window_parser(f"{name}: run the {name} layer for a day or a range of days")
     parser.add_argument(
@@ -49,7 +50,7 @@ def run_job(name: str, argv: Sequence[str] | None = None) -> None:
         help="run only this table of the layer (repeat for more); default: every table",
     )
     args = parser.parse_args(argv)
-    window = window_of(parser, args)
+    window = window_from_args(parser, args)
     sources = chosen_sources(name, args.table)
     try:
         settings = Settings.from_env()

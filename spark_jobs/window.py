@@ -42,7 +42,7 @@ class DayWindow:
 
 def window_parser(description: str) -> argparse.ArgumentParser:
     """A command line taking ``--date D`` or ``--start D --end D`` (inclusive), as every job's
-    does; ``window_of`` reads the window back from what it parsed."""
+    does; ``window_from_args`` reads the window back from what it parsed."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--date", type=date.fromisoformat, help="one day, YYYY-MM-DD")
     parser.add_argument("--start", type=date.fromisoformat, help="first day of a range")
@@ -50,7 +50,8 @@ def window_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def window_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> DayWindow:
+def window_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> DayWindow:
+    """The window ``window_parser``'s arguments give; the parser's usage error otherwise."""
     if args.date and not (args.start or args.end):
         return DayWindow.of_day(args.date)
     if args.start and args.end and not args.date:
@@ -62,7 +63,7 @@ def window_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> DayW
 def parse_args(description: str, argv: Sequence[str] | None = None) -> DayWindow:
     """``--date D`` or ``--start D --end D`` (inclusive), as every job's command line takes."""
     parser = window_parser(description)
-    return window_of(parser, parser.parse_args(argv))
+    return window_from_args(parser, parser.parse_args(argv))
 
 
 def iceberg_filter(column: str, window: DayWindow) -> BooleanExpression:

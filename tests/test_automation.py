@@ -7,12 +7,15 @@ import time
 from datetime import UTC, datetime
 
 from dagster import (
+    DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
+    Definitions,
     asset,
     build_run_status_sensor_context,
     build_schedule_context,
     build_sensor_context,
+    define_asset_job,
     materialize,
 )
 
@@ -223,34 +226,47 @@ def test_a_run_that_scored_its_days_itself_is_not_scored_again():
 
 
 def test_a_cancelled_main_run_is_scored_and_pushed_as_cancelled_not_failed():
-    """Cancelled from the UI (or by run monitoring) before its report step: the day is scored
-    after it, as after a failure, and its metrics say cancelled, for an alert of its own."""
-    from dagster import DagsterEventType, Definitions, define_asset_job
-
+    """Cancelled from the UI before its report step: the day is scored after it, as after a
+    failure, and its metrics say cancelled, for an alert of its own. A run cancelled in the
+    queue (a backfill's days, say) never ran: neither scored nor pushed over the last run that
+    did."""
     from lakehouse_assets.automation import quality_after_canceled
     from lakehouse_assets.automation.metrics import newest_finished_runs, run_registry
 
     # Named as the main job: the sensors and the metrics know runs by their job's name.
     main = define_asset_job("daily_lakehouse", [always_works], partitions_def=daily_partitions)
     job = Definitions(assets=[always_works], jobs=[main]).resolve_job_def("daily_lakehouse")
-    with DagsterInstance.ephemeral() as instance:
-        result = job.execute_in_process(instance=instance, partition_key="2026-03-04")
-        # What the launcher records when it stops a run: the run ends CANCELED.
-        instance.report_run_canceled(instance.get_run_by_id(result.run_id))
-        run = instance.get_run_by_id(result.run_id)
+
+    def cancelled(run_id: str):
+        """The run after the cancel, and the context the sensor gets for its last event."""
+        instance.report_run_canceled(instance.get_run_by_id(run_id))
+        run = instance.get_run_by_id(run_id)
         assert run.status == DagsterRunStatus.CANCELED
-        [canceled] = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_CANCELED)
-        context = build_run_status_sensor_context(
+        [event] = instance.all_logs(run_id, of_type=DagsterEventType.RUN_CANCELED)
+        return run, build_run_status_sensor_context(
             sensor_name="quality_after_canceled",
             dagster_instance=instance,
             dagster_run=run,
-            dagster_event=canceled.get_dagster_event(),
+            dagster_event=event.get_dagster_event(),
         )
+
+    with DagsterInstance.ephemeral() as instance:
+        # A run that ran, then marked cancelled: the records a run cancelled mid-step leaves
+        # (tests/test_faults.py cancels one under a real daemon).
+        ran = job.execute_in_process(instance=instance, partition_key="2026-03-04")
+        run, context = cancelled(ran.run_id)
         request = quality_after_canceled(context)
-        assert newest_finished_runs(instance)["daily_lakehouse"].run_id == run.run_id
+        # Created and never started, as a run in the queue (a queued run also needs the
+        # code location it came from, which a test's job has not).
+        queued = instance.create_run_for_job(job, tags={"dagster/partition": "2026-03-05"})
+        never_ran, context = cancelled(queued.run_id)
+        skipped = quality_after_canceled(context)
+        newest = newest_finished_runs(instance)["daily_lakehouse"]
         registry = run_registry(instance, run)
     assert request.run_key == f"quality-{run.run_id}"
     assert request.tags["dagster/partition"] == "2026-03-04"
     labels = {"job": "daily_lakehouse", "partition": "2026-03-04"}
     assert registry.get_sample_value("lakehouse_run_canceled", labels) == 1
     assert registry.get_sample_value("lakehouse_run_success", labels) == 0
+    assert skipped.skip_message == f"run {never_ran.run_id[:8]} was cancelled before it started"
+    assert newest.run_id == run.run_id  # not the newer run that never ran

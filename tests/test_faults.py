@@ -197,13 +197,22 @@ def jvms_of(lakehouse: Path) -> list[int]:
     return pids
 
 
+def ticked(instance, sensor: str) -> bool:
+    """Whether the daemon has evaluated ``sensor`` at least once."""
+    return any(
+        instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+        for state in instance.all_instigator_state()
+        if state.instigator_name == sensor
+    )
+
+
 def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_scored(
     tmp_path, monkeypatch
 ):
-    """Terminate, as the UI's button does (the launcher asks the run's code server), a run
-    the daemon launched, in its first Silver step: it ends CANCELED, its worker and JVM end
-    with it, nothing holds the catalog, and the daemon scores the day after it
-    (``quality_after_canceled``)."""
+    """Cancel, as the UI's button does (the coordinator has the launcher ask the run's code
+    server), a run the daemon launched, in its first Silver step: it ends CANCELED, its
+    worker and JVM end with it (nothing holds the catalog), and the daemon scores the day
+    after it (``quality_after_canceled``)."""
     from lakehouse_assets.resources.catalog import open_catalog
     from tools.launcher import worker_alive, worker_start
 
@@ -242,9 +251,14 @@ def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_sco
                 return any(r.event_log_entry.step_key.startswith("silver") for r in started)
 
             wait_for("the run's first Silver step", in_silver, timeout=300, interval=0.2)
-            assert jvms_of(lakehouse)  # the run's JVM: what must end with it
+            # The sensor's first tick only marks where it starts reading: it must have ticked
+            # before the cancel, or it would start after it.
+            wait_for("a tick of quality_after_canceled", lambda: ticked(
+                instance, "quality_after_canceled"), timeout=120)  # fmt: skip
+            runs_jvm = set(jvms_of(lakehouse))  # what must end with the run
+            assert runs_jvm
             pid, reported_at = worker_start(instance, run.run_id)
-            assert instance.run_launcher.terminate(run.run_id)
+            instance.run_coordinator.cancel_run(run.run_id)  # what the UI's button calls
 
             def ended():
                 return instance.get_run_by_id(run.run_id).status in (
@@ -256,7 +270,7 @@ def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_sco
             wait_for("the run to end", ended, timeout=120)
             assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
             wait_for("its worker to exit", lambda: not worker_alive(pid, reported_at), timeout=60)
-            wait_for("its JVM to exit", lambda: not jvms_of(lakehouse), timeout=60)
+            wait_for("its JVM to exit", lambda: not runs_jvm & set(jvms_of(lakehouse)), timeout=60)
             # Scored after it, by the daemon's sensor: a report run for the same day.
             after = RunsFilter(job_name="quality_report", tags={"after_run": run.run_id})
 

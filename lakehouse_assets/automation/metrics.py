@@ -2,8 +2,8 @@
 
 The numbers come from what the run recorded in the Dagster instance (its materialisations,
 their metadata and its check evaluations), so a run killed with kill -9 and marked failed by
-run monitoring is pushed like any other failed run, and a cancelled run (from the UI, or by
-run monitoring) like one too, with ``lakehouse_run_canceled`` set. Each push replaces the
+run monitoring is pushed like any other failed run, and a run cancelled once it had started
+(from the UI or the API) like one too, with ``lakehouse_run_canceled`` set. Each push replaces the
 job's group on the Pushgateway (grouping key: the job), so the Pushgateway holds at most one
 run per job: the newest finished one (a main run that scored its days removes the report
 job's older group). The sensor pushes exactly that, idempotently: its cursor records what it
@@ -36,7 +36,7 @@ from dagster import (
 )
 from prometheus_client import CollectorRegistry, Gauge, delete_from_gateway, push_to_gateway
 
-from lakehouse_assets.automation.sensors import scored_its_days
+from lakehouse_assets.automation.sensors import never_ran, scored_its_days
 from lakehouse_assets.jobs import QUALITY_REPORT, daily_lakehouse, quality_report
 from lakehouse_assets.partitions import days_of_run
 from spark_jobs.settings import Settings
@@ -45,6 +45,7 @@ PUSHGATEWAY_ENV = "LAKEHOUSE_PUSHGATEWAY_URL"
 METERED_JOBS = (daily_lakehouse.name, quality_report.name)
 GOLD = "gold"
 FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+NEWEST_SCANNED = 100  # finished runs of a job looked at for its newest that ran
 
 
 def run_partition(run: DagsterRun) -> str:
@@ -67,8 +68,8 @@ def run_registry(instance: DagsterInstance, run: DagsterRun) -> CollectorRegistr
     succeeded = run.status == DagsterRunStatus.SUCCESS
     success = gauge("lakehouse_run_success", "1 if the last run succeeded, 0 if not", tuple(labels))
     success.labels(**labels).set(int(succeeded))
-    # Not succeeded either, but stopped by someone (or run monitoring), not by an error: its
-    # own alert, not the failure's page.
+    # Not succeeded either, but stopped by someone, not by an error: an alert of its own, not
+    # the failure's page.
     canceled = gauge("lakehouse_run_canceled", "1 if the last run was cancelled", tuple(labels))
     canceled.labels(**labels).set(int(run.status == DagsterRunStatus.CANCELED))
     if record is not None and record.start_time and record.end_time:
@@ -254,7 +255,10 @@ def newest_finished_runs(instance: DagsterInstance) -> dict[str, DagsterRun]:
     newest = []
     for job in METERED_JOBS:
         finished = RunsFilter(job_name=job, statuses=FINISHED)
-        newest += instance.get_run_records(finished, limit=1)
+        # Not a run cancelled in the queue: it never ran, and would hide the last one that did
+        # (a failed run's page resolved by a backfill's cancelled days).
+        records = instance.get_run_records(finished, limit=NEWEST_SCANNED)
+        newest += [r for r in records if not never_ran(r)][:1]
     newest.sort(key=lambda record: record.end_time or 0.0)
     return {record.dagster_run.job_name: record.dagster_run for record in newest}
 

@@ -5,6 +5,7 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    RunRecord,
     RunRequest,
     RunStatusSensorContext,
     SkipReason,
@@ -24,6 +25,14 @@ def scored_its_days(instance: DagsterInstance, run_id: str) -> bool:
     )
 
 
+def never_ran(record: RunRecord | None) -> bool:
+    """A run cancelled before it started (in the queue: a backfill's days, say): it wrote
+    nothing, so there is nothing to score or to push."""
+    if record is None:
+        return False
+    return record.dagster_run.status == DagsterRunStatus.CANCELED and record.start_time is None
+
+
 ENDED = {
     DagsterRunStatus.SUCCESS: "succeeded",
     DagsterRunStatus.FAILURE: "failed",
@@ -34,7 +43,7 @@ ENDED = {
 def quality_after(status: DagsterRunStatus):
     """Score the same days a finished main-job run covered, once per run, unless the run's
     own report step did: it did not when the run failed before it (a blocking check stopped
-    Gold), was cancelled before it, or its selection left the report out."""
+    Gold), was cancelled before it (once started), or its selection left the report out."""
 
     @run_status_sensor(
         name=f"quality_after_{status.value.lower()}",
@@ -47,6 +56,8 @@ def quality_after(status: DagsterRunStatus):
     )
     def _sensor(context: RunStatusSensorContext):
         run = context.dagster_run
+        if never_ran(context.instance.get_run_record_by_id(run.run_id)):
+            return SkipReason(f"run {run.run_id[:8]} was cancelled before it started")
         if scored_its_days(context.instance, run.run_id):
             return SkipReason(f"run {run.run_id[:8]} scored its days itself")
         tags = {k: v for k, v in run.tags.items() if k in PARTITION_TAGS}
@@ -58,5 +69,5 @@ def quality_after(status: DagsterRunStatus):
 quality_after_success = quality_after(DagsterRunStatus.SUCCESS)
 # A failed day is exactly the day whose score someone wants to see.
 quality_after_failure = quality_after(DagsterRunStatus.FAILURE)
-# So is a cancelled one: the steps that ended before the cancel replaced their days.
+# So is a cancelled one: the tables written before the cancel hold the new days.
 quality_after_canceled = quality_after(DagsterRunStatus.CANCELED)
