@@ -17,6 +17,7 @@ import subprocess
 import sys
 from datetime import date
 from pathlib import Path
+from typing import IO
 
 import pytest
 from dagster import (
@@ -54,6 +55,19 @@ def instance_home(tmp_path: Path) -> Path:
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     subprocess.run([*DAGSTER, "instance", "migrate"], env=env, check=True, capture_output=True)
     return home
+
+
+def start_daemon(env: dict[str, str], log: IO[str]) -> subprocess.Popen:
+    """`dagster-daemon run` on the workspace, as `make dev` starts it, in a session of its own:
+    killing its process group ends its code server and run workers with it."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 # ------------------------------------------------------------------ kill -9 under the daemon
@@ -108,14 +122,7 @@ def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
         "LAKEHOUSE_LANDING": str(tmp_path / "landing"),
     }
     daemon_log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=daemon_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its code server and run workers die with its group
-    )
+    daemon = start_daemon(env, daemon_log)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     job = ["-w", "workspace.yaml", "-j", "daily_lakehouse"]
     tags = ["--tags", json.dumps({"dagster/partition": EMPTY_DAY})]
@@ -227,14 +234,7 @@ def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_sco
     own = Settings.from_env(env)
     write_source_db(own, {})  # an empty day: the cancel, not the data, is under test
     daemon_log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=daemon_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    daemon = start_daemon(env, daemon_log)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     job = ["-w", "workspace.yaml", "-j", "daily_lakehouse"]
     tags = ["--tags", json.dumps({"dagster/partition": CANCELLED_DAY})]
