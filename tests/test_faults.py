@@ -240,6 +240,10 @@ def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_sco
     tags = ["--tags", json.dumps({"dagster/partition": CANCELLED_DAY})]
     try:
         with DagsterInstance.get() as instance:
+            # A run-status sensor's first tick only marks where it starts reading: it ticks
+            # before the run starts, or it would not see the run end.
+            wait_for("a tick of quality_after_canceled", lambda: ticked(
+                instance, "quality_after_canceled"), timeout=120)  # fmt: skip
             subprocess.run([*DAGSTER, "job", "launch", *job, *tags], cwd=REPO_ROOT, env=env,
                            check=True, capture_output=True)  # fmt: skip
             [run] = instance.get_runs(RunsFilter(job_name="daily_lakehouse"))
@@ -251,10 +255,6 @@ def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_sco
                 return any(r.event_log_entry.step_key.startswith("silver") for r in started)
 
             wait_for("the run's first Silver step", in_silver, timeout=300, interval=0.2)
-            # The sensor's first tick only marks where it starts reading: it must have ticked
-            # before the cancel, or it would start after it.
-            wait_for("a tick of quality_after_canceled", lambda: ticked(
-                instance, "quality_after_canceled"), timeout=120)  # fmt: skip
             runs_jvm = set(jvms_of(lakehouse))  # what must end with the run
             assert runs_jvm
             pid, reported_at = worker_start(instance, run.run_id)
