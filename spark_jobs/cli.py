@@ -18,14 +18,15 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from spark_jobs.registry import SOURCES, Source
+from spark_jobs.registry import SOURCES, Source, in_dependency_order
 
 JOBS = ("bronze", "silver")
 
 
 def layer_tables(layer: str) -> dict[str, Source]:
-    """The layer's tables, by their name in it, each with its source."""
-    return {getattr(source, layer): source for source in SOURCES}
+    """The layer's tables, by their name in it, each with its source, in dependency order
+    (a Silver table after those it reads)."""
+    return {getattr(source, layer): source for source in in_dependency_order()}
 
 
 def chosen_sources(layer: str, tables: Sequence[str] | None) -> tuple[Source, ...]:
@@ -33,14 +34,13 @@ def chosen_sources(layer: str, tables: Sequence[str] | None) -> tuple[Source, ..
     named)."""
     if not tables:
         return SOURCES
-    by_table = layer_tables(layer)
-    return tuple(source for name, source in by_table.items() if name in tables)
+    return tuple(source for name, source in layer_tables(layer).items() if name in tables)
 
 
 def run_job(name: str, argv: Sequence[str] | None = None) -> None:
     from spark_jobs.session import build_session
     from spark_jobs.settings import LakehouseSetupError, Settings
-    from spark_jobs.window import window_from_args, window_parser
+    from spark_jobs.window import parse_window, window_parser
 
     parser = window_parser(f"{name}: run the {name} layer for a day or a range of days")
     parser.add_argument(
@@ -49,8 +49,7 @@ def run_job(name: str, argv: Sequence[str] | None = None) -> None:
         choices=sorted(layer_tables(name)),
         help="run only this table of the layer (repeat for more); default: every table",
     )
-    args = parser.parse_args(argv)
-    window = window_from_args(parser, args)
+    window, args = parse_window(parser, argv)
     sources = chosen_sources(name, args.table)
     try:
         settings = Settings.from_env()

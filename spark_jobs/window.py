@@ -42,7 +42,7 @@ class DayWindow:
 
 def window_parser(description: str) -> argparse.ArgumentParser:
     """A command line taking ``--date D`` or ``--start D --end D`` (inclusive), as every job's
-    does; ``window_from_args`` reads the window back from what it parsed."""
+    does; a job adds its own arguments, then ``parse_window`` reads it."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--date", type=date.fromisoformat, help="one day, YYYY-MM-DD")
     parser.add_argument("--start", type=date.fromisoformat, help="first day of a range")
@@ -50,20 +50,18 @@ def window_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def window_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> DayWindow:
-    """The window ``window_parser``'s arguments give; the parser's usage error otherwise."""
+def parse_window(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> tuple[DayWindow, argparse.Namespace]:
+    """The window ``argv`` gives, and every argument parsed; the parser's usage error when
+    the days are not one of the two forms."""
+    args = parser.parse_args(argv)
     if args.date and not (args.start or args.end):
-        return DayWindow.of_day(args.date)
+        return DayWindow.of_day(args.date), args
     if args.start and args.end and not args.date:
-        return DayWindow(args.start, args.end + timedelta(days=1))
+        return DayWindow(args.start, args.end + timedelta(days=1)), args
     parser.error("give --date, or both --start and --end")
     raise AssertionError  # parser.error exits
-
-
-def parse_args(description: str, argv: Sequence[str] | None = None) -> DayWindow:
-    """``--date D`` or ``--start D --end D`` (inclusive), as every job's command line takes."""
-    parser = window_parser(description)
-    return window_from_args(parser, parser.parse_args(argv))
 
 
 def iceberg_filter(column: str, window: DayWindow) -> BooleanExpression:

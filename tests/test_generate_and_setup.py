@@ -12,7 +12,7 @@ import pytest
 
 from spark_jobs.session import required_jars, spark_conf
 from spark_jobs.settings import EndpointUnavailable, LakehouseSetupError, Settings
-from spark_jobs.window import DayWindow, parse_args
+from spark_jobs.window import DayWindow, parse_window, window_parser
 from tools.generate import Dirt, generate
 from tools.screenshot import free_port
 
@@ -141,6 +141,9 @@ def test_a_local_run_has_a_1536m_heap_three_quarters_of_it_sparks():
 
 
 def test_job_command_line_takes_a_day_or_a_range():
+    def parse_args(description: str, argv: list[str]) -> DayWindow:
+        return parse_window(window_parser(description), argv)[0]
+
     assert parse_args("t", ["--date", "2026-01-05"]) == DayWindow.of_day(date(2026, 1, 5))
     assert parse_args("t", ["--start", "2026-01-01", "--end", "2026-01-03"]).days[-1] == date(
         2026, 1, 3

@@ -160,7 +160,7 @@ def seed_shape(settings: Settings, day: date) -> Measure:
     One after another, with no scheduler between them: an Airflow would add its gap between
     tasks, and may run independent tasks side by side (less wall time, more memory at once).
     """
-    from spark_jobs.registry import in_dependency_order
+    from spark_jobs.cli import layer_tables
     from spark_jobs.session import write_spark_defaults
 
     measure = Measure("seed shape: spark-submit per table, dbt run, dbt test")
@@ -181,7 +181,7 @@ def seed_shape(settings: Settings, day: date) -> Measure:
             "--table", table,
         ])
         for layer in ("bronze", "silver")
-        for table in (getattr(source, layer) for source in in_dependency_order())
+        for table in layer_tables(layer)
     ]  # fmt: skip
     tasks += [
         ("gold", "dbt run", [*dbt, "run", *where, "--vars", dbt_vars]),
