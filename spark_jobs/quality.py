@@ -272,7 +272,9 @@ def mark_rules(df: DataFrame, rules: Sequence[Rule]) -> DataFrame:
         flagged = [F.when(F.coalesce(r.fails(), F.lit(False)), F.lit(r.name)) for r in selected]
         if not flagged:
             return F.array().cast("array<string>")
-        return F.filter(F.array(*flagged), lambda name: name.isNotNull())
+        # The NULLs out by array_except (rule names are distinct), not a filter with a lambda:
+        # a higher-order function has no generated code (10% of a 1 M-event judging).
+        return F.array_except(F.array(*flagged), F.array(F.lit(None).cast("string")))
 
     return df.withColumns(
         {

@@ -85,12 +85,16 @@ def clean_clickstream(
     Silver does not know yet is held until the product arrives.
     """
     lateness = lateness or Lateness()
-    typed = typed_lines(
-        bronze,
-        FIELDS,
-        REQUIRED,
-        renamed={"timestamp": "event_ts"},
-        derived={"product_id": F.get_json_object("properties", "$.product_id").cast("long")},
+    typed = typed_lines(bronze, FIELDS, REQUIRED, renamed={"timestamp": "event_ts"})
+    # Both ids from one parse of the properties: a get_json_object each was a second and a
+    # third JSON parser a line (about 1 s at 1 M events). A value of another JSON type reads
+    # as its text, then casts, as get_json_object's did; a key given twice reads as its last
+    # value (get_json_object took the first).
+    ids = F.from_json("properties", "struct<product_id:string,order_id:string>")
+    typed = (
+        typed.withColumn("_ids", ids)
+        .withColumns({key: F.col(f"_ids.{key}").cast("long") for key in ("product_id", "order_id")})
+        .drop("_ids")
     )
     if earlier_event_ids is not None:
         # Joined before ranking, on the key the ranking partitions by: one shuffle for both
@@ -119,7 +123,7 @@ def clean_clickstream(
             F.to_date("event_ts").alias("event_date"),
             F.hour("event_ts").alias("event_hour"),
             "product_id",
-            F.get_json_object("properties", "$.order_id").cast("long").alias("order_id"),
+            "order_id",
             "properties",
             F.col(BRONZE_DAY).alias("ingest_date"),
             F.col("_bronze._source_file").alias("_source_file"),

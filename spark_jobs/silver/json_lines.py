@@ -52,17 +52,15 @@ def typed_lines(
     fields: dict[str, str],
     required: dict[str, str],
     renamed: dict[str, str] | None = None,
-    derived: dict[str, Column] | None = None,
 ) -> DataFrame:
-    """Each line parsed (``parse_json``), its fields converted (``json_columns``) and
-    ``derived`` columns added: what deduplication ranks and the schema report reads. Rank it
-    (``quality.rank_first``, checkpointed) before anything else reads it, so the JSON is
-    parsed once (each extra parse was about 10 s at 1 M events)."""
+    """Each line parsed (``parse_json``) and its fields converted (``json_columns``): what
+    deduplication ranks and the schema report reads. Rank it (``quality.rank_first``,
+    checkpointed) before anything else reads it, so the JSON is parsed once (each extra parse
+    was about 10 s at 1 M events)."""
     parsed = parse_json(bronze, required)
-    typed = parsed.select(
+    return parsed.select(
         "_bronze", "_fields", "_schema_broken", *json_columns(fields, renamed or {})
     )
-    return typed.withColumns(derived or {})
 
 
 def without_spent_text(judged: DataFrame, known: list[str], keep_lines: bool = False) -> DataFrame:
