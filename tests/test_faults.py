@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import date
 from pathlib import Path
 from typing import IO
@@ -287,6 +288,58 @@ def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_sco
         os.killpg(daemon.pid, signal.SIGKILL)
         daemon.wait(timeout=30)
         daemon_log.close()
+
+
+class Interrupted(BaseException):
+    """What Dagster's handler raises in a step: ``DagsterExecutionInterruptedError``, a
+    ``BaseException`` too."""
+
+
+def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_working(spark):
+    """A run cancelled in a long Spark action (the UI's cancel: SIGINT to the run worker):
+    the action's jobs are cancelled at once, the load's clean-up on the way out gets true
+    answers from Spark, and the interrupt is what the step raises. Before, the interrupt left
+    py4j's connection with the action's answer pending: the clean-up waited for the action to
+    end (9.4 s into a 1 M-event day's ``silver_clickstream``), then read that answer as its
+    own, and each later call another's ("py4j does not exist in the JVM")."""
+    from spark_jobs.session import releases_checkpoints
+
+    answers, cancelled, watchdog = {}, threading.Event(), threading.Event()
+
+    @releases_checkpoints
+    def load(session):
+        try:  # minutes of work on two cores: only a cancel ends it within the test
+            session.range(0, 10**11, numPartitions=4).selectExpr("sum(hash(id))").collect()
+        finally:
+            answers["count"] = session.range(7).count()  # a clean-up that asks Spark
+
+    def interrupt_then_guard():
+        tracker = spark.sparkContext.statusTracker()
+        wait_for("the action's job", tracker.getActiveJobsIds, timeout=60, interval=0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+        if not cancelled.wait(60):  # never left running: the next tests share this session
+            watchdog.set()
+            spark.sparkContext.cancelAllJobs()
+
+    def raise_interrupted(signo, frame):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGINT, raise_interrupted)
+    guard = threading.Thread(target=interrupt_then_guard, daemon=True)
+    try:
+        guard.start()
+        with pytest.raises(Interrupted):
+            load(spark)
+        cancelled.set()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        cancelled.set()
+        guard.join(timeout=90)
+    assert not watchdog.is_set(), "the action ran on until the test's own cancel"
+    assert answers == {"count": 7}
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+    assert spark.range(5).count() == 5  # and the session answers the next caller truly
+    assert signal.getsignal(signal.SIGINT) is previous
 
 
 # ------------------------------------------------------------------ runs started together
