@@ -12,13 +12,15 @@ import fcntl
 import functools
 import importlib.util
 import os
+import queue
 import shutil
 import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -307,10 +309,10 @@ _served: dict[str, int] = {}  # the Thrift port of each Spark application this p
 
 
 class SparkCallInterrupted(Exception):
-    """An interrupt that arrived while this thread waited on the JVM (``cancels_on_interrupt``).
-
-    An ``Exception``, unlike the interrupt itself: py4j answers it by closing the call's
-    connection, so the thread's next call opens a fresh one."""
+    """An interrupt that arrived while this thread waited for the JVM's answer to a call
+    (``cancels_on_interrupt``). An ``Exception``, unlike the interrupt itself: py4j answers
+    it by closing the call's connection (the caller sees a plain ``Py4JError``, and py4j logs
+    the traceback), so the thread's next call opens a fresh one."""
 
 
 def _in_py4j(frame: FrameType | None) -> bool:
@@ -321,62 +323,117 @@ def _in_py4j(frame: FrameType | None) -> bool:
     return False
 
 
-def _cancel_jobs(spark: SparkSession) -> None:
-    with suppress(Exception):  # the JVM already gone: nothing left to cancel
-        spark.sparkContext.cancelAllJobs()
+def _waiting_for_answer(frame: FrameType | None) -> bool:
+    """The frame is py4j's read of the JVM's answer (a socket read in ``send_command``).
+    Raising there closes the connection, and py4j never sends a call again once it waits
+    for its answer; raised while the call is being sent, it would send it again."""
+    caller = frame.f_back if frame is not None else None
+    return (
+        frame is not None
+        and caller is not None
+        and frame.f_code.co_name == "readinto"
+        and caller.f_code.co_name == "send_command"
+        and str(caller.f_globals.get("__name__", "")).startswith("py4j.")
+    )
+
+
+def _cancel_on_signal(spark: SparkSession, tag: str, signals: queue.SimpleQueue) -> None:
+    """Once a signal is queued, cancel the block's jobs (those tagged ``tag``) until the
+    block ends (``None``): also the jobs the interrupted code still starts on its way out."""
+    if signals.get() is None:
+        return
+    while True:
+        with suppress(Exception):  # the JVM already gone: nothing left to cancel
+            spark.sparkContext.cancelJobsWithTag(tag)
+        try:
+            if signals.get(timeout=0.2) is None:
+                return
+        except queue.Empty:
+            continue
 
 
 @contextmanager
 def cancels_on_interrupt(spark: SparkSession) -> Iterator[None]:
     """An interrupt (SIGINT: a run cancelled from the UI or the API, which Dagster's run
-    worker sends itself; SIGTERM) during the block cancels the session's Spark jobs at once,
-    and is raised as before once the block has unwound.
+    worker sends itself; SIGTERM) that arrives while the block waits on Spark cancels the
+    block's Spark jobs at once, and is raised as before once the block has unwound.
 
-    Raised as it arrives, the interrupt (a ``BaseException``) went through py4j's call in
+    Raised where it arrives, the interrupt (a ``BaseException``) went through py4j's call in
     progress without closing its connection: the thread's next call (an ``unpersist`` in a
-    ``finally``) read the old call's answer, after waiting for the action that answer ended.
-    A cancelled 1 M-event day stayed in ``silver_clickstream`` for 9.4 s, until its Spark
-    stage was done; a larger day's stage lasts minutes. Now an interrupt inside a call is
-    raised there as ``SparkCallInterrupted``, which py4j handles (closing the connection),
-    and the session's jobs are cancelled from another thread (this one is in the call). Code
-    that cleans up on the way out finds a working session; the block then ends with the
-    interrupt as the handler it replaced raises it (Dagster's: the step "interrupted").
-    Outside the main thread (where no signal handler can be set) it does nothing.
+    ``finally``) waited for the action to end, then read that action's answer as its own,
+    and every later call another's. A cancelled 1 M-event day stayed in
+    ``silver_clickstream`` for 9.4 s, until its Spark stage was done; a larger day's stage
+    lasts minutes. Now:
+
+    - outside a py4j call, the handler this replaced raises the interrupt at once, as before;
+    - inside one, the block's jobs (tagged for it) are cancelled from another thread, again
+      and again until the block ends, and, if the call is waiting for its answer, it fails
+      there with ``SparkCallInterrupted`` (py4j closes the connection; code that cleans up on
+      the way out gets a fresh one, whose jobs are not the block's). The interrupt is raised
+      once the block has unwound, by the handler this replaced: Dagster's (the step
+      "interrupted"), or PySpark's (``KeyboardInterrupt``).
+
+    Only the run's Python stops at once: the JVM finishes what runs outside a job (a commit
+    being written) until the process ends. Outside the main thread (where no signal handler
+    can be set) it does nothing, as for a signal that was ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    replaced: dict[int, Any] = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    replaced: dict[int, Any] = {
+        signo: current
+        for signo in (signal.SIGINT, signal.SIGTERM)
+        if (current := signal.getsignal(signo)) not in (signal.SIG_IGN, None)
+    }
+    tag = f"lakehouse-interruptible-{uuid.uuid4().hex}"
+    signals: queue.SimpleQueue = queue.SimpleQueue()  # put() is safe in a signal handler
     received: list[int] = []
+    forwarded: list[int] = []
 
     def forward(signo: int, frame: FrameType | None) -> None:
+        forwarded.append(signo)
         previous = replaced[signo]
-        if callable(previous):
-            previous(signo, frame)  # Dagster's raises its interruption; Python's, KeyboardInterrupt
-        elif previous == signal.SIG_DFL:
+        if previous == signal.SIG_DFL:
             raise KeyboardInterrupt if signo == signal.SIGINT else SystemExit(128 + signo)
+        try:
+            previous(signo, frame)  # Dagster's raises its interruption; PySpark's, its own
+        except Exception as exc:  # PySpark's cancels jobs first, and the JVM may be gone
+            raise KeyboardInterrupt from exc
 
     def handler(signo: int, frame: FrameType | None) -> None:
+        if forwarded or not _in_py4j(frame):
+            forward(signo, frame)
+            return
         if not received:
             received.append(signo)
-            threading.Thread(target=_cancel_jobs, args=(spark,), daemon=True).start()
-        if _in_py4j(frame):
-            raise SparkCallInterrupted(f"signal {signo} during a Spark call")
-        forward(signo, frame)
+            signals.put(signo)
+        if _waiting_for_answer(frame):
+            raise SparkCallInterrupted(f"signal {signo} while waiting for Spark")
 
-    for signo in replaced:
-        signal.signal(signo, handler)
-    try:
-        yield
-    except BaseException:
-        if received:
-            forward(received[0], None)  # in place of the cancelled call's error, if it raises
-        raise
-    finally:
+    spark.sparkContext.addJobTag(tag)
+    threading.Thread(
+        target=_cancel_on_signal, args=(spark, tag, signals), name="cancel-on-interrupt",
+        daemon=True,
+    ).start()  # fmt: skip
+    with ExitStack() as restore:  # every handler put back, whatever a signal raises meanwhile
         for signo, previous in replaced.items():
-            signal.signal(signo, previous)
-    if received:  # the block ended on its own after all (between two Spark calls)
+            restore.callback(signal.signal, signo, previous)
+            signal.signal(signo, handler)
+        restore.callback(signals.put, None)
+        restore.callback(_remove_job_tag, spark, tag)
+        try:
+            yield
+        except BaseException:
+            if received and not forwarded:
+                forward(received[0], None)  # in place of the cancelled call's error
+            raise
+    if received and not forwarded:  # the block ended on its own after all (or as it closed)
         forward(received[0], None)
+
+
+def _remove_job_tag(spark: SparkSession, tag: str) -> None:
+    with suppress(Exception):  # the JVM gone: no tag left to remove
+        spark.sparkContext.removeJobTag(tag)
 
 
 def releases_checkpoints(

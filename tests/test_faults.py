@@ -295,10 +295,12 @@ class Interrupted(BaseException):
     ``BaseException`` too."""
 
 
-def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_working(spark):
-    """A run cancelled in a long Spark action (the UI's cancel: SIGINT to the run worker):
-    the action's jobs are cancelled at once, the load's clean-up on the way out gets true
-    answers from Spark, and the interrupt is what the step raises. Before, the interrupt left
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_working(spark, signo):
+    """A run cancelled in a long Spark action (the UI's cancel: SIGINT to the run worker; or
+    SIGTERM, a stopped container): the action's jobs are cancelled at once, the load's
+    clean-up on the way out gets true answers from Spark, and the interrupt is what the step
+    raises. Before, the interrupt left
     py4j's connection with the action's answer pending: the clean-up waited for the action to
     end (9.4 s into a 1 M-event day's ``silver_clickstream``), then read that answer as its
     own, and each later call another's ("py4j does not exist in the JVM")."""
@@ -316,7 +318,7 @@ def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_wo
     def interrupt_then_guard():
         tracker = spark.sparkContext.statusTracker()
         wait_for("the action's job", tracker.getActiveJobsIds, timeout=60, interval=0.1)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signo)
         if not cancelled.wait(60):  # never left running: the next tests share this session
             watchdog.set()
             spark.sparkContext.cancelAllJobs()
@@ -324,7 +326,7 @@ def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_wo
     def raise_interrupted(signo, frame):
         raise Interrupted
 
-    previous = signal.signal(signal.SIGINT, raise_interrupted)
+    previous = signal.signal(signo, raise_interrupted)  # as Dagster's, for both signals
     guard = threading.Thread(target=interrupt_then_guard, daemon=True)
     try:
         guard.start()
@@ -332,14 +334,15 @@ def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_wo
             load(spark)
         cancelled.set()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signo, previous)
         cancelled.set()
         guard.join(timeout=90)
     assert not watchdog.is_set(), "the action ran on until the test's own cancel"
     assert answers == {"count": 7}
-    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+    tracker = spark.sparkContext.statusTracker()
+    wait_for("the action's job to end", lambda: not tracker.getActiveJobsIds(), interval=0.1)
     assert spark.range(5).count() == 5  # and the session answers the next caller truly
-    assert signal.getsignal(signal.SIGINT) is previous
+    assert signal.getsignal(signo) is previous
 
 
 # ------------------------------------------------------------------ runs started together
