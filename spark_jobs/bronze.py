@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from spark_jobs import registry, storage
-from spark_jobs.session import releases_checkpoints
+from spark_jobs.session import interruptible, releases_checkpoints
 from spark_jobs.settings import LakehouseSetupError, Settings
 from spark_jobs.window import DayWindow
 
@@ -201,6 +201,7 @@ def superseded_versions(
     return gone.localCheckpoint()
 
 
+@interruptible
 def source_coverage(
     spark: SparkSession, settings: Settings, table: str, window: DayWindow
 ) -> tuple[int, int, list[str]]:
@@ -229,6 +230,7 @@ def source_coverage(
     return source.count(), int(stats[0]), list(stats[1] or [])
 
 
+@interruptible
 def ingest_landing(
     spark: SparkSession, settings: Settings, source: str, table: str, window: DayWindow, run_id: str
 ) -> WriteResult:

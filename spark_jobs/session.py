@@ -431,6 +431,20 @@ def cancels_on_interrupt(spark: SparkSession) -> Iterator[None]:
         forward(received[0], None)
 
 
+def interruptible(
+    work: Callable[Concatenate[SparkSession, P], T],
+) -> Callable[Concatenate[SparkSession, P], T]:
+    """Decorate a function whose first argument is the session to run in
+    ``cancels_on_interrupt`` (``releases_checkpoints`` does, too)."""
+
+    @functools.wraps(work)
+    def wrapped(spark: SparkSession, *args: P.args, **kwargs: P.kwargs) -> T:
+        with cancels_on_interrupt(spark):
+            return work(spark, *args, **kwargs)
+
+    return wrapped
+
+
 def _remove_job_tag(spark: SparkSession, tag: str) -> None:
     with suppress(Exception):  # the JVM gone: no tag left to remove
         spark.sparkContext.removeJobTag(tag)
