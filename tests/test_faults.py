@@ -90,6 +90,13 @@ def marked_failed(instance, run_id: str, what: str) -> str:
     return events[-1].event_log_entry.message
 
 
+def reads_failures(instance) -> bool:
+    """The daemon's event-log consumer (which retries failed runs) has set where it reads
+    run failures from (its cursor, under the key Dagster's consumer gives it)."""
+    key = f"EVENT_LOG_CONSUMER_CURSOR-{DagsterEventType.RUN_FAILURE.value}"
+    return bool(instance.daemon_cursor_storage.get_cursor_values({key}))
+
+
 def retried(instance, run_id: str, what: str) -> None:
     retries = wait_for(
         f"the daemon's retry of {what}",
@@ -130,6 +137,11 @@ def test_runs_killed_with_kill_9_are_marked_failed_and_alerted_never_stuck(
     cli_log = (tmp_path / "cli-run.log").open("w")
     try:
         with DagsterInstance.get() as instance:
+            # The daemon retries a run whose failure it reads after its first look at the event
+            # log: it starts reading from the newest event there. Launched before that look (a
+            # slow start), a run killed at once was never retried (seen in CI).
+            wait_for("the daemon's first read of the event log", lambda: reads_failures(
+                instance), timeout=120)  # fmt: skip
             # 1. A run the daemon launched: its worker is killed mid-step.
             subprocess.run(
                 [*DAGSTER, "job", "launch", *job, *tags],
