@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from spark_jobs.session import interruptible
 from spark_jobs.storage import CATALOG, adopt_write_properties, table_name
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ def _recent_filter(spark: SparkSession, name: str, recent_days: int) -> tuple[st
     return f"{column} >= '{since.isoformat()}'", f"{column} from {since} to {newest[0]}"
 
 
+@interruptible  # a cancelled run stops a long rewrite at once
 def maintain(
     spark: SparkSession, layer: str, table: str, policy: Policy, now: datetime | None = None
 ) -> Outcome:

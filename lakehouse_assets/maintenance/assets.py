@@ -22,7 +22,6 @@ from lakehouse_assets.jobs import MAINTENANCE
 from lakehouse_assets.partitions import TIMEZONE
 from lakehouse_assets.resources import SparkResource
 from spark_jobs.maintenance import Policy, maintain
-from spark_jobs.session import cancels_on_interrupt
 from spark_jobs.storage import table_name
 
 GROUP = MAINTENANCE
@@ -65,8 +64,7 @@ def maintenance_asset(table: AssetKey) -> AssetsDefinition:
             context.log.info(f"{full_name} does not exist yet: nothing to maintain")
             return MaterializeResult(metadata={"skipped": f"{full_name} not created yet"})
         policy = Policy(config.retention_days, config.recent_days, config.min_input_files)
-        with cancels_on_interrupt(session):  # a cancel stops a long rewrite at once
-            done = maintain(session, table_layer, name, policy)
+        done = maintain(session, table_layer, name, policy)
         return MaterializeResult(
             metadata={
                 "snapshots_before": done.before.snapshots,
