@@ -226,13 +226,15 @@ def ticked(instance, sensor: str) -> bool:
     )
 
 
+@pytest.mark.parametrize("layer", ["bronze", "silver"])
 def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_scored(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, layer
 ):
     """Cancel, as the UI's button does (the coordinator has the launcher ask the run's code
-    server), a run the daemon launched, in its first Silver step: it ends CANCELED, its
-    worker and JVM end with it (nothing holds the catalog), and the daemon scores the day
-    after it (``quality_after_canceled``)."""
+    server), a run the daemon launched, in its first step of ``layer``: it ends CANCELED with
+    no step started after the cancel, not even a retry of the cancelled one (Bronze's sources
+    are retried on their errors, never on a cancel); its worker and JVM end with it (nothing
+    holds the catalog), and the daemon scores the day after it (``quality_after_canceled``)."""
     from lakehouse_assets.resources.catalog import open_catalog
     from tools.launcher import worker_alive, worker_start
 
@@ -261,16 +263,22 @@ def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_sco
                            check=True, capture_output=True)  # fmt: skip
             [run] = instance.get_runs(RunsFilter(job_name="daily_lakehouse"))
 
-            def in_silver():
-                started = instance.get_records_for_run(
+            def started():
+                records = instance.get_records_for_run(
                     run.run_id, of_type=DagsterEventType.STEP_START
                 ).records
-                return any(r.event_log_entry.step_key.startswith("silver") for r in started)
+                return [r.event_log_entry.step_key for r in records]
 
-            wait_for("the run's first Silver step", in_silver, timeout=300, interval=0.2)
+            def in_layer():
+                return any(step.startswith(layer) for step in started())
+
+            wait_for(f"the run's first {layer} step", in_layer, timeout=300, interval=0.2)
+            if layer == "bronze":  # its JVM: the first step starts it
+                wait_for("the run's JVM", lambda: jvms_of(lakehouse), timeout=120, interval=0.2)
             runs_jvm = set(jvms_of(lakehouse))  # what must end with the run
             assert runs_jvm
             pid, reported_at = worker_start(instance, run.run_id)
+            steps_before = started()
             instance.run_coordinator.cancel_run(run.run_id)  # what the UI's button calls
 
             def ended():
@@ -282,6 +290,11 @@ def test_a_run_cancelled_mid_step_ends_cancelled_with_its_jvm_and_its_day_is_sco
 
             wait_for("the run to end", ended, timeout=120)
             assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+            assert started() == steps_before  # nothing after the cancel: no retry, no next step
+            retries = instance.get_records_for_run(
+                run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY
+            ).records
+            assert retries == []
             wait_for("its worker to exit", lambda: not worker_alive(pid, reported_at), timeout=60)
             wait_for("its JVM to exit", lambda: not runs_jvm & set(jvms_of(lakehouse)), timeout=60)
             # Scored after it, by the daemon's sensor: a report run for the same day.
@@ -312,10 +325,10 @@ def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_wo
     """A run cancelled in a long Spark action (the UI's cancel: SIGINT to the run worker; or
     SIGTERM, a stopped container): the action's jobs are cancelled at once, the load's
     clean-up on the way out gets true answers from Spark, and the interrupt is what the step
-    raises. Before, the interrupt left
-    py4j's connection with the action's answer pending: the clean-up waited for the action to
-    end (9.4 s into a 1 M-event day's ``silver_clickstream``), then read that answer as its
-    own, and each later call another's ("py4j does not exist in the JVM")."""
+    raises. Before, the interrupt left py4j's connection with the action's answer pending:
+    the clean-up waited for the action to end (9.4 s into a 1 M-event day's
+    ``silver_clickstream``), then read that answer as its own, and each later call another's
+    ("py4j does not exist in the JVM")."""
     from spark_jobs.session import releases_checkpoints
 
     answers, cancelled, watchdog = {}, threading.Event(), threading.Event()
@@ -344,7 +357,6 @@ def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_wo
         guard.start()
         with pytest.raises(Interrupted):
             load(spark)
-        cancelled.set()
     finally:
         signal.signal(signo, previous)
         cancelled.set()

@@ -19,6 +19,7 @@ from lakehouse_assets.checks import day_results
 from lakehouse_assets.partitions import daily_partitions, single_run, window_of
 from lakehouse_assets.resources import SparkResource
 from lakehouse_assets.resources.catalog import table_column_schema
+from lakehouse_assets.retries import retried_on_error
 from spark_jobs import bronze
 from spark_jobs.bronze import WriteResult
 from spark_jobs.quality import Verdict
@@ -28,6 +29,8 @@ from spark_jobs.settings import LakehouseSetupError
 COVERAGE_CHECK = "source_rows_extracted"
 
 # Sources fail transiently (a database restart, a slow bucket): retry before paging anyone.
+# Raised by the step itself (``retried_on_error``), not set as the asset's retry policy: a
+# policy would also retry a cancelled run's step, and the run would go on.
 EXTRACT_RETRIES = RetryPolicy(max_retries=2, delay=15, backoff=Backoff.EXPONENTIAL)
 
 
@@ -55,12 +58,11 @@ def _metadata(result: WriteResult, context: AssetExecutionContext, spark: SparkR
 
 
 def _bronze_asset(logic: str) -> dict:
-    """What every Bronze asset shares: daily, one run per backfill, retried, annotated."""
+    """What every Bronze asset shares: daily, one run per backfill, annotated."""
     return {
         "group_name": "bronze",
         "partitions_def": daily_partitions,
         "backfill_policy": single_run,
-        "retry_policy": EXTRACT_RETRIES,
         "kinds": {"spark", "iceberg"},
         "owners": OWNERS,
         "tags": layer("bronze"),
@@ -92,15 +94,16 @@ def extract_asset(source: Source):
     )
     def _bronze(context: AssetExecutionContext, config: ExtractConfig, spark: SparkResource):
         window, settings = window_of(context), spark.settings()
-        try:
-            result = bronze.extract_source_table(
-                spark.session, settings, table, window, context.run_id, config.full_snapshot
+        with retried_on_error(context, EXTRACT_RETRIES):
+            try:
+                result = bronze.extract_source_table(
+                    spark.session, settings, table, window, context.run_id, config.full_snapshot
+                )
+            except LakehouseSetupError as exc:  # misconfigured, not flaky: no retries
+                raise Failure(str(exc), allow_retries=False) from None
+            source_rows, missing, sample = bronze.source_coverage(
+                spark.session, settings, table, window
             )
-        except LakehouseSetupError as exc:  # misconfigured, not flaky: no retries
-            raise Failure(str(exc), allow_retries=False) from None
-        source_rows, missing, sample = bronze.source_coverage(
-            spark.session, settings, table, window
-        )
         coverage = Verdict(
             name=COVERAGE_CHECK,
             action="warn",
@@ -129,14 +132,15 @@ def landing_asset(source: Source):
         **_bronze_asset("def ingest_landing"),
     )
     def _bronze(context: AssetExecutionContext, spark: SparkResource) -> MaterializeResult:
-        result = bronze.ingest_landing(
-            spark.session,
-            spark.settings(),
-            source.name,
-            source.bronze,
-            window_of(context),
-            context.run_id,
-        )
+        with retried_on_error(context, EXTRACT_RETRIES):
+            result = bronze.ingest_landing(
+                spark.session,
+                spark.settings(),
+                source.name,
+                source.bronze,
+                window_of(context),
+                context.run_id,
+            )
         return MaterializeResult(metadata=_metadata(result, context, spark))
 
     return _bronze

@@ -30,12 +30,16 @@ from lakehouse_assets.gold.assets import gold_marts
 from lakehouse_assets.partitions import daily_partitions, days_of_run, single_run, window_of
 from lakehouse_assets.resources import SparkResource
 from lakehouse_assets.resources.catalog import open_catalog
+from lakehouse_assets.retries import retried_on_error
 from lakehouse_assets.silver import silver_assets
 from spark_jobs import quality_report, silver
 from spark_jobs.quality_report import CheckOutcome, Status
 from spark_jobs.window import DayWindow
 
 HISTORY = 200  # check executions read per query, newest first
+# A catalog that is briefly unreachable, not a bug: tried again before the run fails. Raised
+# by the step (``retried_on_error``), not a retry policy, which would retry a cancel too.
+RETRIES = RetryPolicy(max_retries=2, delay=5)
 
 
 class _RunDays:
@@ -110,8 +114,6 @@ def _status(data) -> Status:
         *gold_marts.keys,
     ],
     kinds={"polars", "iceberg"},
-    # A catalog that is briefly unreachable, not a bug: tried again before the run fails.
-    retry_policy=RetryPolicy(max_retries=2, delay=5),
     owners=OWNERS,
     tags=layer("gold"),
 )
@@ -126,11 +128,12 @@ def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> 
         {key for assets in (*silver_assets, gold_marts) for key in assets.check_keys},
         key=str,
     )
-    outcomes = list(check_outcomes(context.instance, keys, window))
-    catalog = open_catalog(spark.settings())  # pyiceberg: the report starts no JVM
-    held = quality_report.quarantined(catalog, window, silver.TABLES)
-    rows = quality_report.build(window, outcomes, held)
-    quality_report.write(catalog, rows, window)
+    with retried_on_error(context, RETRIES):
+        outcomes = list(check_outcomes(context.instance, keys, window))
+        catalog = open_catalog(spark.settings())  # pyiceberg: the report starts no JVM
+        held = quality_report.quarantined(catalog, window, silver.TABLES)
+        rows = quality_report.build(window, outcomes, held)
+        quality_report.write(catalog, rows, window)
     overall = {r.day.isoformat(): r.score for r in rows if r.table_name == quality_report.ALL}
     for day, day_score in overall.items():  # each day's plot point: its own score and rows
         per_day: dict = {"dagster/row_count": sum(1 for r in rows if r.day.isoformat() == day)}
