@@ -295,7 +295,8 @@ def build_session(
         conf["spark.driver.extraJavaOptions"] = f"{driver_options} {java_options(settings)}"
     for key, value in conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with signals_deferred():  # an interrupt meanwhile would leave the JVM running for ever
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     if settings.spark_master.startswith("spark://"):
         wait_for_executors(spark, settings)
@@ -303,6 +304,44 @@ def build_session(
     # default catalog, dbt's thrift target needs that namespace to exist there.
     ensure_namespaces(spark, ("default",) if settings.dbt_target == "thrift" else ())
     return spark
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then deliver them to the handlers as
+    they were before it (also when the block replaced them). For what must not stop halfway:
+    the start of the driver's JVM.
+
+    PySpark starts the JVM, then waits for it to write where its gateway listens, in a
+    folder it removes when it stops waiting. Interrupted meanwhile (a run cancelled, or its
+    container stopped, in its first seconds), it removed the folder; the JVM, failing to
+    write there, kept running with no Python to talk to, for ever (its gateway thread keeps
+    it alive). Once the gateway is up, the JVM ends when the Python process does (it watches
+    its stdin). The SIGINT handler PySpark's context installs is replaced by the one before
+    it: Dagster's run worker holds a cancel until its step can take it, where PySpark's
+    raises ``KeyboardInterrupt`` anywhere. A ``kill -9`` cannot be held: see the README.
+    Outside the main thread (where no signal handler can be set) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signo: int, frame: FrameType | None) -> None:
+        if signo not in received:
+            received.append(signo)
+
+    try:
+        with ExitStack() as restore:
+            for signo in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(signo)
+                if previous not in (signal.SIG_IGN, None):
+                    restore.callback(signal.signal, signo, previous)
+                    signal.signal(signo, hold)
+            yield
+    finally:  # also when the block failed: a cancel is what the caller asked for
+        for signo in received:
+            signal.raise_signal(signo)  # handled now, by the handler restored
 
 
 _served: dict[str, int] = {}  # the Thrift port of each Spark application this process serves

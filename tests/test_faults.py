@@ -569,6 +569,42 @@ def test_an_order_without_updated_at_is_extracted_once_and_quarantined_by_name(s
     assert len(bronze_again) == 2 and len(held_again) == 1
 
 
+STARTS_SPARK = """
+import sys
+from spark_jobs.session import build_session
+from spark_jobs.settings import Settings
+
+try:
+    build_session(Settings.from_env(), app_name="interrupted-start")
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_while_the_jvm_starts_is_delivered_and_leaves_no_jvm(tmp_path, signo):
+    """A run cancelled (SIGINT) or stopped (SIGTERM) in its first seconds, while PySpark
+    waits for the JVM it started to open its gateway: the interrupt is delivered once the
+    session is up, and the JVM ends with the process. Before, PySpark removed the folder the
+    JVM was to write its gateway's port to, and the JVM ran on for ever, with nobody to talk
+    to (seen after a cancel 0.3 s into a run's first step)."""
+    lakehouse = tmp_path / "lakehouse"
+    env = {**os.environ, "LAKEHOUSE_HOME": str(lakehouse), "PYTHONPATH": str(REPO_ROOT)}
+    with (tmp_path / "child.log").open("w") as log:
+        child = subprocess.Popen([sys.executable, "-c", STARTS_SPARK], cwd=REPO_ROOT, env=env,
+                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_for("its JVM", lambda: jvms_of(lakehouse), timeout=120, interval=0.02)
+        child.send_signal(signo)
+        interrupted = 130 if signo == signal.SIGINT else -signo  # not lost, not swallowed
+        assert child.wait(timeout=120) == interrupted, (tmp_path / "child.log").read_text()
+        wait_for("its JVM to end", lambda: not jvms_of(lakehouse), timeout=60)
+    finally:
+        child.kill()
+        for pid in jvms_of(lakehouse):  # the next tests must not share the box with it
+            os.kill(pid, signal.SIGKILL)
+
+
 # A fresh JVM (dbt's) writing from several threads while another JVM (the run's) has the
 # catalog open: what `dbt build` with threads does on the embedded catalog.
 WRITERS = """
