@@ -558,7 +558,11 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
     if application in _served:
         return _served[application]
     ensure_namespaces(spark, ("default",))  # every Thrift session opens with `USE default`
-    (settings.scratch_dir / "hive").mkdir(parents=True, exist_ok=True)
+    hive = settings.scratch_dir / "hive"
+    hive.mkdir(parents=True, exist_ok=True)
+    for left in hive.glob("*_resources"):  # earlier runs' sessions' folders, all empty
+        with suppress(OSError):  # not empty (then not ours to remove), or gone meanwhile
+            left.rmdir()
     with hold_lock(settings.scratch_dir / "thrift.lock"):
         for key, value in {
             "hive.server2.thrift.bind.host": "127.0.0.1",
@@ -568,7 +572,13 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
             # A client's status poll waits here until its statement ends (or 5 s pass), so
             # dbt's embedded output polls without sleeping in between (profiles.yml).
             "hive.server2.long.polling.timeout": "5s",
-            "hive.exec.local.scratchdir": str(settings.scratch_dir / "hive"),
+            "hive.exec.local.scratchdir": str(hive),
+            # Where a Thrift session puts resources it adds (none here): a folder of its own,
+            # by default /tmp/<session id>_resources, left behind (one more in /tmp a run).
+            # In the scratch folder instead, where the next run removes it (above). One
+            # folder for all sessions would not do: Hive fails a session whose folder another
+            # session's thread is creating at the same moment.
+            "hive.downloaded.resources.dir": str(hive / "${hive.session.id}_resources"),
         }.items():
             spark.conf.set(key, value)  # the server reads its HiveConf from the session's conf
         jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
@@ -260,6 +261,25 @@ def test_dbt_hears_a_long_statement_end_without_sleeping_between_polls(
     # dbt went straight back to polling: no sleep, and no busy loop of polls either (one
     # every 5 s: fewer than 5 unless the 6 s statement took over 20 s).
     assert sleeps and set(sleeps) == {0} and len(sleeps) < 5, sleeps
+
+
+def test_the_thrift_sessions_folders_stay_in_the_scratch_folder_not_tmp(spark, settings):
+    """Each Thrift session (dbt's four threads, each run) gets a folder for resources it may
+    add: by default /tmp/<session id>_resources, never removed (37 in /tmp after a morning
+    of runs). It is in the home's scratch folder, where the next JVM's server removes it."""
+    from pyhive import hive
+
+    from spark_jobs.session import serve_thrift
+
+    scratch = settings.scratch_dir / "hive"
+    before = set(scratch.glob("*_resources"))
+    handle = hive.connect(host="127.0.0.1", port=serve_thrift(spark, settings), username="t")
+    try:
+        new = set(scratch.glob("*_resources")) - before
+        assert len(new) == 1  # the session's own
+        assert not (Path(tempfile.gettempdir()) / new.pop().name).exists()
+    finally:
+        handle.close()
 
 
 def rows(spark, table, where):
