@@ -12,7 +12,7 @@ as it shows a policy's: the step's attempts, the wait and the error of each.
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster import AssetExecutionContext, Failure, RetryPolicy, RetryRequested
+from dagster import AssetExecutionContext, DagsterError, Failure, RetryPolicy, RetryRequested
 
 
 @contextmanager
@@ -21,6 +21,8 @@ def retried_on_error(context: AssetExecutionContext, policy: RetryPolicy) -> Ite
     ``Failure(allow_retries=False)`` fails it at once, as it would under the policy."""
     try:
         yield
+    except DagsterError:  # Dagster's own (a misused API): never retried by a policy either
+        raise
     except Failure as failure:
         if not failure.allow_retries:
             raise

@@ -309,39 +309,45 @@ def build_session(
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM while the block runs, then deliver them to the handlers as
-    they were before it (also when the block replaced them). For what must not stop halfway:
-    the start of the driver's JVM.
+    they were before it (also where the block replaced them). For what must not stop
+    halfway: the start of the driver's JVM.
 
     PySpark starts the JVM, then waits for it to write where its gateway listens, in a
     folder it removes when it stops waiting. Interrupted meanwhile (a run cancelled, or its
     container stopped, in its first seconds), it removed the folder; the JVM, failing to
     write there, kept running with no Python to talk to, for ever (its gateway thread keeps
     it alive). Once the gateway is up, the JVM ends when the Python process does (it watches
-    its stdin). The SIGINT handler PySpark's context installs is replaced by the one before
-    it: Dagster's run worker holds a cancel until its step can take it, where PySpark's
-    raises ``KeyboardInterrupt`` anywhere. A ``kill -9`` cannot be held: see the README.
-    Outside the main thread (where no signal handler can be set) it does nothing.
+    its stdin).
+
+    PySpark's context installs a SIGINT handler of its own once the gateway is up: from then
+    to the block's end, a SIGINT is that handler's (``KeyboardInterrupt``), not held; after
+    the block, the handler from before is back (Dagster's run worker holds a cancel until its
+    step can take it, where PySpark's raises anywhere). Both held, SIGTERM is delivered
+    first: the stronger request. A ``kill -9`` cannot be held: see the README. Outside the
+    main thread (where no signal handler can be set) it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[int] = []
+    received: set[int] = set()
 
     def hold(signo: int, frame: FrameType | None) -> None:
-        if signo not in received:
-            received.append(signo)
+        received.add(signo)
 
     try:
         with ExitStack() as restore:
             for signo in (signal.SIGINT, signal.SIGTERM):
                 previous = signal.getsignal(signo)
-                if previous not in (signal.SIG_IGN, None):
-                    restore.callback(signal.signal, signo, previous)
+                if previous is None:  # set outside Python: not ours to change
+                    continue
+                restore.callback(signal.signal, signo, previous)
+                if previous != signal.SIG_IGN:
                     signal.signal(signo, hold)
             yield
     finally:  # also when the block failed: a cancel is what the caller asked for
-        for signo in received:
-            signal.raise_signal(signo)  # handled now, by the handler restored
+        for signo in (signal.SIGTERM, signal.SIGINT):
+            if signo in received:
+                signal.raise_signal(signo)  # handled now, by the handler restored
 
 
 _served: dict[str, int] = {}  # the Thrift port of each Spark application this process serves
@@ -410,7 +416,8 @@ def cancels_on_interrupt(spark: SparkSession) -> Iterator[None]:
       there with ``SparkCallInterrupted`` (py4j closes the connection; code that cleans up on
       the way out gets a fresh one, whose jobs are not the block's). The interrupt is raised
       once the block has unwound, by the handler this replaced: Dagster's (the step
-      "interrupted"), or PySpark's (``KeyboardInterrupt``).
+      "interrupted"), or whichever other handler was set (``KeyboardInterrupt`` for
+      Python's default and PySpark's).
 
     Only the run's Python stops at once: the JVM finishes what runs outside a job (a commit
     being written) until the process ends. Outside the main thread (where no signal handler

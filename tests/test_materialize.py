@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -273,13 +274,17 @@ def test_the_thrift_sessions_folders_stay_in_the_scratch_folder_not_tmp(spark, s
 
     scratch = settings.scratch_dir / "hive"
     before = set(scratch.glob("*_resources"))
-    handle = hive.connect(host="127.0.0.1", port=serve_thrift(spark, settings), username="t")
+    port = serve_thrift(spark, settings)
+    handles = [hive.connect(host="127.0.0.1", port=port, username="t") for _ in range(2)]
     try:
         new = set(scratch.glob("*_resources")) - before
-        assert len(new) == 1  # the session's own
-        assert not (Path(tempfile.gettempdir()) / new.pop().name).exists()
+        assert len(new) == 2  # each session's own, named by its id
+        for folder in new:
+            assert re.fullmatch(r"[0-9a-f-]{36}_resources", folder.name), folder.name
+            assert not (Path(tempfile.gettempdir()) / folder.name).exists()
     finally:
-        handle.close()
+        for handle in handles:
+            handle.close()
 
 
 def rows(spark, table, where):

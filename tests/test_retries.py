@@ -9,6 +9,7 @@ The cancel itself, through a real daemon and run worker, is tested in
 import pytest
 from dagster import (
     AssetExecutionContext,
+    Backoff,
     DagsterEventType,
     DagsterExecutionInterruptedError,
     Failure,
@@ -23,7 +24,7 @@ from lakehouse_assets.retries import retried_on_error
 
 pytestmark = pytest.mark.fast
 
-POLICY = RetryPolicy(max_retries=2, delay=0.01)
+POLICY = RetryPolicy(max_retries=2, delay=0.01, backoff=Backoff.EXPONENTIAL)
 
 
 def flaky(failures: list[BaseException]):
@@ -43,13 +44,14 @@ def events(result, kind: DagsterEventType) -> list:
     return [e for e in result.all_events if e.event_type == kind]
 
 
-def test_an_error_is_retried_with_the_policys_delay_until_it_passes():
+def test_an_error_is_retried_with_the_policys_backoff_until_it_passes():
     result = materialize([flaky([OSError("bucket slow"), Failure("source restarting")])])
     assert result.success
     assert result.output_for_node("source") == 2  # the third attempt
     retries = events(result, DagsterEventType.STEP_UP_FOR_RETRY)
     assert len(retries) == 2
-    assert [r.event_specific_data.seconds_to_wait for r in retries] == [0.01, 0.01]
+    waits = [r.event_specific_data.seconds_to_wait for r in retries]
+    assert waits == pytest.approx([0.01, 0.03])  # (2^n - 1) x the delay: n counts from 1
     assert "bucket slow" in retries[0].event_specific_data.error.to_string()
 
 

@@ -104,20 +104,22 @@ def extract_asset(source: Source):
             source_rows, missing, sample = bronze.source_coverage(
                 spark.session, settings, table, window
             )
-        coverage = Verdict(
-            name=COVERAGE_CHECK,
-            action="warn",
-            passed=missing == 0,
-            severity="WARN",
-            failing_rows=missing,
-            description="source rows changed up to the window's end are in Bronze",
-            sample=sample,
-            detail={"source_rows": source_rows},
-        )
-        yield MaterializeResult(metadata=_metadata(result, context, spark))
-        yield from day_results(
-            context, key, [coverage], lambda day: result.rows_per_day.get(day, 0)
-        )
+            coverage = Verdict(
+                name=COVERAGE_CHECK,
+                action="warn",
+                passed=missing == 0,
+                severity="WARN",
+                failing_rows=missing,
+                description="source rows changed up to the window's end are in Bronze",
+                sample=sample,
+                detail={"source_rows": source_rows},
+            )
+            # Its metadata reads the catalog, and its checks the instance: retried too, as the
+            # whole step was under a retry policy (the write is idempotent).
+            yield MaterializeResult(metadata=_metadata(result, context, spark))
+            yield from day_results(
+                context, key, [coverage], lambda day: result.rows_per_day.get(day, 0)
+            )
 
     return _bronze
 
@@ -141,7 +143,7 @@ def landing_asset(source: Source):
                 window_of(context),
                 context.run_id,
             )
-        return MaterializeResult(metadata=_metadata(result, context, spark))
+            return MaterializeResult(metadata=_metadata(result, context, spark))
 
     return _bronze
 

@@ -134,17 +134,18 @@ def data_quality_daily(context: AssetExecutionContext, spark: SparkResource) -> 
         held = quality_report.quarantined(catalog, window, silver.TABLES)
         rows = quality_report.build(window, outcomes, held)
         quality_report.write(catalog, rows, window)
-    overall = {r.day.isoformat(): r.score for r in rows if r.table_name == quality_report.ALL}
-    for day, day_score in overall.items():  # each day's plot point: its own score and rows
-        per_day: dict = {"dagster/row_count": sum(1 for r in rows if r.day.isoformat() == day)}
-        if day_score is not None:
-            per_day["score"] = day_score
-        context.add_asset_metadata(per_day, partition_key=day)
-    known = [s for s in overall.values() if s is not None]
-    return MaterializeResult(
-        metadata={
-            "window_score": round(sum(known) / len(known), 1) if known else None,
-            "score_by_day": MetadataValue.json(overall),
-            "summary": MetadataValue.md(quality_report.summary_table(rows)),
-        }
-    )
+        overall = {r.day.isoformat(): r.score for r in rows if r.table_name == quality_report.ALL}
+        for day, day_score in overall.items():  # each day's plot point: its score and rows
+            rows_of_day = sum(1 for r in rows if r.day.isoformat() == day)
+            per_day: dict = {"dagster/row_count": rows_of_day}
+            if day_score is not None:
+                per_day["score"] = day_score
+            context.add_asset_metadata(per_day, partition_key=day)
+        known = [s for s in overall.values() if s is not None]
+        return MaterializeResult(
+            metadata={
+                "window_score": round(sum(known) / len(known), 1) if known else None,
+                "score_by_day": MetadataValue.json(overall),
+                "summary": MetadataValue.md(quality_report.summary_table(rows)),
+            }
+        )
