@@ -116,25 +116,50 @@ def step_errors(stack: Stack, run_id: str) -> dict[str, str]:
     return out
 
 
-def set_sensors(stack: Stack, names: list[str], running: bool) -> None:
-    """Start or stop the sensors. Stopping returns once no tick of theirs can still launch a
-    run: the daemon reads the sensors' states once per pass, so a pass already under way when
-    the stop lands still ticks them (seen here: three runs for files written just after it)."""
-    stopped_at = time.time()
-    for name in names:
-        selector = {**LOCATION, "sensorName": name}
+SENSOR_STATE = """query($s: SensorSelector!) {
+  sensorOrError(sensorSelector: $s) { ... on Sensor { id sensorState { status } } } }"""
+START_SENSOR = """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
+  __typename ... on PythonError { message } ... on UnauthorizedError { message } } }"""
+STOP_SENSOR = """mutation($id: String) { stopSensor(id: $id) {
+  __typename ... on PythonError { message } ... on UnauthorizedError { message } } }"""
+
+
+def set_sensors(stack: Stack, names: list[str], running: bool, stops: int = 3) -> None:
+    """Start or stop the sensors. Stopping returns once they read stopped and no tick of
+    theirs can still launch a run. The daemon reads the sensors' states once per pass, so a
+    pass already under way when the stop lands still ticks them; and a tick under way writes
+    the sensor's state back as it read it, running again (Dagster's daemon: seen here, the
+    sensor ticking on and launching three runs for files written after the stop). So each
+    stop is checked once the sensors are quiet, and made again if it was undone."""
+    running_again = names
+    for _ in range(stops):
+        stopped_at = time.time()
+        for name in names:
+            selector = {**LOCATION, "sensorName": name}
+            if running:
+                done = graphql(stack, START_SENSOR, {"s": selector})["startSensor"]
+                _ensure(done, "Sensor", f"starting {name}")
+                continue
+            sensor_id = graphql(stack, SENSOR_STATE, {"s": selector})["sensorOrError"]["id"]
+            done = graphql(stack, STOP_SENSOR, {"id": sensor_id})["stopSensor"]
+            _ensure(done, "StopSensorMutationResult", f"stopping {name}")
         if running:
-            mutation = """mutation($s: SensorSelector!) {
-              startSensor(sensorSelector: $s) { __typename } }"""
-            graphql(stack, mutation, {"s": selector})
-            continue
-        query = """query($s: SensorSelector!) {
-          sensorOrError(sensorSelector: $s) { ... on Sensor { id } } }"""
-        sensor_id = graphql(stack, query, {"s": selector})["sensorOrError"]["id"]
-        mutation = "mutation($id: String) { stopSensor(id: $id) { __typename } }"
-        graphql(stack, mutation, {"id": sensor_id})
-    if not running:
+            return
         _wait_for_quiet_sensors(stack, names, stopped_at)
+        running_again = [name for name in names if _sensor_status(stack, name) != "STOPPED"]
+        if not running_again:
+            return
+    raise ClusterError(f"the sensors {', '.join(running_again)} run again after {stops} stops")
+
+
+def _ensure(result: dict, expected: str, what: str) -> None:
+    if result["__typename"] != expected:
+        raise ClusterError(f"dagster-webserver: {what}: {result.get('message', result)}")
+
+
+def _sensor_status(stack: Stack, name: str) -> str:
+    sensor = graphql(stack, SENSOR_STATE, {"s": {**LOCATION, "sensorName": name}})
+    return sensor["sensorOrError"]["sensorState"]["status"]
 
 
 LATEST_TICKS = """query($r: RepositorySelector!) { sensorsOrError(repositorySelector: $r) {
