@@ -510,6 +510,11 @@ def commit_of(spark: SparkSession, name: str) -> Commit | None:
     table). One Spark action: the ``refs`` and ``snapshots`` metadata tables, joined."""
     from pyspark.errors import AnalysisException
 
+    if not spark.catalog.tableExists(name):
+        # Not left to the lookup of `<name>.refs`: on a JDBC catalog without view support
+        # (schema V0) a missing table's metadata table is an UnsupportedOperationException.
+        # The inventory stream failed on it until a daily run had made silver.products.
+        return None
     summary = F.col("summary")
     try:
         found = (

@@ -14,6 +14,7 @@ from spark_jobs.bronze import extract_source_table
 from spark_jobs.session import releases_checkpoints
 from spark_jobs.storage import (
     LandingZone,
+    commit_of,
     _line_reader,
     as_small,
     backlog_predicate,
@@ -514,3 +515,13 @@ def test_only_a_days_own_folder_is_landing_data():
     assert day_of_object("inventory/2026-03-11/part-1.json") is None
     assert day_of_object("inventory/latest/part-1.jsonl") is None
     assert day_of_object("invoices/2026-03-11/part-1.jsonl") is None
+
+
+def test_a_missing_tables_commit_is_none_not_an_error(spark):
+    # The inventory stream judges each micro-batch against silver.products' commit, None
+    # before the first daily run made it: the lookup raised instead (the JDBC catalog without
+    # view support answers a missing table's `.refs` with UnsupportedOperationException),
+    # so a stream turned on before any daily run failed every micro-batch.
+    spark.sql("CREATE NAMESPACE IF NOT EXISTS lakehouse.silver")
+    assert commit_of(spark, "lakehouse.silver.no_such_table") is None
+    assert commit_of(spark, "lakehouse.no_such_namespace.no_such_table") is None
