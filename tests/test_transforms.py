@@ -14,10 +14,10 @@ from spark_jobs.bronze import extract_source_table
 from spark_jobs.session import releases_checkpoints
 from spark_jobs.storage import (
     LandingZone,
-    commit_of,
     _line_reader,
     as_small,
     backlog_predicate,
+    commit_of,
     day_of_object,
     day_predicates,
     local_rows,
