@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import importlib.util
+import logging
 import os
 import queue
 import shutil
@@ -356,8 +357,25 @@ _served: dict[str, int] = {}  # the Thrift port of each Spark application this p
 class SparkCallInterrupted(Exception):
     """An interrupt that arrived while this thread waited for the JVM's answer to a call
     (``cancels_on_interrupt``). An ``Exception``, unlike the interrupt itself: py4j answers
-    it by closing the call's connection (the caller sees a plain ``Py4JError``, and py4j logs
-    the traceback), so the thread's next call opens a fresh one."""
+    it by closing the call's connection (the caller sees a plain ``Py4JError``; py4j's ERROR
+    about it is dropped, ``_QuietInterruptedCall``), so the thread's next call opens a fresh
+    one."""
+
+
+class _QuietInterruptedCall(logging.Filter):
+    """Drop py4j's report of a call ``cancels_on_interrupt`` interrupted on purpose: py4j
+    logs it at ERROR with a traceback ("Exception while sending command", on the root
+    logger), which read as a failure in a cancelled step's log. Other records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        for _ in range(8):  # py4j's network error holds the interruption as its cause
+            if error is None:
+                return True
+            if isinstance(error, SparkCallInterrupted):
+                return False
+            error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+        return True
 
 
 def _in_py4j(frame: FrameType | None) -> bool:
@@ -467,6 +485,9 @@ def cancels_on_interrupt(spark: SparkSession) -> Iterator[None]:
             signal.signal(signo, handler)
         restore.callback(signals.put, None)
         restore.callback(_remove_job_tag, spark, tag)
+        quiet, root = _QuietInterruptedCall(), logging.getLogger()
+        root.addFilter(quiet)
+        restore.callback(root.removeFilter, quiet)
         try:
             yield
         except BaseException:

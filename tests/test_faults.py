@@ -9,6 +9,7 @@ Days are February 2026, used by no other module.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -321,7 +322,9 @@ class Interrupted(BaseException):
 
 
 @pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_working(spark, signo):
+def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_working(
+    spark, signo, caplog
+):
     """A run cancelled in a long Spark action (the UI's cancel: SIGINT to the run worker; or
     SIGTERM, a stopped container): the action's jobs are cancelled at once, the load's
     clean-up on the way out gets true answers from Spark, and the interrupt is what the step
@@ -367,6 +370,8 @@ def test_an_interrupt_during_a_spark_action_cancels_it_and_leaves_the_session_wo
     wait_for("the action's job to end", lambda: not tracker.getActiveJobsIds(), interval=0.1)
     assert spark.range(5).count() == 5  # and the session answers the next caller truly
     assert signal.getsignal(signo) is previous
+    # py4j's report of the call cancelled on purpose is not an ERROR in the step's log.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # ------------------------------------------------------------------ runs started together
