@@ -307,6 +307,32 @@ def build_session(
     return spark
 
 
+def _handled_signals() -> dict[int, Any]:
+    """SIGINT's and SIGTERM's handlers where Python handles the signal (not ignored, nor
+    set outside Python): the ones a block may stand in for."""
+    return {
+        signo: current
+        for signo in (signal.SIGINT, signal.SIGTERM)
+        if (current := signal.getsignal(signo)) not in (signal.SIG_IGN, None)
+    }
+
+
+@contextmanager
+def _handling(
+    handler: Callable[[int, FrameType | None], None], replaced: dict[int, Any]
+) -> Iterator[None]:
+    """``handler`` for the signals of ``replaced`` while the block runs; then every handler
+    Python set for SIGINT and SIGTERM as it was, also one the block changed (PySpark's
+    context sets its own for SIGINT, even where SIGINT was ignored)."""
+    with ExitStack() as restore:  # put back whatever a signal raises meanwhile
+        for signo in (signal.SIGINT, signal.SIGTERM):
+            if (previous := signal.getsignal(signo)) is not None:
+                restore.callback(signal.signal, signo, previous)
+        for signo in replaced:
+            signal.signal(signo, handler)
+        yield
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM while the block runs, then deliver them to the handlers as
@@ -336,14 +362,7 @@ def signals_deferred() -> Iterator[None]:
         received.add(signo)
 
     try:
-        with ExitStack() as restore:
-            for signo in (signal.SIGINT, signal.SIGTERM):
-                previous = signal.getsignal(signo)
-                if previous is None:  # set outside Python: not ours to change
-                    continue
-                restore.callback(signal.signal, signo, previous)
-                if previous != signal.SIG_IGN:
-                    signal.signal(signo, hold)
+        with _handling(hold, _handled_signals()):
             yield
     finally:  # also when the block failed: a cancel is what the caller asked for
         for signo in (signal.SIGTERM, signal.SIGINT):
@@ -444,11 +463,7 @@ def cancels_on_interrupt(spark: SparkSession) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    replaced: dict[int, Any] = {
-        signo: current
-        for signo in (signal.SIGINT, signal.SIGTERM)
-        if (current := signal.getsignal(signo)) not in (signal.SIG_IGN, None)
-    }
+    replaced = _handled_signals()
     tag = f"lakehouse-interruptible-{uuid.uuid4().hex}"
     signals: queue.SimpleQueue = queue.SimpleQueue()  # put() is safe in a signal handler
     received: list[int] = []
@@ -480,9 +495,7 @@ def cancels_on_interrupt(spark: SparkSession) -> Iterator[None]:
         daemon=True,
     ).start()  # fmt: skip
     with ExitStack() as restore:  # every handler put back, whatever a signal raises meanwhile
-        for signo, previous in replaced.items():
-            restore.callback(signal.signal, signo, previous)
-            signal.signal(signo, handler)
+        restore.enter_context(_handling(handler, replaced))
         restore.callback(signals.put, None)
         restore.callback(_remove_job_tag, spark, tag)
         quiet, root = _QuietInterruptedCall(), logging.getLogger()
