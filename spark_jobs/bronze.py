@@ -5,10 +5,12 @@ spark-submit spark_jobs/cli.py bronze --date 2026-01-01
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from spark_jobs import registry, storage
@@ -63,22 +65,30 @@ def extracted_rows(df: DataFrame, window: DayWindow) -> DataFrame:
 
 
 def write_bronze(
-    df: DataFrame, table: str, window: DayWindow, detail: dict | None = None
+    df: DataFrame,
+    table: str,
+    window: DayWindow,
+    detail: dict | Callable[[], dict] | None = None,
 ) -> WriteResult:
-    """Replace the window's days of the Bronze table with ``df``, reading ``df`` once: the rows
-    per day come from Iceberg's ``partitions`` metadata table after the commit, not from
-    reading the rows again (a cached copy of a day's million lines cost more than the write).
-    """
+    """Replace the window's days of the Bronze table with ``df``, reading ``df`` once: its
+    rows per day are counted as the write reads them, and checked against the rows the
+    commit added (not by reading the rows again: a cached copy of a day's million lines cost
+    more than the write); the commit comes from the table's metadata. ``detail`` may be a
+    function, called after the write: for figures observed by it."""
     name = storage.table_name("bronze", table)
     spark = df.sparkSession
     storage.ensure_table(df, name, PARTITION_COLUMN)  # so that the write's parent is known
     parent = storage.current_snapshot(spark, name)
-    storage.replace_window(df, name, PARTITION_COLUMN, window)
+    observed, counted = storage.observed_per_day(df, PARTITION_COLUMN, window)
+    storage.replace_window(observed, name, PARTITION_COLUMN, window)
     commit = storage.commit_of(spark, name)
-    per_day = storage.rows_written(spark, name, PARTITION_COLUMN, window, commit, parent)
-    if per_day is None:  # not exactly this commit's rows: count them
+    per_day = counted()
+    ours = commit if commit is not None and commit.parent_id == parent else None
+    if per_day is None or (ours and sum(per_day.values()) != ours.added_rows):
+        # Rows outside the window, not observed, or not what the commit added: count them.
         per_day = storage.rows_per_day(df, PARTITION_COLUMN)
     snapshot_id, table_rows = (commit.snapshot_id, commit.total_rows) if commit else (None, None)
+    detail = detail() if callable(detail) else detail
     return WriteResult(name, sum(per_day.values()), per_day, snapshot_id, detail or {}, table_rows)
 
 
@@ -92,10 +102,8 @@ def is_first_load(spark: SparkSession, table: str, window: DayWindow) -> bool:
 
     Also true when the first day is run again, so rerunning it takes the same rows.
     """
-    bronze = _bronze_if_exists(spark, table)
-    if bronze is None:
-        return True
-    return bronze.where(F.col(PARTITION_COLUMN) < F.lit(window.start)).limit(1).count() == 0
+    name = storage.table_name("bronze", table)
+    return not storage.holds_rows(spark, name, PARTITION_COLUMN, before=window.start)
 
 
 @releases_checkpoints
@@ -154,24 +162,43 @@ def extract_source_table(
             )
             rows = rows.where(F.coalesce(in_window, F.lit(False))).unionByName(new)
         lined = with_lineage(extracted_rows(rows, window), f"db.{table}", run_id).cache()
-        stats = lined.agg(
-            F.count_if(changed.isNull()).alias("unplaced"),
-            F.count_if(F.to_date(changed) < F.lit(window.start)).alias("caught_up"),
-        ).first()
-        assert stats is not None, "a global aggregate always returns one row"
-        kept = None if bronze is None else superseded_versions(bronze, lined, key, window)
-        n_kept = kept.count() if kept is not None else 0
-        detail = {
-            "extraction": "first load: full snapshot" if first_load else "incremental",
-            "rows_changed_before_window": int(stats["caught_up"] or 0),
-            "rows_without_change_time": int(stats["unplaced"] or 0),
-            "versions_kept_from_earlier_extraction": n_kept,
-        }
-        out = (
-            lined
-            if kept is None or not n_kept
-            else lined.unionByName(kept, allowMissingColumns=True)
+        # A window Bronze holds nothing of yet (a day's first run) has no version to keep.
+        rerun = storage.holds_rows(
+            spark, storage.table_name("bronze", table), PARTITION_COLUMN, window.start, window.end
         )
+        kept = (
+            superseded_versions(bronze, lined, key, window)
+            if bronze is not None and rerun
+            else None
+        )
+        # Counted as the write reads them, not by actions of their own.
+        stats = {
+            "unplaced": F.count_if(changed.isNull()),
+            "caught_up": F.count_if(F.to_date(changed) < F.lit(window.start)),
+        }
+        seen, kept_seen = Observation(), Observation()
+        out = lined.observe(seen, *[e.alias(n) for n, e in stats.items()])
+        if kept is not None:
+            out = out.unionByName(
+                kept.observe(kept_seen, F.count(F.lit(1)).alias("rows")), allowMissingColumns=True
+            )
+
+        def detail() -> dict:
+            figures = storage.observed_metrics(seen)
+            if figures is None:  # not handed over: count them
+                counted = lined.agg(*[e.alias(n) for n, e in stats.items()]).first()
+                figures = counted.asDict() if counted is not None else {}
+            n_kept = 0
+            if kept is not None:
+                kept_figures = storage.observed_metrics(kept_seen)
+                n_kept = kept.count() if kept_figures is None else kept_figures.get("rows", 0)
+            return {
+                "extraction": "first load: full snapshot" if first_load else "incremental",
+                "rows_changed_before_window": int(figures.get("caught_up") or 0),
+                "rows_without_change_time": int(figures.get("unplaced") or 0),
+                "versions_kept_from_earlier_extraction": int(n_kept),
+            }
+
         return write_bronze(out, table, window, detail)
     finally:
         if lined is not None:
@@ -221,13 +248,25 @@ def source_coverage(
             storage.unplaced_predicate(dialect=dialect),
         ],
     ).select(key)
-    bronze = spark.table(storage.table_name("bronze", table)).select(key).distinct()
-    missing = source.join(bronze, key, "left_anti")
-    stats = missing.agg(
-        F.count(F.lit(1)), F.slice(F.collect_list(F.col(key).cast("string")), 1, 5)
-    ).first()
+    in_bronze = (
+        spark.table(storage.table_name("bronze", table))
+        .select(key)
+        .distinct()
+        .withColumn("_in_bronze", F.lit(True))
+    )
+    missing = F.col("_in_bronze").isNull()
+    # One pass over the source: its rows, those missing from Bronze and a sample of them.
+    stats = (
+        source.join(in_bronze, key, "left")
+        .agg(
+            F.count(F.lit(1)),
+            F.count_if(missing),
+            F.slice(F.collect_list(F.when(missing, F.col(key).cast("string"))), 1, 5),
+        )
+        .first()
+    )
     assert stats is not None, "a global aggregate always returns one row"
-    return source.count(), int(stats[0]), list(stats[1] or [])
+    return int(stats[0]), int(stats[1]), list(stats[2] or [])
 
 
 @interruptible

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from time import monotonic, sleep
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import fs as pafs
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from spark_jobs import registry
@@ -364,11 +366,14 @@ WRITE_PROPERTIES = {
 
 
 def ensure_table(df: DataFrame, name: str, partition_column: str | None) -> None:
-    """Create the Iceberg table from the frame's schema if it does not exist yet."""
+    """Create the Iceberg table from the frame's schema if it does not exist yet. From the
+    schema alone: ``df`` is not run, so an observation on it (``observed_per_day``) still
+    sees its first action, the write."""
     spark = df.sparkSession
     if spark.catalog.tableExists(name):
         return
-    writer = df.limit(0).writeTo(name).using("iceberg").tableProperty("format-version", "2")
+    empty = spark.createDataFrame([], df.schema)
+    writer = empty.writeTo(name).using("iceberg").tableProperty("format-version", "2")
     for key, value in WRITE_PROPERTIES.items():
         writer = writer.tableProperty(key, value)
     if partition_column:
@@ -473,10 +478,8 @@ def insert_missing(
 
 def current_snapshot(spark: SparkSession, name: str) -> int | None:
     """The snapshot the table's ``main`` branch is at; None for a table not created yet."""
-    if not spark.catalog.tableExists(name):
-        return None
-    refs = spark.table(f"{name}.refs").where(F.col("name") == "main").collect()
-    return refs[0].snapshot_id if refs else None
+    commit = commit_of(spark, name)
+    return commit.snapshot_id if commit else None
 
 
 def as_of_now(spark: SparkSession, name: str) -> DataFrame:
@@ -505,65 +508,109 @@ class Commit:
     total_rows: int | None
 
 
+def iceberg_table(spark: SparkSession, name: str) -> Any:
+    """The Iceberg ``Table`` (Java) the session's catalog holds for ``name``, refreshed from the
+    catalog: its metadata answers in milliseconds where a metadata table (``<name>.refs``) is a
+    Spark job. Loaded through the session's catalog, so what Spark wrote it has seen; refreshed,
+    so a commit made elsewhere (another JVM, pyiceberg) too."""
+    jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
+    session: Any = spark._jsparkSession  # pyright: ignore[reportAttributeAccessIssue]
+    table = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(session, name)
+    table.refresh()
+    return table
+
+
 def commit_of(spark: SparkSession, name: str) -> Commit | None:
     """The commit the table's ``main`` branch is at; None for a table without one (or no
-    table). One Spark action: the ``refs`` and ``snapshots`` metadata tables, joined."""
-    from pyspark.errors import AnalysisException
-
+    table). From the table's metadata, no Spark job."""
     if not spark.catalog.tableExists(name):
-        # Not left to the lookup of `<name>.refs`: on a JDBC catalog without view support
-        # (schema V0) a missing table's metadata table is an UnsupportedOperationException.
-        # The inventory stream failed on it until a daily run had made silver.products.
         return None
-    summary = F.col("summary")
-    try:
-        found = (
-            spark.table(f"{name}.refs")
-            .where(F.col("name") == "main")
-            .join(spark.table(f"{name}.snapshots"), "snapshot_id")
-            .select("snapshot_id", "parent_id", summary["added-records"], summary["total-records"])
-            .collect()
+    snapshot = iceberg_table(spark, name).currentSnapshot()
+    if snapshot is None:
+        return None
+    summary = snapshot.summary()  # a java.util.Map of strings
+    total = summary.get("total-records")
+    return Commit(
+        snapshot.snapshotId(),
+        snapshot.parentId(),  # a java.lang.Long or null: an int or None here
+        int(summary.get("added-records") or 0),
+        int(total) if total is not None else None,
+    )
+
+
+def holds_rows(
+    spark: SparkSession,
+    name: str,
+    column: str,
+    after: date | None = None,
+    before: date | None = None,
+) -> bool:
+    """Whether the table holds a row whose ``column`` (a date) is on or after ``after`` and
+    before ``before`` (either bound may be open), told by planning a scan of its files: no
+    Spark job, no data read. A table partitioned by ``column`` (as Bronze is) answers
+    exactly for one written only by overwrites (a file there has rows); otherwise a file
+    whose statistics do not rule it out counts as holding one."""
+    if not spark.catalog.tableExists(name):
+        return False
+    jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
+    expressions = jvm.org.apache.iceberg.expressions.Expressions
+    condition = expressions.alwaysTrue()
+    if after is not None:
+        condition = getattr(expressions, "and")(
+            condition, expressions.greaterThanOrEqual(column, after.isoformat())
         )
-    except AnalysisException:  # no such table
+    if before is not None:
+        condition = getattr(expressions, "and")(
+            condition, expressions.lessThan(column, before.isoformat())
+        )
+    files = iceberg_table(spark, name).newScan().filter(condition).planFiles()
+    try:
+        return bool(files.iterator().hasNext())
+    finally:
+        files.close()
+
+
+def observed_per_day(
+    df: DataFrame, column: str, window: DayWindow
+) -> tuple[DataFrame, Callable[[], dict[str, int] | None]]:
+    """``df``, counted as the next action reads it (a write): its rows on each day of
+    ``window`` by ``column``, with no Spark job of their own (Spark's ``observe``). The
+    function returned gives those counts (days without rows left out) once that action has
+    ended; None when they cannot be told that way (the action read no rows through the
+    observed plan, or rows fell outside the window): count them then."""
+    observation = Observation()
+    per_day = [
+        F.count_if(F.col(column) == F.lit(day)).alias(day.isoformat()) for day in window.days
+    ]
+    observed = df.observe(observation, F.count(F.lit(1)).alias("_rows"), *per_day)
+
+    def counts() -> dict[str, int] | None:
+        seen = observed_metrics(observation)
+        if seen is None or "_rows" not in seen:
+            return None
+        rows = seen.pop("_rows")
+        return {d: n for d, n in seen.items() if n} if sum(seen.values()) == rows else None
+
+    return observed, counts
+
+
+def observed_metrics(observation: Observation, timeout_s: float = 10.0) -> dict[str, Any] | None:
+    """What ``observation`` saw in the action that read its frame, which has ended; None if
+    Spark has not handed it over within ``timeout_s`` (it comes from a listener, a few ms
+    after the action). ``Observation.get`` would wait for ever for an action that never
+    reports (one that failed), never an answer to a run that must end."""
+    java: Any = observation._jo  # set by DataFrame.observe; py4j's object: untyped
+    if java is None:  # never observed
         return None
-    if not found:
-        return None
-    current, parent_id, added, total = found[0]
-    return Commit(current, parent_id, int(added or 0), int(total) if total is not None else None)
+    future = java.future()
+    deadline = monotonic() + timeout_s
+    while not future.isCompleted():
+        if monotonic() > deadline:
+            return None
+        sleep(0.005)
+    return observation.get  # an empty dict for a plan Spark proved empty and dropped
 
 
 def rows_per_day(df: DataFrame, column: str) -> dict[str, int]:
     """The rows of each day of ``column`` (a date), counted: one aggregation over ``df``."""
     return {str(r[0]): r[1] for r in df.groupBy(column).count().orderBy(column).collect()}
-
-
-def rows_written(
-    spark: SparkSession,
-    name: str,
-    column: str,
-    window: DayWindow,
-    commit: Commit | None,
-    parent: int | None,
-) -> dict[str, int] | None:
-    """The rows of each day of the window that ``commit``, a ``replace_window`` on top of
-    snapshot ``parent``, wrote: from the ``partitions`` metadata table, no data file read.
-    None when that cannot be told exactly: no commit, another commit came between, the table
-    is not partitioned by ``column``, or rows went to days outside the window. Exact for a
-    table written only by overwrites (no delete files), as Bronze is."""
-    from pyspark.errors import AnalysisException
-
-    if commit is None or commit.parent_id != parent:
-        return None
-    try:
-        per_day = (
-            spark.table(f"{name}.partitions")
-            .select(F.col(f"partition.{column}").alias("day"), "record_count")
-            .where(window_condition("day", window) & (F.col("record_count") > 0))
-            .orderBy("day")
-            .collect()
-        )
-    except AnalysisException:  # no such partition field
-        return None
-    counts = {str(r.day): r.record_count for r in per_day}
-    exact = sum(counts.values()) == commit.added_rows
-    return counts if exact and current_snapshot(spark, name) == commit.snapshot_id else None

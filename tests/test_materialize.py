@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -753,11 +753,12 @@ def test_the_stream_reads_an_s3_landing_zone_like_a_folder(spark, streamed_from_
     assert {p: s[0] for p, s in low_stock(spark).items()} == {LAMP: 12, BOOK: 97}
 
 
-def test_bronze_counts_its_rows_per_day_from_the_commit_and_falls_back_to_counting(
+def test_bronze_counts_its_rows_per_day_as_it_writes_them_and_falls_back_to_counting(
     spark, monkeypatch
 ):
-    """write_bronze reads a day once: its rows per day come from the commit (the partitions
-    table). Where that would not be this commit's rows alone, they are counted instead."""
+    """write_bronze reads a day once: its rows per day are counted by the write itself (no
+    Spark job beyond the write's own, no read-back of the table's metadata tables). Rows
+    outside the window are counted from the rows instead."""
     from uuid import uuid4
 
     from spark_jobs.bronze import PARTITION_COLUMN, write_bronze
@@ -770,20 +771,34 @@ def test_bronze_counts_its_rows_per_day_from_the_commit_and_falls_back_to_counti
     day1, day2, later = date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 9)
     rows = spark.createDataFrame([(day1, "a"), (day1, "b"), (day2, "c")], schema)
     counting = storage.rows_per_day
+
+    def jobs_of(action) -> int:
+        group = f"count-test-{uuid4().hex}"
+        spark.sparkContext.setJobGroup(group, "jobs counted by the test")
+        try:
+            action()
+        finally:
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
     try:
         with monkeypatch.context() as patched:  # the rows are not read a second time
             patched.setattr(storage, "rows_per_day", lambda *_: pytest.fail("rows read again"))
             first = write_bronze(rows, table, window)
             assert first.rows_per_day == {"2026-05-01": 2, "2026-05-02": 1}
-            again = write_bronze(rows, table, window)
-            assert again.rows_per_day == first.rows_per_day
-            assert (first.table_rows, again.table_rows) == (3, 3)  # the commit's total
+            results = []
+            written = jobs_of(lambda: results.append(write_bronze(rows, table, window)))
+            assert results[0].rows_per_day == first.rows_per_day
+            assert (first.table_rows, results[0].table_rows) == (3, 3)  # the commit's total
+            assert results[0].snapshot_id == storage.current_snapshot(spark, name)
+            # As many Spark jobs as the same overwrite alone (before: 4 more, 2 a write).
+            alone = jobs_of(
+                lambda: rows.writeTo(name).overwrite(
+                    storage.window_condition(PARTITION_COLUMN, window)
+                )
+            )
+            assert written == alone
         assert storage.rows_per_day is counting
-        # Another commit between the write and the count: not this write's rows alone.
-        parent = storage.current_snapshot(spark, name)
-        commit = storage.commit_of(spark, name)
-        assert commit is not None and commit.snapshot_id == parent
-        assert storage.rows_written(spark, name, PARTITION_COLUMN, window, commit, parent) is None
         # A row outside the window is counted from the rows.
         stray = rows.unionByName(spark.createDataFrame([(later, "z")], schema))
         assert write_bronze(stray, table, window).rows_per_day == {
@@ -791,6 +806,40 @@ def test_bronze_counts_its_rows_per_day_from_the_commit_and_falls_back_to_counti
             "2026-05-02": 1,
             "2026-05-09": 1,
         }
+        # No rows: nothing counted (Spark drops an empty plan's observation).
+        empty = write_bronze(rows.where("false"), table, window)
+        assert (empty.rows, empty.rows_per_day, empty.table_rows) == (0, {}, 1)
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
+
+
+def test_holds_rows_tells_from_the_files_whether_a_table_has_rows_in_a_range(spark):
+    """What Bronze asks before an extraction (an earlier day? this window already?),
+    answered by planning a scan, without a Spark job."""
+    from uuid import uuid4
+
+    name = storage.table_name("bronze", f"holds_test_{uuid4().hex[:8]}")
+    day = date(2026, 5, 2)
+    assert not storage.holds_rows(spark, name, "d")  # no table
+    spark.createDataFrame([(day, "a")], "d date, v string").writeTo(name).partitionedBy(
+        F.col("d")
+    ).create()
+    try:
+        group = f"holds-test-{uuid4().hex}"
+        spark.sparkContext.setJobGroup(group, "jobs counted by the test")
+        answers = [
+            storage.holds_rows(spark, name, "d"),
+            storage.holds_rows(spark, name, "d", before=day),
+            storage.holds_rows(spark, name, "d", before=day + timedelta(days=1)),
+            storage.holds_rows(spark, name, "d", after=day + timedelta(days=1)),
+            storage.holds_rows(spark, name, "d", day, day + timedelta(days=1)),
+            storage.holds_rows(spark, name, "d", day - timedelta(days=3), day),
+        ]
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        assert answers == [True, False, True, False, True, False]
+        assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+        spark.sql(f"DELETE FROM {name} WHERE d = DATE'{day}'")  # emptied by an overwrite
+        assert not storage.holds_rows(spark, name, "d")
     finally:
         spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
 

@@ -445,10 +445,9 @@ def test_a_failed_extraction_leaves_no_rows_cached(spark, settings, monkeypatch,
     write_source_db(own, {})  # its own: the tests' shared database is left as it is
     calls, reads = [], []
 
-    def fails_after_the_read(*_):  # the first call asks whether Bronze has earlier days
+    def fails_after_the_read(*_):
         calls.append(1)
-        if len(calls) > 1:
-            raise RuntimeError("planning failed")
+        raise RuntimeError("planning failed")
 
     def read(*args):
         reads.append(1)
@@ -461,8 +460,61 @@ def test_a_failed_extraction_leaves_no_rows_cached(spark, settings, monkeypatch,
     spark.catalog.clearCache()  # whatever earlier tests of this process left
     with pytest.raises(RuntimeError, match="planning failed"):
         extract_source_table(spark, own, "products", DayWindow.of_day(D1), "r")
-    assert (len(calls), len(reads)) == (2, 1)  # it failed after the read was cached
+    assert (len(calls), len(reads)) == (1, 1)  # it failed after the read was cached
     assert cached.isEmpty()
+
+
+def test_an_extraction_reports_what_it_caught_up_and_kept_day_after_day(spark, settings, tmp_path):
+    """The figures a Bronze extraction reports (counted as its write reads the rows): rows
+    changed before the window and rows without a change time it took, and on a rerun the
+    versions Bronze keeps that the source no longer returns."""
+    from tests.builders import write_source_db
+
+    own = settings.with_overrides(source_url=f"jdbc:sqlite:{tmp_path / 'source.db'}")
+    day1, day2 = date(2032, 4, 1), date(2032, 4, 2)  # days no other test extracts
+
+    def customers(c1_changed: str) -> None:
+        made = "2032-01-01 00:00:00"
+        write_source_db(
+            own,
+            {
+                "customers": [
+                    (7_700_001, "Ada", "a@example.com", "consumer", "east", made, c1_changed),
+                    (7_700_002, "Bo", "b@example.com", "consumer", "east", made, None),
+                    (
+                        7_700_003,
+                        "Cy",
+                        "c@example.com",
+                        "consumer",
+                        "east",
+                        made,
+                        "2032-03-31 10:00:00",
+                    ),
+                ]
+            },
+        )
+
+    def extract(day: date):
+        result = extract_source_table(spark, own, "customers", DayWindow.of_day(day), "r")
+        figures = {k: v for k, v in result.detail.items() if k != "extraction"}
+        return result.rows_per_day, figures
+
+    def figures(caught_up: int, unplaced: int, kept: int) -> dict[str, int]:
+        return {
+            "rows_changed_before_window": caught_up,
+            "rows_without_change_time": unplaced,
+            "versions_kept_from_earlier_extraction": kept,
+        }
+
+    try:
+        customers("2032-04-01 08:00:00")
+        assert extract(day1) == ({"2032-04-01": 3}, figures(1, 1, 0))
+        customers("2032-04-02 09:00:00")  # Ada changed again: the day-1 version is gone
+        assert extract(day1) == ({"2032-04-01": 3}, figures(1, 1, 1))  # Bronze keeps it
+        assert extract(day1) == ({"2032-04-01": 3}, figures(1, 1, 1))  # and no more
+        assert extract(day2) == ({"2032-04-02": 1}, figures(0, 0, 0))  # the new version
+    finally:
+        spark.sql("DELETE FROM lakehouse.bronze.customers WHERE _partition_date >= '2032-01-01'")
 
 
 def test_the_landing_reader_hands_a_big_file_on_in_numbered_slices(tmp_path):
