@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -219,6 +220,7 @@ def write_spark_defaults(settings: Settings) -> Path:
 
 
 # Spark's own INFO lines (about 70 per start) drown what a job prints: warnings and errors only.
+# A Thrift server's ERROR for a closed connection is dropped (``CLOSED_CONNECTION``).
 LOG4J2 = """\
 rootLogger.level = warn
 rootLogger.appenderRef.stderr.ref = console
@@ -227,6 +229,11 @@ appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.thrift.name = org.apache.thrift.server.TThreadPoolServer
+logger.thrift.filter.closed.type = RegexFilter
+logger.thrift.filter.closed.regex = Thrift error occurred during processing of message[.]
+logger.thrift.filter.closed.onMatch = DENY
+logger.thrift.filter.closed.onMismatch = NEUTRAL
 """
 
 
@@ -624,6 +631,7 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
             spark.conf.set(key, value)  # the server reads its HiveConf from the session's conf
         jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
         session: Any = spark._jsparkSession  # pyright: ignore[reportAttributeAccessIssue]
+        _quiet_closed_connections(jvm)
         try:
             server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
                 session.sqlContext()
@@ -652,6 +660,25 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
     # dbt's own start-up, rather than inside dbt's first query.
     threading.Thread(target=_open_and_close_a_session, args=(ports[0],), daemon=True).start()
     return ports[0]
+
+
+# What the Thrift library (0.12) logs as an ERROR, with a stack trace, whenever a client
+# closes its connection: a TTransportException it does not tell from a failure (later
+# versions ignore it). dbt closes one per node, some 60 a day's run, each an ERROR in a
+# successful run's log. Dropped, here and in ``LOG4J2`` (for servers started elsewhere);
+# the server's other errors stay, and dbt reports a failed statement itself.
+CLOSED_CONNECTION = "Thrift error occurred during processing of message."
+
+
+def _quiet_closed_connections(jvm: Any) -> None:
+    """Drop ``CLOSED_CONNECTION`` from the run's JVM log (Spark's log4j configuration)."""
+    core = jvm.org.apache.logging.log4j.core
+    result = getattr(core, "Filter$Result")  # py4j names a nested class with its `$`
+    closed = core.filter.RegexFilter.createFilter(
+        re.escape(CLOSED_CONNECTION), None, False, result.DENY, result.NEUTRAL
+    )
+    context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
+    context.getLogger("org.apache.thrift.server.TThreadPoolServer").addFilter(closed)
 
 
 def thrift_port_to_bind(settings: Settings) -> int:

@@ -209,6 +209,15 @@ def test_dbt_runs_on_the_runs_own_spark_and_starts_no_jvm(day_materialised):
     assert day_materialised.jvms_started == set()
 
 
+def test_dbt_lists_relations_without_a_statement_spark_refuses(settings, day_materialised):
+    """dbt-spark asks `show table extended` first, which Spark refuses for Iceberg v2 tables:
+    a failed statement per schema and run, logged by the run's JVM as an ERROR with a stack
+    trace. The project's macro goes straight to dbt-spark's fallback (`show tables`)."""
+    logs = [p.read_text() for p in (settings.home / "dbt" / "target").glob("*/dbt.log")]
+    assert any("show tables in gold" in log for log in logs)  # dbt's statements are there
+    assert not any("show table extended in" in log for log in logs)
+
+
 def test_the_layers_leave_no_rows_held_in_the_driver(day_materialised):
     # Each table's load releases its checkpoints and caches when it ends: left to Spark's
     # cleaner, a 1 M-event day's were still held when dbt started, their heap committed.
@@ -285,6 +294,44 @@ def test_the_thrift_sessions_folders_stay_in_the_scratch_folder_not_tmp(spark, s
     finally:
         for handle in handles:
             handle.close()
+
+
+SERVES_AND_CLOSES = """
+import socket, time
+from pyhive import hive
+from spark_jobs.session import build_session, serve_thrift
+from spark_jobs.settings import Settings
+
+settings = Settings.from_env()
+port = serve_thrift(build_session(settings, app_name="closed-connections"), settings)
+hive.connect(host="127.0.0.1", port=port, username="t").close()  # as dbt closes each node's
+socket.create_connection(("127.0.0.1", port)).close()  # a probe that only connects
+time.sleep(2)  # the server's threads see the closes and log
+print("served", port)
+"""
+
+
+def test_clients_closing_their_thrift_connections_leave_no_error_in_the_log(tmp_path):
+    """dbt closes a Thrift connection per node; the Thrift library logged each close as an
+    ERROR with a stack trace (about 60 in a successful day's run). None now, in a JVM of its
+    own whose log (its stderr) the test reads."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        done = subprocess.run(
+            [sys.executable, "-c", SERVES_AND_CLOSES],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    text = log.read_text()
+    assert done.returncode == 0 and done.stdout.startswith("served"), text[-2000:]
+    assert "Thrift error occurred" not in text
+    assert [line for line in text.splitlines() if " ERROR " in line] == []
 
 
 def rows(spark, table, where):
