@@ -59,10 +59,12 @@ def held_rows(
 
 def as_of(spark: SparkSession, bronze: str, window: DayWindow) -> date:
     """The newest day the lakehouse holds for a table: what a held row's age is measured to."""
+    last = window.days[-1]
+    if not storage.holds_rows(spark, bronze, DAY, after=window.end):
+        return last  # nothing after the window (a day's run): told from the files, no job
     row = spark.table(bronze).agg(F.max(DAY)).first()
     assert row is not None, "a global aggregate always returns one row"
     newest = row[0]
-    last = window.days[-1]
     return max(newest, last) if newest else last
 
 

@@ -17,7 +17,7 @@ Conditions that evaluate to NULL count as passing, so each rule says how it trea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Literal
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from pyspark.sql import functions as F
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, Row
 
 Action = Literal["warn", "drop", "fail"]
 RULES_COLUMN = "_rules_failed"
@@ -355,11 +355,21 @@ def rule_stats(flagged: DataFrame, rules_column: str, key: str, day: str) -> dic
 
 def rule_stats_of(exploded: DataFrame) -> dict[str, dict]:
     """``rule_stats`` of ``flagged_rules``' rows (of one frame, or a union of several)."""
-    per_day = exploded.groupBy("rule", "day").agg(
+    return rule_stats_from(per_rule_and_day(exploded).collect())
+
+
+def per_rule_and_day(exploded: DataFrame) -> DataFrame:
+    """``flagged_rules``' rows aggregated: (rule, day, n, keys), what ``rule_stats_from``
+    reads (collected alone, or in one job with other aggregates)."""
+    return exploded.groupBy("rule", "day").agg(
         F.count(F.lit(1)).alias("n"), F.slice(F.collect_list("key"), 1, SAMPLE_SIZE).alias("keys")
     )
+
+
+def rule_stats_from(rows: Iterable[Row]) -> dict[str, dict]:
+    """Per rule: rows, a sample of keys and rows per day, from ``per_rule_and_day``'s rows."""
     stats: dict[str, dict] = {}
-    for row in per_day.collect():
+    for row in rows:
         entry = stats.setdefault(
             row["rule"], {"rows": 0, "sample": [], "per_day": {}, "sample_per_day": {}}
         )

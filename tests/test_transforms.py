@@ -517,6 +517,31 @@ def test_an_extraction_reports_what_it_caught_up_and_kept_day_after_day(spark, s
         spark.sql("DELETE FROM lakehouse.bronze.customers WHERE _partition_date >= '2032-01-01'")
 
 
+def test_a_held_rows_age_is_measured_to_the_newest_day_bronze_holds(spark):
+    """``held.as_of``: the newest day of Bronze, or the window's last when none is later (a
+    day's run: told from the table's files, without a Spark job)."""
+    from uuid import uuid4
+
+    from spark_jobs import held
+
+    name = f"lakehouse.bronze.as_of_test_{uuid4().hex[:8]}"
+    d1, d2, d4 = date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 4)
+    spark.createDataFrame([(d1, "a"), (d2, "b")], "_partition_date date, v string").writeTo(
+        name
+    ).partitionedBy("_partition_date").create()
+    try:
+        group = f"as-of-test-{uuid4().hex}"
+        spark.sparkContext.setJobGroup(group, "jobs counted by the test")
+        newest = held.as_of(spark, name, DayWindow.of_day(d2))
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        assert newest == d2
+        assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+        assert held.as_of(spark, name, DayWindow.of_day(d1)) == d2  # a later day is there
+        assert held.as_of(spark, name, DayWindow.of_day(d4)) == d4
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
+
+
 def test_the_landing_reader_hands_a_big_file_on_in_numbered_slices(tmp_path):
     """A file's lines leave the reader in batches of at most ``batch_lines`` (a file may hold
     more text than one Arrow ``string`` array), numbered on from slice to slice, in the

@@ -124,19 +124,31 @@ class SilverResult:
         return batch == self.rows + self.quarantined + self.duplicates
 
 
-def _tally(parts: dict[str, tuple[DataFrame, str, Column | None]]) -> dict[str, dict]:
+def _tally(
+    parts: dict[str, tuple[DataFrame, str, Column | None]], flagged: DataFrame
+) -> tuple[dict[str, dict], dict[str, dict]]:
     """Each part's rows per day of its ``column``: of the days where ``inside`` holds, the
-    rest under None (every day without ``inside``). One Spark job over the union of the
-    parts, where a count each was two jobs (a few hundred ms each, even for tiny batches)."""
+    rest under None (every day without ``inside``); and the rule statistics of ``flagged``
+    (``q.flagged_rules``' rows). One Spark job over the union of the parts and the flagged
+    rows, where a count each was two jobs (a few hundred ms each, even for tiny batches)."""
+    none = F.lit(None).cast("string")
     frames = []
     for kind, (df, column, inside) in parts.items():
         day = F.col(column).cast("string")
         day = day if inside is None else F.when(inside, day)
-        frames.append(df.select(F.lit(kind).alias("kind"), day.alias("day")))
+        frames.append(df.select(F.lit(kind).alias("kind"), none.alias("rule"), day.alias("day")))
+    counts = reduce(DataFrame.union, frames).groupBy("kind", "rule", "day").count()
+    no_keys = F.array().cast("array<string>")
+    counts = counts.select("kind", "rule", "day", F.col("count").alias("n"), no_keys.alias("keys"))
+    rules = q.per_rule_and_day(flagged).select(none.alias("kind"), "rule", "day", "n", "keys")
     tally: dict[str, dict] = {kind: {} for kind in parts}
-    for row in reduce(DataFrame.union, frames).groupBy("kind", "day").count().collect():
-        tally[row["kind"]][row["day"]] = row["count"]
-    return tally
+    per_rule = []
+    for row in counts.unionByName(rules).collect():
+        if row["kind"] is None:
+            per_rule.append(row)
+        else:
+            tally[row["kind"]][row["day"]] = row["n"]
+    return tally, q.rule_stats_from(per_rule)
 
 
 def _in_days(per_day: dict) -> dict[str, int]:
@@ -202,7 +214,16 @@ def run_table(
         # from the checkpointed kept rows alone, so counted before the write they are the same
         # (a second job after it was a few hundred ms a table, even for tiny batches).
         parts["written"] = (spec.to_table(valid, run_id), spec.batch_day, valid_in_window)
-    tally = _tally(parts)
+    # Each rule is judged on the window's own rows; held rows of other days were judged
+    # when they came in, and are counted here as re-checked and released.
+    window_bad = quarantined.where(in_window)
+    warned = valid.where(valid_in_window).withColumn("_no_key", F.lit(None).cast("string"))
+    tally, flagged = _tally(
+        parts,
+        q.flagged_rules(window_bad, "rules", "record_key", BRONZE_PARTITION).union(
+            q.flagged_rules(warned, WARNINGS_COLUMN, "_no_key", spec.batch_day)
+        ),
+    )
     bronze_per_day = _in_days(tally["bronze"])
     total = sum(bronze_per_day.values())
     held_per_day = _in_days(tally.get("rechecked", {}))
@@ -246,15 +267,6 @@ def run_table(
     }
     n_kept = counts["silver_rows"]
     released = n_kept - sum(kept_per_day.values())
-    # Each rule is judged on the window's own rows; held rows of other days were judged
-    # when they came in, and are counted here as re-checked and released.
-    window_bad = quarantined.where(in_window)
-    warned = valid.where(valid_in_window).withColumn("_no_key", F.lit(None).cast("string"))
-    flagged = q.rule_stats_of(  # both in one Spark job
-        q.flagged_rules(window_bad, "rules", "record_key", BRONZE_PARTITION).union(
-            q.flagged_rules(warned, WARNINGS_COLUMN, "_no_key", spec.batch_day)
-        )
-    )
     warn_rules = {r.name for r in table.quality.rows if r.action == "warn"}
     dropped = {rule: stats for rule, stats in flagged.items() if rule not in warn_rules}
     batch = sum(kept_per_day.values()) + sum(bad_per_day.values())
