@@ -68,28 +68,28 @@ def write_bronze(
     df: DataFrame,
     table: str,
     window: DayWindow,
-    detail: dict | Callable[[], dict] | None = None,
+    detail: dict | Callable[[int], dict] | None = None,
 ) -> WriteResult:
     """Replace the window's days of the Bronze table with ``df``, reading ``df`` once: its
-    rows per day are counted as the write reads them, and checked against the rows the
-    commit added (not by reading the rows again: a cached copy of a day's million lines cost
-    more than the write); the commit comes from the table's metadata. ``detail`` may be a
-    function, called after the write: for figures observed by it."""
+    rows per day are those of the data files the commit added, from the table's metadata
+    (not by reading the rows again: a cached copy of a day's million lines cost more than
+    the write). ``detail`` may be a function of the rows written, called after the write:
+    for figures observed by it, which it can check against them."""
     name = storage.table_name("bronze", table)
     spark = df.sparkSession
     storage.ensure_table(df, name, PARTITION_COLUMN)  # so that the write's parent is known
     parent = storage.current_snapshot(spark, name)
-    observed, counted = storage.observed_per_day(df, PARTITION_COLUMN, window)
-    storage.replace_window(observed, name, PARTITION_COLUMN, window)
+    storage.replace_window(df, name, PARTITION_COLUMN, window)
     commit = storage.commit_of(spark, name)
-    per_day = counted()
-    ours = commit if commit is not None and commit.parent_id == parent else None
-    if per_day is None or (ours and sum(per_day.values()) != ours.added_rows):
-        # Rows outside the window, not observed, or not what the commit added: count them.
+    per_day = None
+    if commit is not None and commit.parent_id == parent:  # no other commit came between
+        per_day = storage.rows_added_per_day(spark, name, PARTITION_COLUMN, commit.snapshot_id)
+    if per_day is None:  # not exactly this write's rows: count them
         per_day = storage.rows_per_day(df, PARTITION_COLUMN)
+    rows = sum(per_day.values())
     snapshot_id, table_rows = (commit.snapshot_id, commit.total_rows) if commit else (None, None)
-    detail = detail() if callable(detail) else detail
-    return WriteResult(name, sum(per_day.values()), per_day, snapshot_id, detail or {}, table_rows)
+    detail = detail(rows) if callable(detail) else detail
+    return WriteResult(name, rows, per_day, snapshot_id, detail or {}, table_rows)
 
 
 def _bronze_if_exists(spark: SparkSession, table: str) -> DataFrame | None:
@@ -175,6 +175,7 @@ def extract_source_table(
         stats = {
             "unplaced": F.count_if(changed.isNull()),
             "caught_up": F.count_if(F.to_date(changed) < F.lit(window.start)),
+            "rows": F.count(F.lit(1)),
         }
         seen, kept_seen = Observation(), Observation()
         out = lined.observe(seen, *[e.alias(n) for n, e in stats.items()])
@@ -183,20 +184,18 @@ def extract_source_table(
                 kept.observe(kept_seen, F.count(F.lit(1)).alias("rows")), allowMissingColumns=True
             )
 
-        def detail() -> dict:
-            figures = storage.observed_metrics(seen)
-            if figures is None:  # not handed over: count them
-                counted = lined.agg(*[e.alias(n) for n, e in stats.items()]).first()
-                figures = counted.asDict() if counted is not None else {}
-            n_kept = 0
-            if kept is not None:
-                kept_figures = storage.observed_metrics(kept_seen)
-                n_kept = kept.count() if kept_figures is None else kept_figures.get("rows", 0)
+        def detail(written: int) -> dict:
+            figures = storage.observed_metrics(seen) or {}
+            kept_figures = (storage.observed_metrics(kept_seen) or {}) if kept is not None else {}
+            observed = figures.get("rows", 0) + kept_figures.get("rows", 0)
+            if set(figures) != set(stats) or observed != written:
+                # Not handed over, a plan Spark dropped, or a stage counted twice: count.
+                figures, kept_figures = counted_figures(lined, stats, kept)
             return {
                 "extraction": "first load: full snapshot" if first_load else "incremental",
                 "rows_changed_before_window": int(figures.get("caught_up") or 0),
                 "rows_without_change_time": int(figures.get("unplaced") or 0),
-                "versions_kept_from_earlier_extraction": int(n_kept),
+                "versions_kept_from_earlier_extraction": int(kept_figures.get("rows") or 0),
             }
 
         return write_bronze(out, table, window, detail)
@@ -204,6 +203,17 @@ def extract_source_table(
         if lined is not None:
             lined.unpersist()
         source.unpersist()
+
+
+def counted_figures(
+    lined: DataFrame, stats: dict[str, Column], kept: DataFrame | None
+) -> tuple[dict, dict]:
+    """An extraction's figures by Spark actions of their own: when the write's observation
+    of them cannot be used."""
+    row = lined.agg(*[e.alias(n) for n, e in stats.items()]).first()
+    return (row.asDict() if row is not None else {}), {
+        "rows": kept.count() if kept is not None else 0
+    }
 
 
 def superseded_versions(

@@ -117,7 +117,7 @@ def _workload(spark: SparkSession, settings: Settings) -> None:
     ranked and checkpointed, Iceberg tables written (overwrite, MERGE, insert) and read with
     their metadata tables, an operational table read over JDBC, and the Thrift server dbt
     talks to, with one query through it."""
-    from pyspark.sql import Window
+    from pyspark.sql import Observation, Window
     from pyspark.sql import functions as F
 
     from spark_jobs import storage
@@ -146,9 +146,15 @@ def _workload(spark: SparkSession, settings: Settings) -> None:
     storage.replace_window(rows, name, "d", window)
     storage.merge_latest(rows.where("id IS NOT NULL"), name, "id", "d")
     storage.insert_missing(rows, name, ("id",))
-    storage.commit_of(spark, name)
+    commit = storage.commit_of(spark, name)
+    if commit is not None:
+        storage.rows_added_per_day(spark, name, "d", commit.snapshot_id)
+    storage.holds_rows(spark, name, "d", window.start, window.end)
     storage.as_of_now(spark, name).groupBy("d").count().collect()
-    spark.table(f"{name}.partitions").collect()
+    seen = Observation()
+    observed = rows.observe(seen, F.count(F.lit(1)).alias("rows"), F.count_if(F.col("id") > 0))
+    storage.replace_window(observed, name, "d", window)
+    storage.observed_metrics(seen)
     source = settings.home / "source.db"
     with sqlite3.connect(source) as db:
         db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER, updated_at TEXT)")

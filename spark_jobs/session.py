@@ -220,7 +220,6 @@ def write_spark_defaults(settings: Settings) -> Path:
 
 
 # Spark's own INFO lines (about 70 per start) drown what a job prints: warnings and errors only.
-# A Thrift server's ERROR for a closed connection is dropped (``CLOSED_CONNECTION``).
 LOG4J2 = """\
 rootLogger.level = warn
 rootLogger.appenderRef.stderr.ref = console
@@ -229,11 +228,6 @@ appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
-logger.thrift.name = org.apache.thrift.server.TThreadPoolServer
-logger.thrift.filter.closed.type = RegexFilter
-logger.thrift.filter.closed.regex = Thrift error occurred during processing of message[.]
-logger.thrift.filter.closed.onMatch = DENY
-logger.thrift.filter.closed.onMismatch = NEUTRAL
 """
 
 
@@ -662,16 +656,22 @@ def serve_thrift(spark: SparkSession, settings: Settings) -> int:
     return ports[0]
 
 
-# What the Thrift library (0.12) logs as an ERROR, with a stack trace, whenever a client
-# closes its connection: a TTransportException it does not tell from a failure (later
-# versions ignore it). dbt closes one per node, some 60 a day's run, each an ERROR in a
-# successful run's log. Dropped, here and in ``LOG4J2`` (for servers started elsewhere);
-# the server's other errors stay, and dbt reports a failed statement itself.
+# What the Thrift library (0.12) logs as an ERROR, with a stack trace, for any TException
+# while it serves a connection, a client closing it included (a TTransportException; later
+# versions ignore that one). dbt closes one per node, some 60 ERRORs in a successful run's
+# log. Dropped in the run's own server only: its one client is dbt on loopback, which
+# reports a failed connection or statement itself. A server other clients use (the
+# cluster's) keeps the message: there it may be a client's protocol or SASL mismatch.
 CLOSED_CONNECTION = "Thrift error occurred during processing of message."
+_quieted: list[bool] = []  # once a process: the filter outlives a SparkContext in its JVM
 
 
 def _quiet_closed_connections(jvm: Any) -> None:
-    """Drop ``CLOSED_CONNECTION`` from the run's JVM log (Spark's log4j configuration)."""
+    """Drop ``CLOSED_CONNECTION`` from the run's JVM log. (log4j gives the logger a
+    configuration of its own, at the root's level then: a later ``setLogLevel`` no longer
+    reaches it. Nothing here changes the level after the session starts.)"""
+    if _quieted:
+        return
     core = jvm.org.apache.logging.log4j.core
     result = getattr(core, "Filter$Result")  # py4j names a nested class with its `$`
     closed = core.filter.RegexFilter.createFilter(
@@ -679,6 +679,7 @@ def _quiet_closed_connections(jvm: Any) -> None:
     )
     context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
     context.getLogger("org.apache.thrift.server.TThreadPoolServer").addFilter(closed)
+    _quieted.append(True)
 
 
 def thrift_port_to_bind(settings: Settings) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -546,10 +546,11 @@ def holds_rows(
     before: date | None = None,
 ) -> bool:
     """Whether the table holds a row whose ``column`` (a date) is on or after ``after`` and
-    before ``before`` (either bound may be open), told by planning a scan of its files: no
-    Spark job, no data read. A table partitioned by ``column`` (as Bronze is) answers
-    exactly for one written only by overwrites (a file there has rows); otherwise a file
-    whose statistics do not rule it out counts as holding one."""
+    before ``before`` (either bound may be open). Told by planning a scan of its files, with
+    no Spark job, where that is exact: no file in range, or a file of a partition of
+    ``column`` (so wholly in range) with no delete files (so with rows; writers write no
+    empty file). Otherwise (a table not partitioned by ``column``, rows deleted by delete
+    files) by a query."""
     if not spark.catalog.tableExists(name):
         return False
     jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
@@ -563,42 +564,64 @@ def holds_rows(
         condition = getattr(expressions, "and")(
             condition, expressions.lessThan(column, before.isoformat())
         )
-    files = iceberg_table(spark, name).newScan().filter(condition).planFiles()
+    tasks = iceberg_table(spark, name).newScan().filter(condition).planFiles()
     try:
-        return bool(files.iterator().hasNext())
+        found = tasks.iterator()
+        if not found.hasNext():
+            return False
+        task = found.next()
+        if task.deletes().isEmpty() and _day_of(task.spec(), task.file(), column) is not None:
+            return True
     finally:
-        files.close()
+        tasks.close()
+    rows = spark.table(name)
+    if after is not None:
+        rows = rows.where(F.col(column) >= F.lit(after))
+    if before is not None:
+        rows = rows.where(F.col(column) < F.lit(before))
+    return rows.limit(1).count() > 0
 
 
-def observed_per_day(
-    df: DataFrame, column: str, window: DayWindow
-) -> tuple[DataFrame, Callable[[], dict[str, int] | None]]:
-    """``df``, counted as the next action reads it (a write): its rows on each day of
-    ``window`` by ``column``, with no Spark job of their own (Spark's ``observe``). The
-    function returned gives those counts (days without rows left out) once that action has
-    ended; None when they cannot be told that way (the action read no rows through the
-    observed plan, or rows fell outside the window): count them then."""
-    observation = Observation()
-    per_day = [
-        F.count_if(F.col(column) == F.lit(day)).alias(day.isoformat()) for day in window.days
-    ]
-    observed = df.observe(observation, F.count(F.lit(1)).alias("_rows"), *per_day)
+_PARTITION_DAY = re.compile(r"(?P<column>[a-z_][a-z0-9_]*)=(?P<day>\d{4}-\d{2}-\d{2})")
 
-    def counts() -> dict[str, int] | None:
-        seen = observed_metrics(observation)
-        if seen is None or "_rows" not in seen:
+
+def _day_of(spec: Any, data_file: Any, column: str) -> str | None:
+    """The day of ``data_file``'s partition when the table is partitioned by ``column``
+    itself (an identity partition, so every row of the file is of that day); else None."""
+    path = _PARTITION_DAY.fullmatch(spec.partitionToPath(data_file.partition()))
+    return path["day"] if path and path["column"] == column else None
+
+
+def rows_added_per_day(
+    spark: SparkSession, name: str, column: str, snapshot_id: int
+) -> dict[str, int] | None:
+    """The rows snapshot ``snapshot_id`` added, per day of ``column``: the record counts of
+    the data files it added, from the table's metadata (no Spark job, any number of days).
+    None when that is not the rows it holds anew: it added delete files, or a file is not of
+    one day of ``column``."""
+    table = iceberg_table(spark, name)
+    snapshot = table.snapshot(snapshot_id)
+    if snapshot is None or snapshot.addedDeleteFiles(table.io()).iterator().hasNext():
+        return None
+    specs = table.specs()
+    per_day: dict[str, int] = {}
+    added = snapshot.addedDataFiles(table.io()).iterator()
+    while added.hasNext():
+        data_file = added.next()
+        day = _day_of(specs.get(data_file.specId()), data_file, column)
+        if day is None:
             return None
-        rows = seen.pop("_rows")
-        return {d: n for d, n in seen.items() if n} if sum(seen.values()) == rows else None
-
-    return observed, counts
+        per_day[day] = per_day.get(day, 0) + data_file.recordCount()
+    return {d: n for d, n in sorted(per_day.items()) if n}
 
 
 def observed_metrics(observation: Observation, timeout_s: float = 10.0) -> dict[str, Any] | None:
-    """What ``observation`` saw in the action that read its frame, which has ended; None if
-    Spark has not handed it over within ``timeout_s`` (it comes from a listener, a few ms
-    after the action). ``Observation.get`` would wait for ever for an action that never
-    reports (one that failed), never an answer to a run that must end."""
+    """What ``observation`` saw in the first action that ran its frame, which has ended (a
+    write); None if Spark has not handed it over within ``timeout_s`` (a listener does, a few
+    ms after the action). ``Observation.get`` would wait for ever for an action that failed
+    before it ran: never an answer for a run that must end. Spark hands over an empty dict for
+    a plan it proved empty and dropped. Sums over tasks, so a retried stage can count twice:
+    check the figures against what the write committed."""
     java: Any = observation._jo  # set by DataFrame.observe; py4j's object: untyped
     if java is None:  # never observed
         return None
@@ -608,7 +631,7 @@ def observed_metrics(observation: Observation, timeout_s: float = 10.0) -> dict[
         if monotonic() > deadline:
             return None
         sleep(0.005)
-    return observation.get  # an empty dict for a plan Spark proved empty and dropped
+    return observation.get
 
 
 def rows_per_day(df: DataFrame, column: str) -> dict[str, int]:

@@ -306,7 +306,7 @@ settings = Settings.from_env()
 port = serve_thrift(build_session(settings, app_name="closed-connections"), settings)
 hive.connect(host="127.0.0.1", port=port, username="t").close()  # as dbt closes each node's
 socket.create_connection(("127.0.0.1", port)).close()  # a probe that only connects
-time.sleep(2)  # the server's threads see the closes and log
+time.sleep(3)  # the server's threads see the closes and log (at once: failed before)
 print("served", port)
 """
 
@@ -800,12 +800,12 @@ def test_the_stream_reads_an_s3_landing_zone_like_a_folder(spark, streamed_from_
     assert {p: s[0] for p, s in low_stock(spark).items()} == {LAMP: 12, BOOK: 97}
 
 
-def test_bronze_counts_its_rows_per_day_as_it_writes_them_and_falls_back_to_counting(
+def test_bronze_counts_its_rows_per_day_from_the_commit_and_falls_back_to_counting(
     spark, monkeypatch
 ):
-    """write_bronze reads a day once: its rows per day are counted by the write itself (no
-    Spark job beyond the write's own, no read-back of the table's metadata tables). Rows
-    outside the window are counted from the rows instead."""
+    """write_bronze reads a day once: its rows per day are those of the files its commit
+    added (from the table's metadata: no Spark job beyond the write's own). Where the commit
+    is not this write's alone, they are counted instead."""
     from uuid import uuid4
 
     from spark_jobs.bronze import PARTITION_COLUMN, write_bronze
@@ -839,23 +839,30 @@ def test_bronze_counts_its_rows_per_day_as_it_writes_them_and_falls_back_to_coun
             assert (first.table_rows, results[0].table_rows) == (3, 3)  # the commit's total
             assert results[0].snapshot_id == storage.current_snapshot(spark, name)
             # As many Spark jobs as the same overwrite alone (before: 4 more, 2 a write).
-            alone = jobs_of(
-                lambda: rows.writeTo(name).overwrite(
-                    storage.window_condition(PARTITION_COLUMN, window)
-                )
-            )
-            assert written == alone
+            condition = storage.window_condition(PARTITION_COLUMN, window)
+            assert written == jobs_of(lambda: rows.writeTo(name).overwrite(condition))
+            # A row outside the window: its day is the day of the file it went to.
+            stray = rows.unionByName(spark.createDataFrame([(later, "z")], schema))
+            assert write_bronze(stray, table, window).rows_per_day == {
+                "2026-05-01": 2,
+                "2026-05-02": 1,
+                "2026-05-09": 1,
+            }
+            empty = write_bronze(rows.where("false"), table, window)  # the window emptied
+            assert (empty.rows, empty.rows_per_day, empty.table_rows) == (0, {}, 1)
         assert storage.rows_per_day is counting
-        # A row outside the window is counted from the rows.
-        stray = rows.unionByName(spark.createDataFrame([(later, "z")], schema))
-        assert write_bronze(stray, table, window).rows_per_day == {
-            "2026-05-01": 2,
-            "2026-05-02": 1,
-            "2026-05-09": 1,
-        }
-        # No rows: nothing counted (Spark drops an empty plan's observation).
-        empty = write_bronze(rows.where("false"), table, window)
-        assert (empty.rows, empty.rows_per_day, empty.table_rows) == (0, {}, 1)
+        # Another commit between the write and the count: not this write's rows alone.
+        replace = storage.replace_window
+
+        def and_another_commit(df, *args):
+            replace(df, *args)
+            spark.createDataFrame([(later, "y")], schema).writeTo(name).append()
+
+        monkeypatch.setattr(storage, "replace_window", and_another_commit)
+        counted = []
+        monkeypatch.setattr(storage, "rows_per_day", lambda *a: counted.append(1) or counting(*a))
+        assert write_bronze(rows, table, window).rows_per_day == first.rows_per_day
+        assert counted == [1]
     finally:
         spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
 
@@ -885,8 +892,23 @@ def test_holds_rows_tells_from_the_files_whether_a_table_has_rows_in_a_range(spa
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         assert answers == [True, False, True, False, True, False]
         assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
-        spark.sql(f"DELETE FROM {name} WHERE d = DATE'{day}'")  # emptied by an overwrite
+        spark.sql(f"DELETE FROM {name} WHERE d = DATE'{day}'")  # a whole day: no file left
         assert not storage.holds_rows(spark, name, "d")
+        # Where the files cannot tell (rows removed by delete files; a table not partitioned
+        # by the column), a query does.
+        more = [(day, "a"), (day, "b"), (day + timedelta(days=1), "c")]
+        spark.createDataFrame(more, "d date, v string").writeTo(name).append()
+        spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('write.delete.mode'='merge-on-read')")
+        spark.sql(f"DELETE FROM {name} WHERE v IN ('a', 'b')")  # position deletes, day's file
+        assert not storage.holds_rows(spark, name, "d", day, day + timedelta(days=1))
+        assert storage.holds_rows(spark, name, "d", after=day + timedelta(days=1))
+        flat = storage.table_name("bronze", f"holds_test_{uuid4().hex[:8]}")
+        spark.createDataFrame(more, "d date, v string").writeTo(flat).create()
+        try:
+            assert storage.holds_rows(spark, flat, "d", before=day + timedelta(days=1))
+            assert not storage.holds_rows(spark, flat, "d", before=day)
+        finally:
+            spark.sql(f"DROP TABLE IF EXISTS {flat} PURGE")
     finally:
         spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
 
