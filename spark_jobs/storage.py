@@ -367,7 +367,7 @@ WRITE_PROPERTIES = {
 
 def ensure_table(df: DataFrame, name: str, partition_column: str | None) -> None:
     """Create the Iceberg table from the frame's schema if it does not exist yet. From the
-    schema alone: ``df`` is not run, so an observation on it (``observed_per_day``) still
+    schema alone: ``df`` is not run, so an observation on it (an extraction's figures) still
     sees its first action, the write."""
     spark = df.sparkSession
     if spark.catalog.tableExists(name):
