@@ -538,6 +538,37 @@ def commit_of(spark: SparkSession, name: str) -> Commit | None:
     )
 
 
+def _planned_files(
+    spark: SparkSession, name: str, column: str, after: date | None, before: date | None
+) -> Any:
+    """The file scan tasks of a scan of the table's rows whose ``column`` (a date) is on or
+    after ``after`` and before ``before`` (either bound may be open): planned from its
+    metadata, no Spark job. A closeable iterable of Iceberg ``FileScanTask`` (one a file)."""
+    jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
+    expressions = jvm.org.apache.iceberg.expressions.Expressions
+    condition = expressions.alwaysTrue()
+    if after is not None:
+        condition = getattr(expressions, "and")(
+            condition, expressions.greaterThanOrEqual(column, after.isoformat())
+        )
+    if before is not None:
+        condition = getattr(expressions, "and")(
+            condition, expressions.lessThan(column, before.isoformat())
+        )
+    return iceberg_table(spark, name).newScan().filter(condition).planFiles()
+
+
+def _rows_between(
+    spark: SparkSession, name: str, column: str, after: date | None, before: date | None
+) -> DataFrame:
+    rows = spark.table(name)
+    if after is not None:
+        rows = rows.where(F.col(column) >= F.lit(after))
+    if before is not None:
+        rows = rows.where(F.col(column) < F.lit(before))
+    return rows
+
+
 def holds_rows(
     spark: SparkSession,
     name: str,
@@ -553,18 +584,7 @@ def holds_rows(
     files) by a query."""
     if not spark.catalog.tableExists(name):
         return False
-    jvm: Any = spark.sparkContext._jvm  # py4j's gateway: untyped
-    expressions = jvm.org.apache.iceberg.expressions.Expressions
-    condition = expressions.alwaysTrue()
-    if after is not None:
-        condition = getattr(expressions, "and")(
-            condition, expressions.greaterThanOrEqual(column, after.isoformat())
-        )
-    if before is not None:
-        condition = getattr(expressions, "and")(
-            condition, expressions.lessThan(column, before.isoformat())
-        )
-    tasks = iceberg_table(spark, name).newScan().filter(condition).planFiles()
+    tasks = _planned_files(spark, name, column, after, before)
     try:
         found = tasks.iterator()
         if not found.hasNext():
@@ -574,12 +594,38 @@ def holds_rows(
             return True
     finally:
         tasks.close()
-    rows = spark.table(name)
-    if after is not None:
-        rows = rows.where(F.col(column) >= F.lit(after))
-    if before is not None:
-        rows = rows.where(F.col(column) < F.lit(before))
-    return rows.limit(1).count() > 0
+    return _rows_between(spark, name, column, after, before).limit(1).count() > 0
+
+
+def rows_per_day_held(
+    spark: SparkSession,
+    name: str,
+    column: str,
+    after: date | None = None,
+    before: date | None = None,
+) -> dict[str, int]:
+    """The table's rows per day of ``column`` (a date) on or after ``after`` and before
+    ``before``, days without rows left out. From the record counts of the files a scan of
+    that range plans (no Spark job) where they are exact: each file of one partition of
+    ``column`` and with no delete files. Otherwise counted by a query."""
+    if not spark.catalog.tableExists(name):
+        return {}
+    per_day: dict[str, int] | None = {}
+    tasks = _planned_files(spark, name, column, after, before)
+    try:
+        found = tasks.iterator()
+        while per_day is not None and found.hasNext():
+            task = found.next()
+            day = _day_of(task.spec(), task.file(), column) if task.deletes().isEmpty() else None
+            if day is None:
+                per_day = None  # rows deleted, or a file of several days: count them
+            else:
+                per_day[day] = per_day.get(day, 0) + task.file().recordCount()
+    finally:
+        tasks.close()
+    if per_day is None:
+        per_day = rows_per_day(_rows_between(spark, name, column, after, before), column)
+    return {d: n for d, n in sorted(per_day.items()) if n}
 
 
 _PARTITION_DAY = re.compile(r"(?P<column>[a-z_][a-z0-9_]*)=(?P<day>\d{4}-\d{2}-\d{2})")

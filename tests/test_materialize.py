@@ -867,6 +867,95 @@ def test_bronze_counts_its_rows_per_day_from_the_commit_and_falls_back_to_counti
         spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
 
 
+def test_rows_per_day_held_come_from_the_files_without_a_job_and_match_a_count(spark):
+    """Bronze's earlier days for Silver's row-count band: the record counts of the files a
+    scan plans, exact (as a query counts them) and without a Spark job; counted by a query
+    where files cannot tell (rows removed by delete files, a table not partitioned by the
+    column)."""
+    from uuid import uuid4
+
+    name = storage.table_name("bronze", f"per_day_test_{uuid4().hex[:8]}")
+    day = date(2026, 5, 2)
+    days = [day + timedelta(days=d) for d in range(4)]
+    assert storage.rows_per_day_held(spark, name, "d") == {}  # no table
+    rows = [(d, f"{d}-{i}") for n, d in enumerate(days) for i in range(n + 1)]  # 1..4 a day
+    spark.createDataFrame(rows, "d date, v string").writeTo(name).partitionedBy(F.col("d")).create()
+    try:
+        spark.createDataFrame([(days[1], "again")], "d date, v string").writeTo(name).append()
+        group = f"per-day-test-{uuid4().hex}"
+        spark.sparkContext.setJobGroup(group, "jobs counted by the test")
+        answers = [
+            storage.rows_per_day_held(spark, name, "d"),
+            storage.rows_per_day_held(spark, name, "d", days[1], days[3]),
+            storage.rows_per_day_held(spark, name, "d", before=day),
+        ]
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+        counted = storage.rows_per_day(spark.table(name), "d")
+        assert answers == [
+            counted,
+            {"2026-05-03": 3, "2026-05-04": 3},  # two files of the 3rd, the 5th left out
+            {},
+        ]
+        assert counted == {"2026-05-02": 1, "2026-05-03": 3, "2026-05-04": 3, "2026-05-05": 4}
+        spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('write.delete.mode'='merge-on-read')")
+        # One of a file's two rows: a position delete (the files still say 3 on the 3rd).
+        spark.sql(f"DELETE FROM {name} WHERE v = '2026-05-03-0'")
+        assert storage.rows_per_day_held(spark, name, "d", days[1], days[3]) == {
+            "2026-05-03": 2,
+            "2026-05-04": 3,
+        }
+        flat = storage.table_name("bronze", f"per_day_test_{uuid4().hex[:8]}")
+        spark.createDataFrame(rows, "d date, v string").writeTo(flat).create()
+        try:
+            assert storage.rows_per_day_held(spark, flat, "d", after=days[2]) == {
+                "2026-05-04": 3,
+                "2026-05-05": 4,
+            }
+        finally:
+            spark.sql(f"DROP TABLE IF EXISTS {flat} PURGE")
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
+
+
+def test_silver_row_count_band_reads_bronzes_history_without_a_spark_job(spark):
+    """The band compares a day's Bronze rows with the days before it: read from Bronze's
+    file metadata, not by a query (a job a table a run, a few hundred ms on a tiny day)."""
+    from uuid import uuid4
+
+    from spark_jobs.silver import checks
+    from spark_jobs.window import DayWindow
+
+    bronze = storage.table_name("bronze", f"band_test_{uuid4().hex[:8]}")
+    day = date(2026, 5, 5)
+    history = [(day - timedelta(days=d), f"{d}-{i}") for d in (1, 2) for i in range(10 * d)]
+    spark.createDataFrame(history, "_partition_date date, v string").writeTo(bronze).partitionedBy(
+        F.col("_partition_date")
+    ).create()
+    try:
+        inputs = checks.CheckInputs(
+            spark,
+            DayWindow.of_day(day),
+            "unused",
+            bronze,
+            "_partition_date",
+            None,
+            [],
+            split=None,  # pyright: ignore[reportArgumentType] - the band does not read it
+            bronze_per_day={day.isoformat(): 45},
+        )
+        group = f"band-test-{uuid4().hex}"
+        spark.sparkContext.setJobGroup(group, "jobs counted by the test")
+        verdict = checks.row_count_band(low=0.5, high=2.0).evaluate(inputs)
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+        # 45 rows against the mean of 10 and 20: 3.0, outside the band.
+        assert verdict.detail["ratio_to_recent_mean"] == {"2026-05-05": 3.0}
+        assert not verdict.passed and verdict.failing_rows == 45
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {bronze} PURGE")
+
+
 def test_holds_rows_tells_from_the_files_whether_a_table_has_rows_in_a_range(spark):
     """What Bronze asks before an extraction (an earlier day? this window already?),
     answered by planning a scan, without a Spark job."""

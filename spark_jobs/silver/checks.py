@@ -114,15 +114,15 @@ class RowCountBand(TableCheck):
     kind: ClassVar[str] = "row_count_band"
 
     def evaluate(self, run: CheckInputs) -> Verdict:
-        before = DayWindow(run.window.start - timedelta(days=self.lookback_days), run.window.start)
-        history = (
-            run.spark.table(run.bronze_table)
-            .where(storage.window_condition(BRONZE_PARTITION, before))
-            .groupBy(BRONZE_PARTITION)
-            .count()
-            .collect()
+        # Bronze's earlier days, from the record counts of their files (no Spark job).
+        start = run.window.start
+        earlier = storage.rows_per_day_held(
+            run.spark,
+            run.bronze_table,
+            BRONZE_PARTITION,
+            start - timedelta(days=self.lookback_days),
+            start,
         )
-        earlier = {str(r[0]): r[1] for r in history}
         return self.judge(run.bronze_per_day, {**earlier, **run.bronze_per_day})
 
     def judge(self, per_day: dict[str, int], history: dict[str, int]) -> Verdict:
