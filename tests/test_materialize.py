@@ -225,6 +225,27 @@ def test_the_layers_leave_no_rows_held_in_the_driver(day_materialised):
     assert day_materialised.held == [set(), set()]
 
 
+def test_a_silver_day_with_no_rows_released_runs_no_job_for_them(
+    spark, day_materialised, monkeypatch
+):
+    # Rows released from hold belong to earlier days, which the writer adds to (a query
+    # first: are there any?). The tally already counted the rows outside the window: a day
+    # with none (most days) runs no job for them. Released rows: tests/test_end_to_end.py.
+    from spark_jobs.silver import runner
+    from spark_jobs.window import DayWindow
+
+    added, insert_missing = [], storage.insert_missing
+    monkeypatch.setattr(
+        storage, "insert_missing", lambda *a, **k: added.append(a[1]) or insert_missing(*a, **k)
+    )
+    rows = spark.table("lakehouse.silver.clickstream").count()
+    result = runner.run_table(
+        spark, runner.TABLES["clickstream"], DayWindow.of_day(DAY), "rerun-without-released"
+    )
+    assert (result.released, added) == (0, [])
+    assert spark.table("lakehouse.silver.clickstream").count() == rows == result.table_rows
+
+
 def test_gold_is_one_dbt_invocation_per_run(settings, day_materialised):
     # Each `dbt build` pays dbt's start, parse and relation cache (about 15 s): the daily
     # marts and the dimensions share one, which builds every Gold table.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pyspark.sql import functions as F
 
@@ -76,7 +76,13 @@ class Batch:
     """This table's own Silver rows of the days before the window (for deduplication)."""
 
 
-Writer = Callable[["DataFrame", str, DayWindow], None]
+class Writer(Protocol):
+    """Writes a table's rows for a window. ``outside``: whether any of them may be of a day
+    outside it (rows released from hold); False lets a writer skip what only such rows need."""
+
+    def __call__(
+        self, df: DataFrame, name: str, window: DayWindow, *, outside: bool = True
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,11 @@ def with_products(df: DataFrame, products: DataFrame | None, lateness: Lateness)
 # ------------------------------------------------------------------ writers
 def merge(key: str, partition_column: str | None = None) -> Writer:
     """Upsert the latest version of each key (a current-state table)."""
-    return lambda df, name, window: storage.merge_latest(df, name, key, partition_column)
+
+    def write(df: DataFrame, name: str, window: DayWindow, *, outside: bool = True) -> None:
+        storage.merge_latest(df, name, key, partition_column)
+
+    return write
 
 
 def history_table(name: str) -> str:
@@ -230,7 +240,7 @@ def current_and_history(key: str) -> Writer:
     versions (a rerun puts back exactly those), and the latest of them per key upserted into
     the current-state table (never rolling a row back to an older version)."""
 
-    def write(df: DataFrame, name: str, window: DayWindow) -> None:
+    def write(df: DataFrame, name: str, window: DayWindow, *, outside: bool = True) -> None:
         storage.replace_window(df, history_table(name), "_ingest_date", window)
         order = [F.col("updated_at").desc(), F.col("_ingest_date").desc()]
         latest, _ = q.keep_first(df, [key], order)
@@ -243,12 +253,13 @@ def replace(column: str, keys: tuple[str, ...]) -> Writer:
     """Replace the window's days; rows of other days (released from hold) are added to their
     day unless the key is already there, so a rerun never adds them twice."""
 
-    def write(df: DataFrame, name: str, window: DayWindow) -> None:
+    def write(df: DataFrame, name: str, window: DayWindow, *, outside: bool = True) -> None:
         # Read twice, not cached: the runner's rows are computed from the judged checkpoint
         # (a projection, or inventory's daily aggregate), and caching them again cost a full
         # copy (4 s at 1 M events).
         inside = storage.window_condition(column, window)
         storage.replace_window(df.where(inside), name, column, window)
-        storage.insert_missing(df.where(~inside), name, keys)
+        if outside:  # else nothing to add, and no job to find that out
+            storage.insert_missing(df.where(~inside), name, keys)
 
     return write

@@ -253,11 +253,13 @@ def run_table(
     out = spec.to_table(rows, run_id) if spec.to_table is not None else rows
     if table.holds:
         out = held.mark_released(out, spec.batch_day, window)
-    spec.write(out, name, window)
+    written = tally["written" if "written" in tally else "kept"]
+    # The tally counted the rows of days outside the window (or of no day) under None.
+    spec.write(out, name, window, outside=bool(written.get(None)))
     held_days = [date.fromisoformat(d) for d in held_per_day]
     held.write_quarantine(quarantined, table.quarantine, window, table.holds, held_days)
     kept_per_day, bad_per_day = _in_days(tally["kept"]), _in_days(tally["quarantined"])
-    written_per_day = _in_days(tally["written"]) if "written" in tally else kept_per_day
+    written_per_day = _in_days(written)
     counts = {
         "bronze_rows": total,
         "held_rechecked": n_rechecked,
