@@ -149,3 +149,10 @@ def s3_landing(env, endpoint: str, bucket: str, prefix: str):
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=bucket)
     return s3
+
+
+def spark_jobs_in(spark, group: str) -> list[int]:
+    """The Spark jobs of ``group`` so far. Spark records a job through its listener bus, a
+    moment after the action: drained first, so a job that just ran is not missed."""
+    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
+    return list(spark.sparkContext.statusTracker().getJobIdsForGroup(group))

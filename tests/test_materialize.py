@@ -49,6 +49,7 @@ from tests.builders import (
     parse_messages,
     reused_its_parse,
     s3_landing,
+    spark_jobs_in,
     stock_event,
     webhook,
     write_landing,
@@ -847,7 +848,7 @@ def test_bronze_counts_its_rows_per_day_from_the_commit_and_falls_back_to_counti
             action()
         finally:
             spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-        return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+        return len(spark_jobs_in(spark, group))
 
     try:
         with monkeypatch.context() as patched:  # the rows are not read a second time
@@ -911,7 +912,7 @@ def test_rows_per_day_held_come_from_the_files_without_a_job_and_match_a_count(s
             storage.rows_per_day_held(spark, name, "d", before=day),
         ]
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-        assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+        assert spark_jobs_in(spark, group) == []
         counted = storage.rows_per_day(spark.table(name), "d")
         assert answers == [
             counted,
@@ -969,7 +970,7 @@ def test_silver_row_count_band_reads_bronzes_history_without_a_spark_job(spark):
         spark.sparkContext.setJobGroup(group, "jobs counted by the test")
         verdict = checks.row_count_band(low=0.5, high=2.0).evaluate(inputs)
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-        assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+        assert spark_jobs_in(spark, group) == []
         # 45 rows against the mean of 10 and 20: 3.0, outside the band.
         assert verdict.detail["ratio_to_recent_mean"] == {"2026-05-05": 3.0}
         assert not verdict.passed and verdict.failing_rows == 45
@@ -1001,7 +1002,7 @@ def test_holds_rows_tells_from_the_files_whether_a_table_has_rows_in_a_range(spa
         ]
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         assert answers == [True, False, True, False, True, False]
-        assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+        assert spark_jobs_in(spark, group) == []
         spark.sql(f"DELETE FROM {name} WHERE d = DATE'{day}'")  # a whole day: no file left
         assert not storage.holds_rows(spark, name, "d")
         # Where the files cannot tell (rows removed by delete files; a table not partitioned

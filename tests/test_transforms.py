@@ -26,6 +26,7 @@ from spark_jobs.storage import (
     unplaced_predicate,
 )
 from spark_jobs.window import DayWindow
+from tests.builders import spark_jobs_in
 
 D1 = date(2026, 5, 1)
 NOW = datetime(2026, 5, 2, 6, 0)
@@ -540,7 +541,7 @@ def test_a_held_rows_age_is_measured_to_the_newest_day_bronze_holds(spark):
         newest = held.as_of(spark, name, DayWindow.of_day(d2))
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         assert newest == d2
-        assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+        assert spark_jobs_in(spark, group) == []
         assert held.as_of(spark, name, DayWindow.of_day(d1)) == d2  # a later day is there
         assert held.as_of(spark, name, DayWindow.of_day(d4)) == d4
     finally:
@@ -607,3 +608,35 @@ def test_a_missing_tables_commit_is_none_not_an_error(spark):
     spark.sql("CREATE NAMESPACE IF NOT EXISTS lakehouse.silver")
     assert commit_of(spark, "lakehouse.silver.no_such_table") is None
     assert commit_of(spark, "lakehouse.no_such_namespace.no_such_table") is None
+
+
+def test_an_event_tables_writer_adds_released_rows_only_where_the_runner_counted_some(spark):
+    """An event table's writer replaces the window's days and adds rows of other days
+    (released from hold) to theirs; told there are none (the runner's tally counted none
+    outside the window), it runs no query for them. A writer of days of another column
+    than the table's batch day is refused: the tally counts by the batch day."""
+    import dataclasses
+    from uuid import uuid4
+
+    from spark_jobs.silver import clickstream
+    from spark_jobs.silver.common import replace
+
+    with pytest.raises(ValueError, match="batch_day 'ingest_date'"):
+        dataclasses.replace(clickstream.TABLE, write=replace("event_date", ("event_id",)))
+    window = DayWindow.of_day(date(2026, 5, 2))
+    rows = spark.createDataFrame(
+        [(date(2026, 5, 2), 1), (date(2026, 5, 1), 2)], "d date, k long"
+    )  # the second released from hold: a day before the window
+    write = replace("d", ("k",))
+    base = f"lakehouse.silver.replace_test_{uuid4().hex[:8]}"
+    told = {True: base, False: f"{base}_none"}  # by what the writer is told
+    try:
+        for outside, name in told.items():
+            write(rows, name, window, outside=outside)
+        assert sorted(r.k for r in spark.table(told[True]).collect()) == [1, 2]
+        assert [r.k for r in spark.table(told[False]).collect()] == [1]
+        write(rows, told[True], window, outside=True)  # a rerun adds none twice
+        assert sorted(r.k for r in spark.table(told[True]).collect()) == [1, 2]
+    finally:
+        for name in told.values():
+            spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")

@@ -107,6 +107,16 @@ class SilverTable:
     """A dimension whose writer also keeps every version in ``<table>_history``
     (``current_and_history``): its asset gets that table as a third output."""
 
+    def __post_init__(self) -> None:
+        # The runner tells the writer whether rows of other days are among the ones it
+        # writes from the days of ``batch_day``: a writer that replaces days of another
+        # column could be told "none" where it has some, and lose them.
+        if isinstance(self.write, ReplaceDays) and self.write.column != self.batch_day:
+            raise ValueError(
+                f"replace({self.write.column!r}) writes days of another column than "
+                f"batch_day {self.batch_day!r}"
+            )
+
 
 # ------------------------------------------------------------------ typed rows
 def latest_first() -> list[Column]:
@@ -249,17 +259,26 @@ def current_and_history(key: str) -> Writer:
     return write
 
 
-def replace(column: str, keys: tuple[str, ...]) -> Writer:
-    """Replace the window's days; rows of other days (released from hold) are added to their
-    day unless the key is already there, so a rerun never adds them twice."""
+@dataclass(frozen=True)
+class ReplaceDays:
+    """Replace the window's days of ``column``; rows of other days (released from hold) are
+    added to their day unless ``keys`` are already there, so a rerun never adds them twice."""
 
-    def write(df: DataFrame, name: str, window: DayWindow, *, outside: bool = True) -> None:
+    column: str
+    keys: tuple[str, ...]
+
+    def __call__(
+        self, df: DataFrame, name: str, window: DayWindow, *, outside: bool = True
+    ) -> None:
         # Read twice, not cached: the runner's rows are computed from the judged checkpoint
         # (a projection, or inventory's daily aggregate), and caching them again cost a full
         # copy (4 s at 1 M events).
-        inside = storage.window_condition(column, window)
-        storage.replace_window(df.where(inside), name, column, window)
+        inside = storage.window_condition(self.column, window)
+        storage.replace_window(df.where(inside), name, self.column, window)
         if outside:  # else nothing to add, and no job to find that out
-            storage.insert_missing(df.where(~inside), name, keys)
+            storage.insert_missing(df.where(~inside), name, self.keys)
 
-    return write
+
+def replace(column: str, keys: tuple[str, ...]) -> Writer:
+    """The writer of an event table: ``ReplaceDays``."""
+    return ReplaceDays(column, keys)
