@@ -531,6 +531,45 @@ def _remove_job_tag(spark: SparkSession, tag: str) -> None:
         spark.sparkContext.removeJobTag(tag)
 
 
+# Spark's two settings for the Java it generates and compiles (janino, then the JVM's JIT) for
+# each query's expressions and operators. Internal to Spark (its tests run with both values),
+# read per query from the session's conf.
+CODEGEN_FACTORY_MODE = "spark.sql.codegen.factoryMode"
+CODEGEN_WHOLE_STAGE = "spark.sql.codegen.wholeStage"
+
+
+@contextmanager
+def compiled_from(spark: SparkSession, rows: int, min_rows: int) -> Iterator[bool]:
+    """Run the block's queries on Spark's generated code when they read at least ``min_rows``
+    rows (``rows``: what the block reads); below, on its interpreted expressions. Yields
+    whether the block compiles. ``min_rows`` of 0 compiles always (Spark's default).
+
+    The idea of PostgreSQL's ``jit_above_cost``: compiling pays for itself on large inputs
+    only. Every query Spark plans generates Java for its expressions (janino compiles it, then
+    the JVM's JIT compiles janino and that code), and a run's new JVM does all of it cold: on
+    a tiny day about half the JVM's CPU was the JIT. Measured on next days (BENCHMARKS.md):
+    a tiny day's Silver 17.1-17.9 s interpreted against 19.6-22.5 s compiled; on a 1 M-event
+    day, interpreted, `silver_products` (480 rows) took 2.9 s against 3.1-4.1, but
+    `silver_inventory` (51 k rows) 10.4 against 9.0 and `silver_clickstream` (1 M) 68.2
+    against 46.7-50.9. Results are the same either way (tests/test_materialize.py).
+    """
+    if min_rows <= 0 or rows >= min_rows:
+        yield True
+        return
+    conf = spark.conf
+    before = {key: conf.get(key, None) for key in (CODEGEN_FACTORY_MODE, CODEGEN_WHOLE_STAGE)}
+    conf.set(CODEGEN_FACTORY_MODE, "NO_CODEGEN")
+    conf.set(CODEGEN_WHOLE_STAGE, "false")
+    try:
+        yield False
+    finally:
+        for key, value in before.items():
+            if value is None:
+                conf.unset(key)
+            else:
+                conf.set(key, value)
+
+
 def releases_checkpoints(
     load: Callable[Concatenate[SparkSession, P], T],
 ) -> Callable[Concatenate[SparkSession, P], T]:

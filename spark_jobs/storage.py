@@ -628,6 +628,12 @@ def rows_per_day_held(
     return {d: n for d, n in sorted(per_day.items()) if n}
 
 
+def rows_in_window(spark: SparkSession, name: str, column: str, window: DayWindow) -> int:
+    """The table's rows of the window's days of ``column`` (``rows_per_day_held``: no Spark
+    job where its files tell)."""
+    return sum(rows_per_day_held(spark, name, column, window.start, window.end).values())
+
+
 _PARTITION_DAY = re.compile(r"(?P<column>[a-z_][a-z0-9_]*)=(?P<day>\d{4}-\d{2}-\d{2})")
 
 

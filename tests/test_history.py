@@ -73,6 +73,16 @@ def gold(spark) -> dict[str, list[tuple]]:
     }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compiled():
+    """Spark's generated code throughout, as a large day runs: days this small run on its
+    interpreted expressions elsewhere in the suite (``LAKEHOUSE_CODEGEN_MIN_ROWS``), so here
+    Silver and Gold's figures, to the cent, come from the compiled path."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAKEHOUSE_CODEGEN_MIN_ROWS", "0")
+        yield
+
+
 @pytest.fixture(scope="module")
 def day_by_day(settings, spark):
     write_source_db(settings, source(1))

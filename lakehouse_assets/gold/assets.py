@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: Dagster reads the context annotation at runtime.
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from dagster import (
@@ -26,7 +27,8 @@ from lakehouse_assets.partitions import daily_partitions, days_of_run, single_ru
 from lakehouse_assets.resources import SparkResource, dbt_project
 from lakehouse_assets.resources.catalog import open_catalog, table_metadata
 from lakehouse_assets.resources.dbt import LakehouseDbtResource
-from spark_jobs.session import answers
+from spark_jobs import bronze
+from spark_jobs.session import answers, compiled_from
 from spark_jobs.settings import Settings
 from spark_jobs.window import DayWindow
 
@@ -117,25 +119,38 @@ def _dbt_build(
     environment, keep_parse = _dbt_environment(settings, spark)
     environment |= _window_environment(window)
     try:
-        for event in dbt.build(["build"], context, environment, settings.home, keep_parse):
-            if isinstance(event, Output):
-                # Row counts, columns and the Iceberg snapshot, read through pyiceberg: no JVM.
-                key = context.asset_key_for_output(event.output_name)
-                daily = key in DAILY_KEYS
-                extra = table_metadata(catalog, ".".join(key.path), window if daily else None)
-                per_day = extra.get("rows_per_day")
-                if per_day is not None:  # each day's plot point: its own rows, 0 included
-                    for day in context.partition_keys:  # (not the table's total, the default)
-                        rows = per_day.get(day, 0)
-                        context.add_asset_metadata({"dagster/row_count": rows}, key, day)
-                event = event.with_metadata({**event.metadata, **extra})
-            yield event
+        with _code_generation(settings, spark, window):
+            for event in dbt.build(["build"], context, environment, settings.home, keep_parse):
+                if isinstance(event, Output):
+                    # Row counts, columns and the Iceberg snapshot, read through pyiceberg.
+                    key = context.asset_key_for_output(event.output_name)
+                    daily = key in DAILY_KEYS
+                    extra = table_metadata(catalog, ".".join(key.path), window if daily else None)
+                    per_day = extra.get("rows_per_day")
+                    if per_day is not None:  # each day's plot point: its own rows, 0 included
+                        for day in context.partition_keys:  # (not the table's total)
+                            rows = per_day.get(day, 0)
+                            context.add_asset_metadata({"dagster/row_count": rows}, key, day)
+                    event = event.with_metadata({**event.metadata, **extra})
+                yield event
     except DagsterDbtCliRuntimeError as exc:
         # A commit lost a race on the embedded SQLite catalog (with the `session` target,
         # another JVM held its lock): rebuilding is idempotent, so try again, not fail the day.
         if any(sign in str(exc) for sign in CATALOG_BUSY):
             raise RetryRequested(max_retries=2, seconds_to_wait=5) from exc
         raise
+
+
+def _code_generation(
+    settings: Settings, spark: SparkResource, window: DayWindow | None
+) -> AbstractContextManager[bool]:
+    """dbt's statements run in the run's own session (the ``embedded`` target): on code Spark
+    compiles only for a day of ``codegen_min_rows`` Bronze rows or more (``compiled_from``).
+    Another target's Spark, and a run without days, keep Spark's default."""
+    if settings.dbt_target != "embedded" or window is None:
+        return nullcontext(True)
+    rows = bronze.rows_of_window(spark.session, window)
+    return compiled_from(spark.session, rows, settings.codegen_min_rows)
 
 
 def _window_environment(window: DayWindow | None) -> dict[str, str]:

@@ -76,14 +76,15 @@ def silver_asset(table: SilverTable) -> AssetsDefinition:
         backfill_policy=single_run,
     )
     def _clean(context: AssetExecutionContext, config: SilverConfig, spark: SparkResource):
-        window = window_of(context)
+        window, settings = window_of(context), spark.settings()
         result = silver.run_table(
             spark.session,
             table,
             window,
             context.run_id,
             evolve_schema=config.evolve_schema,
-            grace_days=spark.settings().reference_grace_days,
+            grace_days=settings.reference_grace_days,
+            codegen_min_rows=settings.codegen_min_rows,
         )
         checks = day_results(context, main_key, result.verdicts, result.batch_rows_on)
         if not result.written:
@@ -132,7 +133,7 @@ def silver_asset(table: SilverTable) -> AssetsDefinition:
             metadata={
                 "table_rows": result.table_rows,
                 "dagster/table_name": result.table,
-                "dagster/column_schema": table_column_schema(spark.settings(), result.table),
+                "dagster/column_schema": table_column_schema(settings, result.table),
                 "snapshot_id": str(result.snapshot_id),
                 "window": str(window),
                 "run_totals": run_totals,
@@ -145,7 +146,7 @@ def silver_asset(table: SilverTable) -> AssetsDefinition:
             metadata={
                 "dagster/table_name": f"{result.table}_quarantine",
                 "dagster/column_schema": table_column_schema(
-                    spark.settings(), f"{result.table}_quarantine"
+                    settings, f"{result.table}_quarantine"
                 ),
                 "window": str(window),
                 "rows_by_rule": dict(sorted(result.rules.items())),
@@ -156,7 +157,7 @@ def silver_asset(table: SilverTable) -> AssetsDefinition:
                 asset_key=history_key,
                 metadata={
                     "dagster/table_name": table.history,
-                    "dagster/column_schema": table_column_schema(spark.settings(), table.history),
+                    "dagster/column_schema": table_column_schema(settings, table.history),
                     "window": str(window),
                 },
             )

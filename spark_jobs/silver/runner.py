@@ -18,7 +18,7 @@ from spark_jobs import held, storage
 from spark_jobs import quality as q
 from spark_jobs.quality import WARNINGS_COLUMN, Verdict
 from spark_jobs.registry import SOURCES, Source, in_dependency_order
-from spark_jobs.session import releases_checkpoints
+from spark_jobs.session import compiled_from, releases_checkpoints
 from spark_jobs.settings import Settings
 from spark_jobs.silver.checks import CheckInputs, TableRules
 from spark_jobs.silver.common import (
@@ -173,13 +173,30 @@ def run_table(
     run_id: str,
     evolve_schema: bool = False,
     grace_days: int = 3,
+    codegen_min_rows: int = 0,
 ) -> SilverResult:
     """Validate the window's Bronze rows and, unless the schema check fails, write Silver.
 
     Rows of earlier days held for a late reference are evaluated again with them. With
     ``evolve_schema``, fields that are new in the incoming JSON become Silver columns;
-    otherwise they are only reported (Bronze keeps them in the raw line either way).
+    otherwise they are only reported (Bronze keeps them in the raw line either way). A window
+    of fewer Bronze rows than ``codegen_min_rows`` runs on Spark's interpreted expressions
+    (``session.compiled_from``; 0: always compiled).
     """
+    bronze_name = storage.table_name("bronze", table.bronze)
+    rows = storage.rows_in_window(spark, bronze_name, BRONZE_PARTITION, window)
+    with compiled_from(spark, rows, codegen_min_rows):
+        return _run_table(spark, table, window, run_id, evolve_schema, grace_days)
+
+
+def _run_table(
+    spark: SparkSession,
+    table: SilverTable,
+    window: DayWindow,
+    run_id: str,
+    evolve_schema: bool,
+    grace_days: int,
+) -> SilverResult:
     spec = table.spec
     name = storage.table_name("silver", table.name)
     bronze_name = storage.table_name("bronze", table.bronze)
@@ -317,7 +334,14 @@ def run(
 ) -> list[SilverResult]:
     """The Silver tables of ``sources`` (every one by default), in dependency order."""
     return [
-        run_table(spark, table, window, run_id, grace_days=settings.reference_grace_days)
+        run_table(
+            spark,
+            table,
+            window,
+            run_id,
+            grace_days=settings.reference_grace_days,
+            codegen_min_rows=settings.codegen_min_rows,
+        )
         for table in TABLES.values()
         if table.source in sources
     ]
