@@ -106,18 +106,6 @@ def is_first_load(spark: SparkSession, table: str, window: DayWindow) -> bool:
     return not storage.holds_rows(spark, name, PARTITION_COLUMN, before=window.start)
 
 
-def rows_of_window(
-    spark: SparkSession, window: DayWindow, sources: tuple[registry.Source, ...] = registry.SOURCES
-) -> int:
-    """Every source's Bronze rows of the window's days: the size of the day(s) a run builds."""
-    return sum(
-        storage.rows_in_window(
-            spark, storage.table_name("bronze", s.bronze), PARTITION_COLUMN, window
-        )
-        for s in sources
-    )
-
-
 @releases_checkpoints
 def extract_source_table(
     spark: SparkSession,

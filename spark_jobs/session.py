@@ -541,8 +541,9 @@ CODEGEN_WHOLE_STAGE = "spark.sql.codegen.wholeStage"
 @contextmanager
 def compiled_from(spark: SparkSession, rows: int, min_rows: int) -> Iterator[bool]:
     """Run the block's queries on Spark's generated code when they read at least ``min_rows``
-    rows (``rows``: what the block reads); below, on its interpreted expressions. Yields
-    whether the block compiles. ``min_rows`` of 0 compiles always (Spark's default).
+    rows (``rows``: what the block reads, as its caller counts it); below, on its interpreted
+    expressions. Yields whether the block compiles. ``min_rows`` of 0 compiles always
+    (Spark's default).
 
     The idea of PostgreSQL's ``jit_above_cost``: compiling pays for itself on large inputs
     only. Every query Spark plans generates Java for its expressions (janino compiles it, then
@@ -550,17 +551,19 @@ def compiled_from(spark: SparkSession, rows: int, min_rows: int) -> Iterator[boo
     a tiny day about half the JVM's CPU was the JIT. Measured on next days (BENCHMARKS.md):
     a tiny day's Silver 17.1-17.9 s interpreted against 19.6-22.5 s compiled; on a 1 M-event
     day, interpreted, `silver_products` (480 rows) took 2.9 s against 3.1-4.1, but
-    `silver_inventory` (51 k rows) 10.4 against 9.0 and `silver_clickstream` (1 M) 68.2
-    against 46.7-50.9. Results are the same either way (tests/test_materialize.py).
+    `silver_customers` (19.5 k rows) 6.2-6.6 against 5.7-5.9, `silver_inventory` (51 k)
+    10.4 against 9.0 and `silver_clickstream` (1 M) 68.2 against 46.7-50.9: hence the
+    default of 10,000 rows (``Settings.codegen_min_rows``). Silver's rows are the same either
+    way (tests/test_materialize.py); Gold's figures, to the cent, are tested on both paths.
     """
     if min_rows <= 0 or rows >= min_rows:
         yield True
         return
     conf = spark.conf
     before = {key: conf.get(key, None) for key in (CODEGEN_FACTORY_MODE, CODEGEN_WHOLE_STAGE)}
-    conf.set(CODEGEN_FACTORY_MODE, "NO_CODEGEN")
-    conf.set(CODEGEN_WHOLE_STAGE, "false")
     try:
+        conf.set(CODEGEN_FACTORY_MODE, "NO_CODEGEN")
+        conf.set(CODEGEN_WHOLE_STAGE, "false")
         yield False
     finally:
         for key, value in before.items():

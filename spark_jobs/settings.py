@@ -99,10 +99,10 @@ class Settings:
     # fails naming the master, instead of waiting for cores forever.
     min_executors: int = 1
     executor_wait_s: int = 120
-    # A Silver table's batch, or Gold's day, of fewer Bronze rows than this runs on Spark's
-    # interpreted expressions, not on code Spark generates and compiles for each query
-    # (`session.compiled_from`); 0: always compiled.
-    codegen_min_rows: int = 20_000
+    # A Silver table, or Gold (on the run's own session), reading fewer rows than this runs on
+    # Spark's interpreted expressions, not on the Java Spark generates and compiles for each
+    # query (`session.compiled_from`); 0: always compiled.
+    codegen_min_rows: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -139,7 +139,7 @@ class Settings:
             thrift_port=_int_env("LAKEHOUSE_THRIFT_PORT", 10000, env),
             min_executors=_int_env("LAKEHOUSE_SPARK_MIN_EXECUTORS", 1, env),
             executor_wait_s=_int_env("LAKEHOUSE_SPARK_EXECUTOR_WAIT_S", 120, env),
-            codegen_min_rows=_int_env("LAKEHOUSE_CODEGEN_MIN_ROWS", 20_000, env),
+            codegen_min_rows=_int_env("LAKEHOUSE_CODEGEN_MIN_ROWS", 10_000, env),
         )
 
     def with_overrides(self, **overrides: object) -> Settings:

@@ -634,6 +634,12 @@ def rows_in_window(spark: SparkSession, name: str, column: str, window: DayWindo
     return sum(rows_per_day_held(spark, name, column, window.start, window.end).values())
 
 
+def total_rows(spark: SparkSession, name: str) -> int:
+    """The table's rows (its commit's ``total-records``; no Spark job); 0 for no table."""
+    commit = commit_of(spark, name)
+    return (commit.total_rows or 0) if commit else 0
+
+
 _PARTITION_DAY = re.compile(r"(?P<column>[a-z_][a-z0-9_]*)=(?P<day>\d{4}-\d{2}-\d{2})")
 
 

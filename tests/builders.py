@@ -156,3 +156,40 @@ def spark_jobs_in(spark, group: str) -> list[int]:
     moment after the action: drained first, so a job that just ran is not missed."""
     spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
     return list(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+
+def record_code_generation(patch, calls: list) -> None:
+    """Note, in ``calls``, each block ``session.compiled_from`` decides for Silver's tables and
+    Gold's build: ``(what, rows, compiled, Spark's factory mode inside)``; and Spark's mode
+    as each Gold model's output is read (``what`` "gold output"), after its statements ran."""
+    from lakehouse_assets.gold import assets as gold
+    from spark_jobs import session
+    from spark_jobs.silver import runner
+
+    def recording(what: str):
+        @contextlib.contextmanager
+        def compiled_from(spark, rows: int, min_rows: int):
+            with session.compiled_from(spark, rows, min_rows) as compiled:
+                calls.append(
+                    (what, rows, compiled, spark.conf.get(session.CODEGEN_FACTORY_MODE, None))
+                )
+                yield compiled
+
+        return compiled_from
+
+    def at_output(table_metadata):
+        def read(*args, **kwargs):
+            from pyspark.sql import SparkSession
+
+            active = SparkSession.getActiveSession()  # the run's: Gold's step is in its thread
+            assert active is not None
+            calls.append(
+                ("gold output", None, None, active.conf.get(session.CODEGEN_FACTORY_MODE, None))
+            )
+            return table_metadata(*args, **kwargs)
+
+        return read
+
+    patch.setattr(runner, "compiled_from", recording("silver"))
+    patch.setattr(gold, "compiled_from", recording("gold"))
+    patch.setattr(gold, "table_metadata", at_output(gold.table_metadata))

@@ -18,7 +18,7 @@ from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.gold import DIMENSION_KEYS, gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
-from tests.builders import write_source_db
+from tests.builders import record_code_generation, write_source_db
 
 DAY1, DAY2 = "2026-04-06", "2026-04-07"
 ANN, LAMP = 7_000_001, 7_000_010
@@ -78,17 +78,25 @@ def compiled():
     """Spark's generated code throughout, as a large day runs: days this small run on its
     interpreted expressions elsewhere in the suite (``LAKEHOUSE_CODEGEN_MIN_ROWS``), so here
     Silver and Gold's figures, to the cent, come from the compiled path."""
+    calls = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LAKEHOUSE_CODEGEN_MIN_ROWS", "0")
-        yield
+        record_code_generation(patch, calls)
+        yield calls
 
 
 @pytest.fixture(scope="module")
-def day_by_day(settings, spark):
+def day_by_day(settings, spark, compiled):
     write_source_db(settings, source(1))
     run(partition_key=DAY1)
     write_source_db(settings, source(2))
     run(ASSETS, partition_key=DAY2)
+    # Every Silver table and Gold compiled, and dbt's models ran so (Spark's default mode).
+    assert {(what, c, m) for what, _, c, m in compiled} == {
+        ("silver", True, None),
+        ("gold", True, None),
+        ("gold output", None, None),
+    }
     return gold(spark)
 
 

@@ -11,7 +11,6 @@ import os
 import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +30,6 @@ from pyspark.sql import functions as F
 
 from lakehouse_assets.automation import LandingResource
 from lakehouse_assets.bronze import bronze_assets
-from lakehouse_assets.gold import assets as gold_module
 from lakehouse_assets.gold import gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
@@ -46,12 +44,13 @@ from lakehouse_assets.stream.assets import low_stock_rule, refresh_and_alert
 from spark_jobs import session, storage, stream
 from spark_jobs.registry import SOURCES
 from spark_jobs.settings import Settings
-from spark_jobs.silver import runner as silver_runner
+from spark_jobs.silver import runner
 from spark_jobs.window import DayWindow
 from tests.builders import (
     click,
     dbt_invocations,
     parse_messages,
+    record_code_generation,
     reused_its_parse,
     s3_landing,
     spark_jobs_in,
@@ -185,18 +184,6 @@ def hand_built_day(settings):
     )
 
 
-def recording(calls: list, what: str):
-    """``session.compiled_from``, noting each block's rows and mode in ``calls``."""
-
-    @contextmanager
-    def compiled_from(spark, rows: int, min_rows: int):
-        with session.compiled_from(spark, rows, min_rows) as compiled:
-            calls.append((what, rows, compiled, spark.conf.get(session.CODEGEN_FACTORY_MODE)))
-            yield compiled
-
-    return compiled_from
-
-
 @pytest.fixture(scope="module")
 def day_materialised(spark, settings):
     hand_built_day(settings)
@@ -214,8 +201,7 @@ def day_materialised(spark, settings):
         TreeSampler(os.getpid()) as tree,  # this process, its Spark JVM and what they start
     ):
         patch.setattr(SparkResource, "return_free_heap", when_dbt_starts)
-        for module in (silver_runner, gold_module):
-            patch.setattr(module, "compiled_from", recording(codegen, module.__name__))
+        record_code_generation(patch, codegen)
         first = materialize(ASSETS, partition_key=PARTITION, resources=RESOURCES)
     assert first.success
     first.codegen = codegen  # pyright: ignore[reportAttributeAccessIssue]
@@ -235,19 +221,22 @@ def test_dbt_runs_on_the_runs_own_spark_and_starts_no_jvm(day_materialised):
 def test_a_tiny_day_runs_on_spark_s_interpreted_expressions_then_its_default_again(
     spark, settings, day_materialised
 ):
-    # A day of a few dozen Bronze rows: compiling each query's generated code costs more than
-    # it saves (about half a tiny day's JVM CPU was the JIT). Each Silver table judges its own
-    # Bronze rows; Gold, the day's rows of every Bronze table. The session then runs as before.
-    silver_tables = {f"bronze.{s.bronze}": s.silver for s in SOURCES}
-    bronze_rows = {
-        name: storage.rows_in_window(spark, f"lakehouse.{name}", "_partition_date", WINDOW)
-        for name in silver_tables
-    }
-    silver = [(rows, c, m) for what, rows, c, m in day_materialised.codegen if "silver" in what]
-    gold = [(rows, c, m) for what, rows, c, m in day_materialised.codegen if "gold" in what]
-    assert sorted(silver) == sorted((n, False, "NO_CODEGEN") for n in bronze_rows.values())
-    assert gold == [(sum(bronze_rows.values()), False, "NO_CODEGEN")]
-    assert 0 < sum(bronze_rows.values()) < settings.codegen_min_rows
+    # A day of a few dozen rows: compiling each query's generated code costs more than it
+    # saves (about half a tiny day's JVM CPU was the JIT). Each Silver table counts what it
+    # reads (its Bronze day, the Silver tables it joins); Gold, every Silver table's rows. dbt's
+    # statements ran interpreted to the last (the mode seen at each model's output), and the
+    # session runs on Spark's default again afterwards.
+    calls = day_materialised.codegen
+    silver = sorted((rows, c, m) for what, rows, c, m in calls if what == "silver")
+    read = [runner.rows_read(spark, t, WINDOW) for t in runner.TABLES.values()]
+    assert silver == sorted((n, False, "NO_CODEGEN") for n in read)
+    held = sum(storage.total_rows(spark, f"lakehouse.silver.{s.silver}") for s in SOURCES)
+    assert [(rows, c, m) for what, rows, c, m in calls if what == "gold"] == [
+        (held, False, "NO_CODEGEN")
+    ]
+    at_outputs = [m for what, _, _, m in calls if what == "gold output"]
+    assert len(at_outputs) == len(gold_marts.keys) and set(at_outputs) == {"NO_CODEGEN"}
+    assert min(read) > 0 and held < settings.codegen_min_rows
     assert spark.conf.get(session.CODEGEN_FACTORY_MODE, None) is None
     assert spark.conf.get(session.CODEGEN_WHOLE_STAGE) == "true"
 
@@ -281,8 +270,6 @@ def test_silver_writes_the_same_rows_compiled_as_interpreted(spark, day_material
     # What the day wrote on interpreted expressions, written again on compiled code (as a
     # 1 M-event day runs): the same rows, quarantine and figures. (Only the run's own lineage
     # differs.) Orders and clickstream: the tables with the most expressions per row.
-    from spark_jobs.silver import runner
-
     def written(table: str) -> list:
         rows = spark.table(f"lakehouse.silver.{table}").drop("_run_id", "_quarantined_at")
         return sorted(map(str, rows.collect()))

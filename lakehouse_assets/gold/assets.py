@@ -27,7 +27,8 @@ from lakehouse_assets.partitions import daily_partitions, days_of_run, single_ru
 from lakehouse_assets.resources import SparkResource, dbt_project
 from lakehouse_assets.resources.catalog import open_catalog, table_metadata
 from lakehouse_assets.resources.dbt import LakehouseDbtResource
-from spark_jobs import bronze
+from spark_jobs import storage
+from spark_jobs.registry import SOURCES
 from spark_jobs.session import answers, compiled_from
 from spark_jobs.settings import Settings
 from spark_jobs.window import DayWindow
@@ -145,12 +146,15 @@ def _code_generation(
     settings: Settings, spark: SparkResource, window: DayWindow | None
 ) -> AbstractContextManager[bool]:
     """dbt's statements run in the run's own session (the ``embedded`` target): on code Spark
-    compiles only for a day of ``codegen_min_rows`` Bronze rows or more (``compiled_from``).
-    Another target's Spark, and a run without days, keep Spark's default."""
+    compiles only once the Silver tables they read hold ``codegen_min_rows`` rows or more
+    (``compiled_from``; whole: the dimensions read every row, and the daily marts' days are
+    found by scanning them). Another target's Spark, and a run without days, keep Spark's
+    default."""
     if settings.dbt_target != "embedded" or window is None:
         return nullcontext(True)
-    rows = bronze.rows_of_window(spark.session, window)
-    return compiled_from(spark.session, rows, settings.codegen_min_rows)
+    session = spark.session
+    rows = sum(storage.total_rows(session, storage.table_name("silver", s.silver)) for s in SOURCES)
+    return compiled_from(session, rows, settings.codegen_min_rows)
 
 
 def _window_environment(window: DayWindow | None) -> dict[str, str]:

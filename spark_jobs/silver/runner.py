@@ -179,14 +179,29 @@ def run_table(
 
     Rows of earlier days held for a late reference are evaluated again with them. With
     ``evolve_schema``, fields that are new in the incoming JSON become Silver columns;
-    otherwise they are only reported (Bronze keeps them in the raw line either way). A window
-    of fewer Bronze rows than ``codegen_min_rows`` runs on Spark's interpreted expressions
+    otherwise they are only reported (Bronze keeps them in the raw line either way). A table
+    that reads fewer rows than ``codegen_min_rows`` runs on Spark's interpreted expressions
     (``session.compiled_from``; 0: always compiled).
     """
     bronze_name = storage.table_name("bronze", table.bronze)
-    rows = storage.rows_in_window(spark, bronze_name, BRONZE_PARTITION, window)
+    rows = rows_read(spark, table, window)
     with compiled_from(spark, rows, codegen_min_rows):
-        return _run_table(spark, table, window, run_id, evolve_schema, grace_days)
+        return _run_table(spark, table, window, run_id, evolve_schema, grace_days, bronze_name)
+
+
+def rows_read(spark: SparkSession, table: SilverTable, window: DayWindow) -> int:
+    """The rows a table's run reads, from the tables' metadata (no Spark job): the window's
+    Bronze rows, its own earlier days the transform compares with, and the Silver tables it
+    reads whole."""
+    bronze_name = storage.table_name("bronze", table.bronze)
+    rows = storage.rows_in_window(spark, bronze_name, BRONZE_PARTITION, window)
+    if table.spec.earlier_days:
+        before = DayWindow(window.start - timedelta(days=table.spec.earlier_days), window.start)
+        own = storage.table_name("silver", table.name)
+        rows += storage.rows_in_window(spark, own, table.spec.batch_day, before)
+    return rows + sum(
+        storage.total_rows(spark, storage.table_name("silver", r)) for r in table.reads
+    )
 
 
 def _run_table(
@@ -196,10 +211,10 @@ def _run_table(
     run_id: str,
     evolve_schema: bool,
     grace_days: int,
+    bronze_name: str,
 ) -> SilverResult:
     spec = table.spec
     name = storage.table_name("silver", table.name)
-    bronze_name = storage.table_name("bronze", table.bronze)
     # Read where needed, not cached: the transform ranks its rows into a checkpoint at once
     # (``quality.rank_first``), and caching them first cost a copy (4 s at 1 M events). Pinned
     # to one snapshot, so the per-day counts below read the same rows the transform judged.
