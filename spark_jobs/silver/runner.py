@@ -155,12 +155,17 @@ def _in_days(per_day: dict) -> dict[str, int]:
     return dict(sorted((d, n) for d, n in per_day.items() if d is not None))
 
 
+def _earlier(table: SilverTable, window: DayWindow) -> DayWindow:
+    """The days before the window the table's transform compares with (``earlier_days``)."""
+    return DayWindow(window.start - timedelta(days=table.spec.earlier_days), window.start)
+
+
 def _batch(spark: SparkSession, table: SilverTable, window: DayWindow, run_id: str, lateness):
     """What the table's transform gets: the Silver tables it reads, and its own earlier days."""
     reads = {name: spark.table(storage.table_name("silver", name)) for name in table.reads}
     name, earlier = storage.table_name("silver", table.name), None
     if table.spec.earlier_days and spark.catalog.tableExists(name):
-        before = DayWindow(window.start - timedelta(days=table.spec.earlier_days), window.start)
+        before = _earlier(table, window)
         earlier = spark.table(name).where(storage.window_condition(table.spec.batch_day, before))
     return Batch(window, run_id, lateness, reads, earlier)
 
@@ -183,10 +188,9 @@ def run_table(
     that reads fewer rows than ``codegen_min_rows`` runs on Spark's interpreted expressions
     (``session.compiled_from``; 0: always compiled).
     """
-    bronze_name = storage.table_name("bronze", table.bronze)
     rows = rows_read(spark, table, window)
     with compiled_from(spark, rows, codegen_min_rows):
-        return _run_table(spark, table, window, run_id, evolve_schema, grace_days, bronze_name)
+        return _run_table(spark, table, window, run_id, evolve_schema, grace_days)
 
 
 def rows_read(spark: SparkSession, table: SilverTable, window: DayWindow) -> int:
@@ -196,9 +200,8 @@ def rows_read(spark: SparkSession, table: SilverTable, window: DayWindow) -> int
     bronze_name = storage.table_name("bronze", table.bronze)
     rows = storage.rows_in_window(spark, bronze_name, BRONZE_PARTITION, window)
     if table.spec.earlier_days:
-        before = DayWindow(window.start - timedelta(days=table.spec.earlier_days), window.start)
         own = storage.table_name("silver", table.name)
-        rows += storage.rows_in_window(spark, own, table.spec.batch_day, before)
+        rows += storage.rows_in_window(spark, own, table.spec.batch_day, _earlier(table, window))
     return rows + sum(
         storage.total_rows(spark, storage.table_name("silver", r)) for r in table.reads
     )
@@ -211,10 +214,10 @@ def _run_table(
     run_id: str,
     evolve_schema: bool,
     grace_days: int,
-    bronze_name: str,
 ) -> SilverResult:
     spec = table.spec
     name = storage.table_name("silver", table.name)
+    bronze_name = storage.table_name("bronze", table.bronze)
     # Read where needed, not cached: the transform ranks its rows into a checkpoint at once
     # (``quality.rank_first``), and caching them first cost a copy (4 s at 1 M events). Pinned
     # to one snapshot, so the per-day counts below read the same rows the transform judged.
