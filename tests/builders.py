@@ -193,3 +193,43 @@ def record_code_generation(patch, calls: list) -> None:
     patch.setattr(runner, "compiled_from", recording("silver"))
     patch.setattr(gold, "compiled_from", recording("gold"))
     patch.setattr(gold, "table_metadata", at_output(gold.table_metadata))
+
+
+def last_sql_execution(spark) -> int:
+    """The id of the latest SQL statement Spark has recorded (-1: none yet)."""
+    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
+    store = spark._jsparkSession.sharedState().statusStore()
+    ids = store.executionsList().iterator()
+    latest = -1
+    while ids.hasNext():
+        latest = max(latest, ids.next().executionId())
+    return latest
+
+
+def iceberg_scans(spark, after: int) -> list[tuple[str, str, dict[str, str]]]:
+    """Each Iceberg table scan of the SQL statements after ``after`` (``last_sql_execution``):
+    (the statement's description, the scan, Iceberg's scan metrics by name, such as "number
+    of result data files"). From Spark's SQL status store, the one the Spark UI's SQL tab
+    shows; a statement dbt sent through the Thrift server is described by its SQL, which
+    starts with dbt's comment naming the node (``"node_id": "model.lakehouse.fct_orders"``)."""
+    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
+    store = spark._jsparkSession.sharedState().statusStore()
+    scans = []
+    executions = store.executionsList().iterator()
+    while executions.hasNext():
+        execution = executions.next()
+        if execution.executionId() <= after:
+            continue
+        values = store.executionMetrics(execution.executionId())
+        nodes = store.planGraph(execution.executionId()).allNodes().iterator()
+        while nodes.hasNext():
+            node = nodes.next()
+            if not node.name().startswith("BatchScan "):
+                continue
+            metrics, named = {}, node.metrics().iterator()
+            while named.hasNext():
+                metric = named.next()
+                value = values.get(metric.accumulatorId())
+                metrics[metric.name()] = value.get() if value.isDefined() else None
+            scans.append((execution.description(), node.name(), metrics))
+    return scans

@@ -9,6 +9,7 @@ Days are 2026-04-06 and 07 and keys start at 7,000,000: no other test module use
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -18,7 +19,12 @@ from lakehouse_assets.bronze import bronze_assets
 from lakehouse_assets.gold import DIMENSION_KEYS, gold_marts
 from lakehouse_assets.resources import SparkResource, dbt_resource
 from lakehouse_assets.silver import silver_assets
-from tests.builders import record_code_generation, write_source_db
+from tests.builders import (
+    iceberg_scans,
+    last_sql_execution,
+    record_code_generation,
+    write_source_db,
+)
 
 DAY1, DAY2 = "2026-04-06", "2026-04-07"
 ANN, LAMP = 7_000_001, 7_000_010
@@ -86,11 +92,19 @@ def compiled():
 
 
 @pytest.fixture(scope="module")
-def day_by_day(settings, spark, compiled):
+def day_two_scans() -> list:
+    """Every Iceberg scan of day 2's run (``builders.iceberg_scans``), filled by day_by_day."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def day_by_day(settings, spark, compiled, day_two_scans):
     write_source_db(settings, source(1))
     run(partition_key=DAY1)
     write_source_db(settings, source(2))
+    before = last_sql_execution(spark)
     run(ASSETS, partition_key=DAY2)
+    day_two_scans.extend(iceberg_scans(spark, before))
     # Every Silver table and Gold compiled, and dbt's models ran so (Spark's default mode).
     assert {(what, c, m) for what, _, c, m in compiled} == {
         ("silver", True, None),
@@ -114,6 +128,34 @@ def test_facts_carry_the_attributes_valid_when_each_order_was_placed(day_by_day)
         (DAY2, "consumer", 1, D("20.00"), D("15.00")),
         (DAY2, "corporate", 1, D("20.00"), D("13.00")),
     ]
+
+
+def test_a_day_s_gold_reads_the_silver_orders_of_the_days_it_rebuilds(
+    spark, day_by_day, day_two_scans
+):
+    """Day 2 changed only day 2's orders, so Gold finds and rebuilds its order days from day
+    2's Silver files, not from every day the lakehouse holds: a coalesce of the release and
+    ingest days, or an ``in (select ...)``, read them all, and a lakehouse's daily Gold grew
+    with its history. customer_segments is the exception: Ann changed segment on day 2, so it
+    rebuilds day 1 as well."""
+    files = spark.sql(
+        "SELECT count(*) FROM lakehouse.silver.orders.files "
+        f"WHERE partition.order_date = DATE'{DAY2}'"
+    ).first()[0]
+    reads = {}  # dbt node: files each of its scans of Silver orders read
+    for statement, scan, metrics in day_two_scans:
+        node = re.search(r'"node_id": "([^"]+)"', statement or "")
+        if scan == "BatchScan lakehouse.silver.orders" and node:
+            reads.setdefault(node[1], []).append(int(metrics["number of result data files"]))
+    assert files >= 1
+    assert {
+        "model.lakehouse.fct_orders",
+        "model.lakehouse.agg_daily_sales",  # its days, from Silver orders
+        "model.lakehouse.product_funnel",
+        "test.lakehouse.fct_orders_has_every_silver_order",
+    } <= {re.sub(r"\.[0-9a-f]{10}$", "", node) for node in reads}
+    del reads["model.lakehouse.customer_segments"]
+    assert {node: max(n) for node, n in reads.items() if max(n) > files} == {}
 
 
 def test_the_history_has_one_row_per_version(spark, day_by_day):

@@ -14,15 +14,15 @@
 
 
 {#
-  Every row of `source_relation` whose change falls in the run's window is in the model
-  (`changed_column`: an expression over the source's own columns):
-  a row Silver kept must reach the facts (or have been quarantined in Silver with a reason).
+  Every row of `source_relation` that changed in the run's window (changed_in_window: released
+  from a hold in it, or ingested in it) is in the model: a row Silver kept must reach the
+  facts (or have been quarantined in Silver with a reason).
 #}
-{% test has_every_row_of(model, source_relation, key, changed_column) %}
+{% test has_every_row_of(model, source_relation, key, released_column, ingested_column) %}
   select source_rows.{{ key }}
   from {{ source_relation }} as source_rows
   left anti join {{ model }} as model_rows on source_rows.{{ key }} = model_rows.{{ key }}
-  where {{ in_window(changed_column) }}
+  where {{ changed_in_window(released_column, ingested_column) }}
 {% endtest %}
 
 

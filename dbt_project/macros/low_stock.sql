@@ -17,15 +17,14 @@
         order_date,
         least(date_add(order_date, {{ var('velocity_days') }} - 1), date_sub({{ end }}, 1))
     )) as as_of_date
-    from (
-        {{ touched_days(source('silver', 'orders'), 'order_date',
-                        'coalesce(_released_on, _ingest_date)') }}
-    ) as touched
+    from ({{ orders_changed_days() }}) as touched
     where order_date < {{ start }}
     union
     {#- stock released from a hold for its product counts from its day on #}
     select explode(sequence(snapshot_date, date_sub({{ end }}, 1))) as as_of_date
-    from ({{ touched_days(source('silver', 'inventory'), 'snapshot_date', '_released_on') }}) as released
+    from (
+        {{ touched_days(source('silver', 'inventory'), 'snapshot_date', in_window('_released_on')) }}
+    ) as released
     where snapshot_date < {{ start }}
   {%- endif -%}
 {%- endmacro %}

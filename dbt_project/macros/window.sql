@@ -35,6 +35,64 @@
 {%- endmacro %}
 
 
-{% macro touched_days(relation, day_column, changed_column) -%}
-  select distinct {{ day_column }} from {{ relation }} where {{ in_window(changed_column) }}
+{#
+  A row changed in the window: released from a hold in it, or ingested in it and never held.
+  The rows of in_window('coalesce(released, ingested)'), written so Iceberg can skip files by
+  it (a coalesce skips none): by partition where the ingest day is one (clickstream), and by
+  each file's bounds of the two columns, so a file the window wrote no row into, or whose
+  rows were never held, is not read. A day's run then reads what the window wrote, not every
+  day the table holds.
+#}
+{% macro changed_in_window(released, ingested) -%}
+  {%- if window_bound('start_date') is none or window_bound('end_date') is none -%}
+    true
+  {%- else -%}
+    ({{ in_window(released) }} or ({{ released }} is null and {{ in_window(ingested) }}))
+  {%- endif -%}
+{%- endmacro %}
+
+
+{# `where`: a filter over the relation's columns (changed_in_window, in_window). #}
+{% macro touched_days(relation, day_column, where) -%}
+  select distinct {{ day_column }} from {{ relation }} where {{ where }}
+{%- endmacro %}
+
+
+{#
+  The days `query` returns (a column of dates), as date literals for among_days, or none
+  without a window (every day is built). The query runs when the model does, on its Silver
+  sources (an ephemeral model cannot be queried alone); while dbt parses, nothing runs.
+#}
+{% macro window_days(query) -%}
+  {%- if window_bound('start_date') is none or window_bound('end_date') is none -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set days = [] -%}
+  {%- if execute -%}
+    {%- for value in run_query(query).columns[0].values() if value is not none -%}
+      {%- do days.append(date_literal(value)) -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {{ return((days | unique | sort | join(', ')) or 'cast(null as date)') }}
+{%- endmacro %}
+
+
+{#
+  `column` is one of `days` (window_days). Given as literals, Iceberg reads only the
+  partitions and files that can hold those days (by each file's bounds of the column), where
+  `column in (select ...)` read every day of the table at each run: a lakehouse's daily Gold
+  grew with its history.
+#}
+{% macro among_days(column, days) -%}
+  {{ 'true' if days is none else column ~ ' in (' ~ days ~ ')' }}
+{%- endmacro %}
+
+
+{# A date from a query's result as a SQL literal (agate reads Spark's dates as dates). #}
+{% macro date_literal(value) -%}
+  {%- set text = (value | string)[:10] -%}
+  {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}$', text) -%}
+    {{ exceptions.raise_compiler_error('not a date: ' ~ value) }}
+  {%- endif -%}
+  {{ return("date'" ~ text ~ "'") }}
 {%- endmacro %}

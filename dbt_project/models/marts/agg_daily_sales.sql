@@ -8,7 +8,7 @@
 with sales as (
     select * from {{ ref('fct_orders') }}
     where is_sale
-        and order_date in ({{ touched_days(ref('stg_orders'), 'order_date', 'changed_date') }})
+        and {{ among_days('order_date', window_days(orders_changed_days())) }}
 ),
 
 aggregated as (

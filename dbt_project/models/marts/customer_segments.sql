@@ -5,22 +5,21 @@
     tags=['daily'],
 ) }}
 
--- depends_on: {{ source('silver', 'customers') }} (the window's new customers, below)
+{#- The days to rebuild: those whose orders changed in the window and, since a customer that
+    arrived or changed in the window counts in every segment size from the day it was
+    created, the days with orders from then up to the window's end. Found as literals first
+    (window_days), so each read of Silver orders keeps to the files that can hold them. -#}
+{%- set since = window_days('select to_date(min(created_at)) from ' ~ source('silver', 'customers')
+                            ~ ' where ' ~ in_window('_ingest_date')) %}
+{%- set days = window_days(orders_changed_days() ~ ' union select order_date from '
+                           ~ source('silver', 'orders') ~ ' where order_date >= ' ~ since
+                           ~ ' and order_date < ' ~ window_bound('end_date')) %}
 
 with days as (
-    {{ touched_days(ref('stg_orders'), 'order_date', 'changed_date') }}
-    {%- if window_bound('end_date') is not none %}
-    union
-    -- A customer that arrived or changed in the window counts in every segment size from
-    -- the day it was created: rebuild those days (those with orders) up to the window's end.
-    select distinct orders.order_date
-    from {{ ref('stg_orders') }} as orders
-    inner join (
-        select to_date(min(created_at)) as since
-        from {{ source('silver', 'customers') }}
-        where {{ in_window('_ingest_date') }}
-    ) as changed on orders.order_date >= changed.since
-    where orders.order_date < {{ window_bound('end_date') }}
+    {%- if days is none %}
+    {{ orders_changed_days() }}
+    {%- else %}
+    select explode(array({{ days }})) as order_date
     {%- endif %}
 ),
 
@@ -46,7 +45,7 @@ sales as (
     left join customer_versions as versions
         on facts.customer_id = versions.customer_id
         and {{ valid_at('versions', 'cast(date_add(facts.order_date, 1) as timestamp)') }}
-    where facts.is_sale and facts.order_date in (select order_date from days)
+    where facts.is_sale and {{ among_days('facts.order_date', days) }}
 ),
 
 segment_sizes as (

@@ -7,7 +7,7 @@
 
 with orders as (
     select * from {{ ref('stg_orders') }}
-    where order_date in ({{ touched_days(ref('stg_orders'), 'order_date', 'changed_date') }})
+    where {{ among_days('order_date', window_days(orders_changed_days())) }}
 ),
 
 customers as (

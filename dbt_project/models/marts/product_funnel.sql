@@ -5,20 +5,17 @@
     tags=['daily'],
 ) }}
 
-with days as (
-    {{ touched_days(ref('stg_clickstream'), 'event_date', 'changed_date') }}
-    union
-    {{ touched_days(ref('stg_orders'), 'order_date', 'changed_date') }}
-),
+{#- The days whose clicks or orders changed in the window. -#}
+{%- set days = window_days(clicks_changed_days() ~ ' union ' ~ orders_changed_days()) %}
 
-events as (
+with events as (
     select * from {{ ref('stg_clickstream') }}
-    where product_id is not null and event_date in (select event_date from days)
+    where product_id is not null and {{ among_days('event_date', days) }}
 ),
 
 orders as (
     select * from {{ ref('fct_orders') }}
-    where order_date in (select event_date from days)
+    where {{ among_days('order_date', days) }}
 ),
 
 clicks as (

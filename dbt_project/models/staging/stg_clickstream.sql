@@ -11,8 +11,7 @@ renamed as (
         event_ts,
         event_date,
         product_id,
-        order_id,
-        coalesce(_released_on, ingest_date) as changed_date
+        order_id
     from source
 )
 

@@ -13,8 +13,6 @@ renamed as (
         order_ts,
         order_date,
         updated_at,
-        -- the day the order changed, or the day it was released from a hold for its customer
-        coalesce(_released_on, _ingest_date) as changed_date,
         status in ('placed', 'shipped', 'delivered') as is_sale
     from source
 )
