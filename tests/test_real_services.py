@@ -111,7 +111,15 @@ def spark_cluster(tmp_path_factory):
         finally:
             for process in (worker, master):
                 process.terminate()
-                process.wait(timeout=30)
+            for process in (worker, master):
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    # Seen in CI on a loaded box: the worker still stopping 30 s after its
+                    # SIGTERM. The master then never had its terminate(), and both JVMs ran
+                    # on through the rest of the suite.
+                    process.kill()
+                    process.wait(timeout=30)
 
 
 def _cluster_state(ui: int) -> dict:
