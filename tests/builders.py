@@ -211,13 +211,16 @@ def iceberg_scans(spark, after: int) -> list[tuple[str, str, dict[str, str]]]:
     (the statement's description, the scan, Iceberg's scan metrics by name, such as "number
     of result data files"). From Spark's SQL status store, the one the Spark UI's SQL tab
     shows; a statement dbt sent through the Thrift server is described by its SQL, which
-    starts with dbt's comment naming the node (``"node_id": "model.lakehouse.fct_orders"``)."""
+    starts with dbt's comment naming the node (``"node_id": "model.lakehouse.fct_orders"``).
+    The store keeps the latest ``spark.sql.ui.retainedExecutions`` statements (1,000): one
+    of those after ``after`` dropped already fails here, not as a scan missing."""
     spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
     store = spark._jsparkSession.sharedState().statusStore()
-    scans = []
+    scans, kept = [], []
     executions = store.executionsList().iterator()
     while executions.hasNext():
         execution = executions.next()
+        kept.append(execution.executionId())
         if execution.executionId() <= after:
             continue
         values = store.executionMetrics(execution.executionId())
@@ -232,4 +235,5 @@ def iceberg_scans(spark, after: int) -> list[tuple[str, str, dict[str, str]]]:
                 value = values.get(metric.accumulatorId())
                 metrics[metric.name()] = value.get() if value.isDefined() else None
             scans.append((execution.description(), node.name(), metrics))
+    assert kept and min(kept) <= after + 1, f"Spark's status store dropped statements after {after}"
     return scans

@@ -38,10 +38,10 @@
 {#
   A row changed in the window: released from a hold in it, or ingested in it and never held.
   The rows of in_window('coalesce(released, ingested)'), written so Iceberg can skip files by
-  it (a coalesce skips none): by partition where the ingest day is one (clickstream), and by
-  each file's bounds of the two columns, so a file the window wrote no row into, or whose
-  rows were never held, is not read. A day's run then reads what the window wrote, not every
-  day the table holds.
+  it (a coalesce skips none): by each file's bounds and null counts of the two columns, a
+  file whose rows were never held and were ingested before the window is not read (the
+  `or` keeps it from pruning whole partitions). A day's run then reads what the window
+  wrote, not every day the table holds.
 #}
 {% macro changed_in_window(released, ingested) -%}
   {%- if window_bound('start_date') is none or window_bound('end_date') is none -%}
