@@ -586,23 +586,52 @@ except KeyboardInterrupt:
 """
 
 
+def _signals_as_a_run_worker_has_them() -> None:
+    """SIGINT and SIGTERM at their defaults in a child about to exec (Python then raises
+    KeyboardInterrupt on SIGINT), not as the suite's own process inherited them."""
+    for signo in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signo, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_while_the_jvm_starts_is_delivered_and_leaves_no_jvm(tmp_path, signo):
     """A run cancelled (SIGINT) or stopped (SIGTERM) in its first seconds, while PySpark
     waits for the JVM it started to open its gateway: the interrupt is delivered once the
     session is up, and the JVM ends with the process. Before, PySpark removed the folder the
     JVM was to write its gateway's port to, and the JVM ran on for ever, with nobody to talk
-    to (seen after a cancel 0.3 s into a run's first step)."""
-    lakehouse = tmp_path / "lakehouse"
-    env = {**os.environ, "LAKEHOUSE_HOME": str(lakehouse), "PYTHONPATH": str(REPO_ROOT)}
+    to (seen after a cancel 0.3 s into a run's first step).
+
+    Each JVM of the start (spark-submit's launcher, then the driver) holds at its first step
+    until the test lets it go (HotSpot's PauseAtStartup), so the signal lands while the JVM
+    starts, however loaded the box: in CI, watching for the JVM from outside once saw it only
+    after the session was up and the child gone, and the signal was never sent. The child
+    handles both signals whatever launched the suite: a shell without job control starts
+    its background commands with SIGINT ignored, and a child inherits that (so a SIGINT was
+    rightly ignored, in a CI started from one)."""
+    lakehouse, paused = tmp_path / "lakehouse", tmp_path / "jvm.paused"
+    hold = f"-XX:+UnlockDiagnosticVMOptions -XX:+PauseAtStartup -XX:PauseAtStartupFile={paused}"
+    env = {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(lakehouse),
+        "PYTHONPATH": str(REPO_ROOT),
+        "JDK_JAVA_OPTIONS": hold,
+    }
     with (tmp_path / "child.log").open("w") as log:
         child = subprocess.Popen([sys.executable, "-c", STARTS_SPARK], cwd=REPO_ROOT, env=env,
-                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                                 stdout=log, stderr=subprocess.STDOUT,
+                                 preexec_fn=_signals_as_a_run_worker_has_them)  # fmt: skip
     try:
-        wait_for("its JVM", lambda: jvms_of(lakehouse), timeout=120, interval=0.02)
+        wait_for("a JVM held in its start", paused.exists, timeout=120, interval=0.02)
+        assert child.poll() is None and jvms_of(lakehouse)
         child.send_signal(signo)
+
+        def started() -> bool:  # every JVM of the start let go, until the child has ended
+            paused.unlink(missing_ok=True)
+            return child.poll() is not None
+
+        wait_for("the child to end", started, timeout=120, interval=0.05)
         interrupted = 130 if signo == signal.SIGINT else -signo  # not lost, not swallowed
-        assert child.wait(timeout=120) == interrupted, (tmp_path / "child.log").read_text()
+        assert child.returncode == interrupted, (tmp_path / "child.log").read_text()
         wait_for("its JVM to end", lambda: not jvms_of(lakehouse), timeout=60)
     finally:
         child.kill()
