@@ -195,15 +195,23 @@ def record_code_generation(patch, calls: list) -> None:
     patch.setattr(gold, "table_metadata", at_output(gold.table_metadata))
 
 
+def _each(scala):
+    """A Scala collection's items, through py4j."""
+    items = scala.iterator()
+    while items.hasNext():
+        yield items.next()
+
+
+def _sql_store(spark):
+    """Spark's SQL status store, once its listener bus has drained (a statement that just
+    ran is in it)."""
+    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
+    return spark._jsparkSession.sharedState().statusStore()
+
+
 def last_sql_execution(spark) -> int:
     """The id of the latest SQL statement Spark has recorded (-1: none yet)."""
-    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
-    store = spark._jsparkSession.sharedState().statusStore()
-    ids = store.executionsList().iterator()
-    latest = -1
-    while ids.hasNext():
-        latest = max(latest, ids.next().executionId())
-    return latest
+    return max((e.executionId() for e in _each(_sql_store(spark).executionsList())), default=-1)
 
 
 def iceberg_scans(spark, after: int) -> list[tuple[str, str, dict[str, str]]]:
@@ -214,24 +222,18 @@ def iceberg_scans(spark, after: int) -> list[tuple[str, str, dict[str, str]]]:
     starts with dbt's comment naming the node (``"node_id": "model.lakehouse.fct_orders"``).
     The store keeps the latest ``spark.sql.ui.retainedExecutions`` statements (1,000): one
     of those after ``after`` dropped already fails here, not as a scan missing."""
-    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
-    store = spark._jsparkSession.sharedState().statusStore()
+    store = _sql_store(spark)
     scans, kept = [], []
-    executions = store.executionsList().iterator()
-    while executions.hasNext():
-        execution = executions.next()
+    for execution in _each(store.executionsList()):
         kept.append(execution.executionId())
         if execution.executionId() <= after:
             continue
         values = store.executionMetrics(execution.executionId())
-        nodes = store.planGraph(execution.executionId()).allNodes().iterator()
-        while nodes.hasNext():
-            node = nodes.next()
+        for node in _each(store.planGraph(execution.executionId()).allNodes()):
             if not node.name().startswith("BatchScan "):
                 continue
-            metrics, named = {}, node.metrics().iterator()
-            while named.hasNext():
-                metric = named.next()
+            metrics = {}
+            for metric in _each(node.metrics()):
                 value = values.get(metric.accumulatorId())
                 metrics[metric.name()] = value.get() if value.isDefined() else None
             scans.append((execution.description(), node.name(), metrics))
